@@ -1,0 +1,25 @@
+"""Shared test set-up: CPU only, seeded, W&B offline in a temporary folder."""
+
+import os
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("MPLBACKEND", "Agg")
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
+
+import torch  # noqa: E402
+
+torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_isolate(tmp_path, monkeypatch):
+    """Every test starts from the same seed and writes W&B/cache files under its tmp folder."""
+    torch.manual_seed(0)
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
+    monkeypatch.setenv("MTS_LIGHTNING_CACHE", str(tmp_path / "feature-cache"))
+    yield
