@@ -1,0 +1,138 @@
+"""Pure helpers behind the multi-time-scale convolution layers.
+
+Everything here works on 4-D tensors laid out ``(batch, channels, time, frequency)``;
+the 1-D layer views its tensors as 4-D with a frequency axis of size 1.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+ScalePair = tuple[float, float]
+
+
+def stretched_size(kernel_size: int, scale: float) -> int:
+    """Size of a kernel axis of ``kernel_size`` taps resampled by ``scale``.
+
+    This is the size ``F.interpolate(..., scale_factor=scale)`` produces: ``floor(k * s)``.
+    """
+    return math.floor(kernel_size * scale)
+
+
+def resample_kernel(weight: Tensor, scale: ScalePair) -> Tensor:
+    """Resample a ``(out, in, kt, kf)`` kernel by ``scale = (s_time, s_freq)``.
+
+    Bilinear, ``align_corners=False``, the factor itself mapping coordinates: exactly
+    ``F.interpolate(weight, scale_factor=scale, mode="bilinear")``. The base scale ``(1, 1)``
+    returns ``weight`` itself.
+    """
+    if scale == (1.0, 1.0):
+        return weight
+    return F.interpolate(weight, scale_factor=scale, mode="bilinear", align_corners=False)
+
+
+def resize_kernel(weight: Tensor, size: Sequence[int]) -> Tensor:
+    """Resample a kernel back to ``size`` (bilinear, by size), as kernel averaging needs."""
+    if tuple(weight.shape[-2:]) == tuple(size):
+        return weight
+    return F.interpolate(weight, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+def _crop_or_pad_axis(fmap: Tensor, axis: int, target: int) -> Tensor:
+    size = fmap.shape[axis]
+    if size > target:
+        # Centre crop; an odd surplus element is dropped at the end.
+        return fmap.narrow(axis, (size - target) // 2, target)
+    if size < target:
+        missing = target - size
+        before, after = missing // 2, missing - missing // 2
+        pad = [0, 0, 0, 0]
+        pad_index = 2 * (fmap.dim() - 1 - axis)
+        pad[pad_index], pad[pad_index + 1] = before, after
+        return F.pad(fmap, pad)
+    return fmap
+
+
+def align_fmap(fmap: Tensor, size: Sequence[int], mode: str) -> Tensor:
+    """Bring a branch output map to the base map's ``(time, freq)`` ``size``.
+
+    ``mode="interpolate"`` resizes bilinearly; ``mode="crop"`` centre-crops or zero-pads
+    (split evenly, any odd element at the end), keeping each position on its kernel centre.
+    """
+    if tuple(fmap.shape[-2:]) == tuple(size):
+        return fmap
+    if mode == "interpolate":
+        return F.interpolate(fmap, size=tuple(size), mode="bilinear", align_corners=False)
+    fmap = _crop_or_pad_axis(fmap, fmap.dim() - 2, size[0])
+    return _crop_or_pad_axis(fmap, fmap.dim() - 1, size[1])
+
+
+def stretch_penalty_factor(scale: ScalePair, penalty_lambda: float) -> float:
+    """Multiplier ``1 - lambda * (|ln s_time| + |ln s_freq|)`` of a stretched branch's map."""
+    return 1.0 - penalty_lambda * (abs(math.log(scale[0])) + abs(math.log(scale[1])))
+
+
+def _index_dtype(num_branches: int) -> torch.dtype:
+    return torch.uint8 if num_branches <= 255 else torch.int32
+
+
+def winning_branch(fmaps: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Element-wise maximum over ``fmaps`` and the index of the map that holds it.
+
+    Ties go to the lowest index (the base first). Returns ``(pooled, winner)``.
+    """
+    pooled = fmaps[0].clone()
+    winner = torch.zeros(pooled.shape, dtype=_index_dtype(len(fmaps)), device=pooled.device)
+    for index, fmap in enumerate(fmaps[1:], start=1):
+        better = fmap > pooled
+        torch.where(better, fmap, pooled, out=pooled)
+        winner.masked_fill_(better, index)
+    return pooled, winner
+
+
+class _BranchMax(torch.autograd.Function):
+    """Max over branch maps whose backward routes each gradient element to its winner only.
+
+    Cheaper than ``torch.stack(...).max(0)``: no stacked copy in forward, and the backward
+    keeps one byte per element instead of scattering into a stacked zero tensor.
+    """
+
+    @staticmethod
+    def forward(ctx, *fmaps: Tensor) -> tuple[Tensor, Tensor]:
+        pooled, winner = winning_branch(fmaps)
+        ctx.save_for_backward(winner)
+        ctx.mark_non_differentiable(winner)
+        return pooled, winner
+
+    @staticmethod
+    def backward(ctx, grad_pooled: Tensor, _grad_winner: Tensor) -> tuple[Tensor | None, ...]:
+        (winner,) = ctx.saved_tensors
+        zero = grad_pooled.new_zeros(())
+        return tuple(
+            torch.where(winner == index, grad_pooled, zero) if needed else None
+            for index, needed in enumerate(ctx.needs_input_grad)
+        )
+
+
+def branch_max(fmaps: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+    """Differentiable element-wise max over branch maps, with the winning branch index.
+
+    The gradient of each output element goes to the branch that won it (lowest index on
+    ties). Returns ``(pooled, winner)``; ``winner`` is an integer tensor without gradient.
+    """
+    if not torch.is_grad_enabled() or not any(f.requires_grad for f in fmaps):
+        return winning_branch(fmaps)
+    return _BranchMax.apply(*fmaps)
+
+
+def count_wins(winner: Tensor, num_branches: int) -> Tensor:
+    """Number of elements each branch won, as an int64 tensor on ``winner``'s device.
+
+    Built from comparisons and sums only, so it never waits for the device.
+    """
+    return torch.stack([(winner == index).sum() for index in range(num_branches)])
