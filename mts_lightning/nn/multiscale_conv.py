@@ -54,13 +54,19 @@ def _check_factor(value: Any, entry: Any) -> float:
     return float(value)
 
 
-def normalize_scale_factors(scale_factors: Any, *, allow_pairs: bool = True) -> tuple[ScalePair, ...]:
+def normalize_scale_factors(
+    scale_factors: Any, *, allow_pairs: bool = True
+) -> tuple[ScalePair, ...]:
     """Turn user ``scale_factors`` into a tuple of ``(s_time, s_freq)`` pairs.
 
     A bare number ``s`` means ``(s, 1.0)``; pairs are refused when ``allow_pairs`` is False
     (the 1-D layer has no frequency axis).
     """
-    if scale_factors is None or isinstance(scale_factors, (str, bytes)) or _is_number(scale_factors):
+    if (
+        scale_factors is None
+        or isinstance(scale_factors, (str, bytes))
+        or _is_number(scale_factors)
+    ):
         raise ValueError(
             "scale_factors must be a list of numbers or (s_time, s_freq) pairs, "
             f"got {scale_factors!r}"
@@ -323,7 +329,9 @@ class _MultiscaleMixin:
             log_scales = self._branch_log_time_scales.to(pooled.dtype)[winner.long()]
             output = torch.stack((pooled, log_scales), dim=2).flatten(1, 2)
         elif self.training_mode == "only_gradients":
-            output = base + (pooled - pooled.detach())
+            # Value of the base map, gradient of the pooled map only. The literal
+            # ``base + (pooled - pooled.detach())`` would add the base's gradient twice.
+            output = pooled + (base - pooled).detach()
         else:
             output = pooled
         return self._finish(output, unbatched)
@@ -444,7 +452,7 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
             (alias ``stretch_penality_lambda``, the original spelling).
         training_mode: when the branches run: ``"train_and_eval"``, ``"only_eval"``,
             ``"only_train"``, or ``"only_gradients"`` (output is the base map, the gradient
-            that of the pooled map).
+            that of the pooled map: ``pooled + (base - pooled).detach()``).
         kernel_sharing: ``"average"`` (branch kernels are parameters refreshed from the base
             at each forward; call :meth:`update_kernels` after each optimizer step) or
             ``"autograd"`` (branch kernels are a differentiable function of the base).
