@@ -47,7 +47,14 @@ MODES = [
 ]
 
 
-def make_pair(conv_setting, factors, output_type, training_mode, sharing, align, penalty=0.0):
+def fusable(conv_setting, factors):
+    _, _, _, stride, _, dilation, groups, padding_mode = conv_setting
+    return stride == 1 and dilation == 1 and groups == 1 and padding_mode == "zeros" and factors
+
+
+def make_pair(
+    conv_setting, factors, output_type, training_mode, sharing, align, penalty=0.0, fuse="never"
+):
     in_ch, out_ch, kernel, stride, padding, dilation, groups, padding_mode = conv_setting
     args = (in_ch, out_ch, kernel, stride, padding, dilation, groups, True, padding_mode)
     options = dict(
@@ -58,7 +65,7 @@ def make_pair(conv_setting, factors, output_type, training_mode, sharing, align,
         fmap_align=align,
         stretch_penalty_lambda=penalty,
     )
-    layer = MultiscaleConv2d(*args, dtype=torch.float64, **options)
+    layer = MultiscaleConv2d(*args, dtype=torch.float64, fuse_branches=fuse, **options)
     reference = ReferenceMultiscaleConv2d(*args, **options).double()
     with torch.no_grad():
         reference.conv.weight.copy_(layer.weight)
@@ -91,31 +98,38 @@ def run_and_compare(layer, reference, x, training):
 GRID = list(itertools.product(range(len(CONV_SETTINGS)), range(len(FACTOR_SETS))))
 
 
+@pytest.mark.parametrize("fuse", ["never", "always"])
 @pytest.mark.parametrize("sharing", ["average", "autograd"])
 @pytest.mark.parametrize("align", ["interpolate", "crop"])
 @pytest.mark.parametrize(("conv_index", "factor_index"), GRID)
-def test_matches_reference_over_conv_settings(conv_index, factor_index, align, sharing):
+def test_matches_reference_over_conv_settings(conv_index, factor_index, align, sharing, fuse):
     setting = CONV_SETTINGS[conv_index]
+    factors = FACTOR_SETS[factor_index]
+    if fuse == "always" and not fusable(setting, factors):
+        pytest.skip("fused branches need stride 1, dilation 1, groups 1, zero padding")
     layer, reference = make_pair(
-        setting, FACTOR_SETS[factor_index], "pooled_map", "train_and_eval", sharing, align
+        setting, factors, "pooled_map", "train_and_eval", sharing, align, fuse=fuse
     )
     x = torch.randn(2, setting[0], 19, 13, dtype=torch.float64)
     run_and_compare(layer, reference, x, training=True)
 
 
+@pytest.mark.parametrize("conv_index", [2, 3])  # separate convolutions / fused
 @pytest.mark.parametrize("sharing", ["average", "autograd"])
 @pytest.mark.parametrize("align", ["interpolate", "crop"])
 @pytest.mark.parametrize(("output_type", "training_mode", "training"), MODES)
 @pytest.mark.parametrize("factor_index", [0, 2, 3])
 def test_matches_reference_over_modes(
-    output_type, training_mode, training, align, sharing, factor_index
+    output_type, training_mode, training, align, sharing, factor_index, conv_index
 ):
-    setting = CONV_SETTINGS[2]
+    setting = CONV_SETTINGS[conv_index]
+    fuse = "always" if fusable(setting, FACTOR_SETS[factor_index]) else "never"
     layer, reference = make_pair(
-        setting, FACTOR_SETS[factor_index], output_type, training_mode, sharing, align
+        setting, FACTOR_SETS[factor_index], output_type, training_mode, sharing, align, fuse=fuse
     )
     x = torch.randn(2, setting[0], 17, 11, dtype=torch.float64)
     run_and_compare(layer, reference, x, training)
+    assert (layer._fusion is not None) == (fuse == "always")
 
 
 @pytest.mark.parametrize("penalty", [0.1, 0.5])
@@ -123,7 +137,7 @@ def test_matches_reference_over_modes(
 def test_stretch_penalty_matches_reference(penalty, output_type):
     layer, reference = make_pair(
         CONV_SETTINGS[0], FACTOR_SETS[3], output_type, "train_and_eval", "autograd", "interpolate",
-        penalty,
+        penalty, fuse="always",
     )  # fmt: skip
     x = torch.randn(3, 1, 21, 12, dtype=torch.float64)
     run_and_compare(layer, reference, x, training=True)

@@ -365,6 +365,8 @@ def test_conv1d_matches_conv2d_on_a_frequency_axis_of_one():
         (dict(training_mode="only_eval", output_type="concat_fmaps"), "needs output_type"),
         (dict(stretch_penalty_lambda=float("inf")), "stretch_penalty_lambda must be"),
         (dict(stretch_penalty_lambda=0.1, stretch_penality_lambda=0.2), "alias"),
+        (dict(fuse_branches="yes"), "fuse_branches must be one of"),
+        (dict(fuse_branches="always", stride=2), "got stride != 1"),
     ],
 )
 def test_bad_arguments(kwargs, message):

@@ -81,30 +81,38 @@ def _index_dtype(num_branches: int) -> torch.dtype:
     return torch.uint8 if num_branches <= 255 else torch.int32
 
 
-def winning_branch(fmaps: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+def winning_branch(fmaps: Sequence[Tensor], out: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """Element-wise maximum over ``fmaps`` and the index of the map that holds it.
 
-    Ties go to the lowest index (the base first). Returns ``(pooled, winner)``.
+    Ties go to the lowest index (the base first). The maximum is written into ``out``
+    (which may be ``fmaps[0]`` itself, saving a copy) or a new tensor. Returns
+    ``(pooled, winner)``.
     """
-    pooled = fmaps[0].clone()
+    pooled = fmaps[0].clone() if out is None else out
+    if out is not None and out is not fmaps[0]:
+        pooled.copy_(fmaps[0])
     winner = torch.zeros(pooled.shape, dtype=_index_dtype(len(fmaps)), device=pooled.device)
     for index, fmap in enumerate(fmaps[1:], start=1):
-        better = fmap > pooled
-        torch.where(better, fmap, pooled, out=pooled)
-        winner.masked_fill_(better, index)
+        better = torch.gt(fmap, pooled)
+        torch.maximum(pooled, fmap, out=pooled)
+        # winner = index where better, else unchanged; arithmetic beats masked_fill_ here.
+        winner.mul_(~better).add_(better, alpha=index)
     return pooled, winner
 
 
 class _BranchMax(torch.autograd.Function):
     """Max over branch maps whose backward routes each gradient element to its winner only.
 
-    Cheaper than ``torch.stack(...).max(0)``: no stacked copy in forward, and the backward
-    keeps one byte per element instead of scattering into a stacked zero tensor.
+    With ``inplace`` the maximum is written into the first (base) map, which the caller
+    hands over. No stacked copy in forward, and the backward keeps one byte per element
+    instead of scattering into a stacked zero tensor.
     """
 
     @staticmethod
-    def forward(ctx, *fmaps: Tensor) -> tuple[Tensor, Tensor]:
-        pooled, winner = winning_branch(fmaps)
+    def forward(ctx, inplace: bool, *fmaps: Tensor) -> tuple[Tensor, Tensor]:
+        pooled, winner = winning_branch(fmaps, out=fmaps[0] if inplace else None)
+        if inplace:
+            ctx.mark_dirty(pooled)
         ctx.save_for_backward(winner)
         ctx.mark_non_differentiable(winner)
         return pooled, winner
@@ -113,26 +121,31 @@ class _BranchMax(torch.autograd.Function):
     def backward(ctx, grad_pooled: Tensor, _grad_winner: Tensor) -> tuple[Tensor | None, ...]:
         (winner,) = ctx.saved_tensors
         zero = grad_pooled.new_zeros(())
-        return tuple(
+        return (None,) + tuple(
             torch.where(winner == index, grad_pooled, zero) if needed else None
-            for index, needed in enumerate(ctx.needs_input_grad)
+            for index, needed in enumerate(ctx.needs_input_grad[1:])
         )
 
 
-def branch_max(fmaps: Sequence[Tensor]) -> tuple[Tensor, Tensor]:
+def branch_max(fmaps: Sequence[Tensor], inplace: bool = False) -> tuple[Tensor, Tensor]:
     """Differentiable element-wise max over branch maps, with the winning branch index.
 
-    The gradient of each output element goes to the branch that won it (lowest index on
-    ties). Returns ``(pooled, winner)``; ``winner`` is an integer tensor without gradient.
+    With ``inplace``, ``fmaps[0]`` is overwritten with the result (saving a copy): pass a
+    base map that nothing else uses and that is not a view. The gradient of each output
+    element goes to the branch that won it (lowest index on ties). Returns
+    ``(pooled, winner)``; ``winner`` is an integer tensor without gradient.
     """
     if not torch.is_grad_enabled() or not any(f.requires_grad for f in fmaps):
-        return winning_branch(fmaps)
-    return _BranchMax.apply(*fmaps)
+        return winning_branch(fmaps, out=fmaps[0] if inplace else None)
+    return _BranchMax.apply(inplace, *fmaps)
 
 
 def count_wins(winner: Tensor, num_branches: int) -> Tensor:
     """Number of elements each branch won, as an int64 tensor on ``winner``'s device.
 
-    Built from comparisons and sums only, so it never waits for the device.
+    ``num_branches >= 2``. Built from comparisons and counts only, so it never waits for
+    the device (``bincount`` would, on CUDA, to size its output).
     """
-    return torch.stack([(winner == index).sum() for index in range(num_branches)])
+    stretched = [torch.count_nonzero(winner == index) for index in range(1, num_branches)]
+    base = winner.numel() - torch.stack(stretched).sum()
+    return torch.stack([base, *stretched])

@@ -37,7 +37,11 @@ OUTPUT_TYPES = ("pooled_map", "concat_fmaps", "interleave_chdim")
 TRAINING_MODES = ("train_and_eval", "only_eval", "only_train", "only_gradients")
 KERNEL_SHARING_MODES = ("average", "autograd")
 FMAP_ALIGN_MODES = ("interpolate", "crop")
+FUSE_MODES = ("auto", "always", "never")
 _TRAINING_MODE_ALIASES = {"only_gradient": "only_gradients"}
+# "auto" fuses the branches into one convolution up to this many input channels: there a
+# convolution is memory-bound and one wide one beats several narrow ones (benchmarks/).
+_AUTO_FUSE_MAX_IN = 4
 DEFAULT_SCALE_FACTORS: tuple[ScalePair, ...] = ((0.7, 1.0), (1.428, 1.0))
 
 
@@ -250,6 +254,60 @@ class _MultiscaleMixin:
         self._branch_kernels_fresh = True
         return kernels
 
+    def _separate_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
+        """One convolution per branch, each map aligned to the base map."""
+        base = self._conv_branch(x, kernels[0], 0)
+        return [base] + [
+            align_fmap(self._conv_branch(x, kernels[i], i), base.shape[-2:], self.fmap_align)
+            for i in range(1, self.num_branches)
+        ]
+
+    def _fused_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
+        """Every branch in one convolution, each kernel zero-padded into a common kernel.
+
+        Offsets and input padding are chosen so that, for ``"crop"``, the fused output
+        already holds every branch map centred on the base grid (positions the crop rule
+        pads are zeroed), and for ``"interpolate"`` each branch's own map starts at the
+        origin. One convolution with ``n * C_out`` channels beats ``n`` small ones when the
+        input has few channels (a first layer), where a convolution is memory-bound.
+        """
+        (t_off, t_size, t_lo, t_hi, t_edges), (f_off, f_size, f_lo, f_hi, f_edges) = self._fusion
+        fused_kernel = torch.cat(
+            [
+                F.pad(
+                    k,
+                    (
+                        f_off[i],
+                        f_size - f_off[i] - k.shape[-1],
+                        t_off[i],
+                        t_size - t_off[i] - k.shape[-2],
+                    ),
+                )
+                for i, k in enumerate(kernels)
+            ]
+        )
+        bias = None if self.bias is None else self.bias.repeat(self.num_branches)
+        fused = F.conv2d(F.pad(x, (f_lo, f_hi, t_lo, t_hi)), fused_kernel, bias)
+        fused = fused.unflatten(1, (self.num_branches, self.out_channels))
+        if self.fmap_align == "crop":
+            for branch, ((t_before, t_after), (f_before, f_after)) in enumerate(
+                zip(t_edges, f_edges, strict=True)
+            ):
+                view = fused[:, branch]
+                for axis, before, after in ((2, t_before, t_after), (3, f_before, f_after)):
+                    if before:
+                        view.narrow(axis, 0, before).zero_()
+                    if after:
+                        view.narrow(axis, view.shape[axis] - after, after).zero_()
+            return list(fused.unbind(1))
+        sizes = [
+            (x.shape[2] + self._branch_pad_totals[i][0] - k[0] + 1,
+             x.shape[3] + self._branch_pad_totals[i][1] - k[1] + 1)
+            for i, k in enumerate(self.branch_kernel_sizes)
+        ]  # fmt: skip
+        maps = [fused[:, i, :, : size[0], : size[1]] for i, size in enumerate(sizes)]
+        return [maps[0]] + [align_fmap(m, sizes[0], "interpolate") for m in maps[1:]]
+
     def _conv_branch(self, x: Tensor, kernel: Tensor, branch: int) -> Tensor:
         stride, padding, dilation = self._conv_args_2d
         if self.padding_mode != "zeros":
@@ -306,15 +364,15 @@ class _MultiscaleMixin:
         self._check_size(x, self.num_branches)
 
         kernels = self._branch_kernel_list()
-        base = self._conv_branch(x, kernels[0], 0)
-        fmaps = [base]
+        if self._fusion is None:
+            fmaps = self._separate_fmaps(x, kernels)
+        else:
+            fmaps = self._fused_fmaps(x, kernels)
+        base = fmaps[0]
         for branch in range(1, self.num_branches):
-            fmap = align_fmap(
-                self._conv_branch(x, kernels[branch], branch), base.shape[-2:], self.fmap_align
-            )
             if self._penalty_factors[branch - 1] != 1.0:
-                fmap = fmap * self._penalty_factors[branch - 1]
-            fmaps.append(fmap.to(base.dtype))
+                fmaps[branch] = fmaps[branch] * self._penalty_factors[branch - 1]
+            fmaps[branch] = fmaps[branch].to(base.dtype)
 
         if self.output_type == "concat_fmaps":
             if self.track_stretch_usage:
@@ -322,7 +380,9 @@ class _MultiscaleMixin:
                     self._record_usage(winning_branch([f.detach() for f in fmaps])[1])
             return self._finish(torch.cat(fmaps, dim=2), unbatched)
 
-        pooled, winner = branch_max(fmaps)
+        # The base map is written over unless it is a view (fused) or needed afterwards.
+        inplace = self._fusion is None and self.training_mode != "only_gradients"
+        pooled, winner = branch_max(fmaps, inplace=inplace)
         if self.track_stretch_usage:
             self._record_usage(winner)
         if self.output_type == "interleave_chdim":
@@ -397,9 +457,77 @@ class _MultiscaleMixin:
             pads.append((*freq, *time))
         return tuple(pads)
 
+    def _plan_fusion(self, fuse_branches: str) -> None:
+        """Decide whether the branches run as one convolution, and lay out its kernel."""
+        _check_choice("fuse_branches", fuse_branches, FUSE_MODES)
+        self.fuse_branches = fuse_branches
+        self._branch_pad_totals = tuple((p[2] + p[3], p[0] + p[1]) for p in self._branch_pads)
+        stride, _, dilation = self._conv_args_2d
+        blockers = [
+            reason
+            for reason, blocked in (
+                ("stride != 1", tuple(stride) != (1, 1)),
+                ("dilation != 1", tuple(dilation) != (1, 1)),
+                (f"padding_mode={self.padding_mode!r}", self.padding_mode != "zeros"),
+                ("groups != 1", self.groups != 1),
+                ("no scale_factors", not self.scale_factors),
+            )
+            if blocked
+        ]
+        if fuse_branches == "always" and blockers:
+            raise ValueError(
+                "fuse_branches='always' needs stride 1, dilation 1, padding_mode 'zeros', "
+                f"groups 1 and at least one scale factor; got {', '.join(blockers)}"
+            )
+        use = fuse_branches == "always" or (
+            fuse_branches == "auto" and not blockers and self.in_channels <= _AUTO_FUSE_MAX_IN
+        )
+        if not use:
+            self._fusion = None
+            return
+        sizes = list(zip(*self.branch_kernel_sizes, strict=True))
+        lows = ([p[2] for p in self._branch_pads], [p[0] for p in self._branch_pads])
+        highs = ([p[3] for p in self._branch_pads], [p[1] for p in self._branch_pads])
+        self._fusion = tuple(
+            _fused_axis_layout(sizes[axis], lows[axis], highs[axis], self.fmap_align)
+            for axis in range(2)
+        )
+
     @staticmethod
     def _format_size(size: Sequence[int]) -> str:
         return "x".join(str(s) for s in size)
+
+
+def _fused_axis_layout(
+    sizes: Sequence[int], lows: Sequence[int], highs: Sequence[int], fmap_align: str
+) -> tuple[tuple[int, ...], int, int, int, tuple[tuple[int, int], ...]]:
+    """Where each branch kernel sits in the fused kernel along one axis (stride 1).
+
+    ``sizes``/``lows``/``highs``: each branch's kernel size and padding before/after.
+    Branch ``i``'s own map has length ``L + lows[i] + highs[i] - sizes[i] + 1``. Returns
+    ``(offsets, fused_size, pad_before, pad_after, zeroed_edges)``: for ``"crop"`` the
+    fused output is the base grid with each branch centred on it, and ``zeroed_edges``
+    are the (before, after) positions the crop rule pads with zeros; for
+    ``"interpolate"`` every branch map starts at the output's origin.
+    """
+    n = len(sizes)
+    if fmap_align == "crop":
+        extra = [
+            (lows[i] + highs[i] - sizes[i]) - (lows[0] + highs[0] - sizes[0]) for i in range(n)
+        ]
+        shifts = [e // 2 if e >= 0 else -(-e // 2) for e in extra]
+        edges = tuple((0, 0) if e >= 0 else (-e // 2, -e - (-e // 2)) for e in extra)
+    else:
+        shifts = [0] * n
+        edges = ((0, 0),) * n
+    pad_before = max(lows[i] - shifts[i] for i in range(n))
+    offsets = tuple(pad_before + shifts[i] - lows[i] for i in range(n))
+    fused_size = max(offsets[i] + sizes[i] for i in range(n))
+    if fmap_align == "crop":
+        pad_after = lows[0] + highs[0] - sizes[0] - pad_before + fused_size
+    else:
+        pad_after = max(lows[i] + highs[i] - sizes[i] for i in range(n)) - pad_before + fused_size
+    return offsets, fused_size, pad_before, pad_after, edges
 
 
 class _DerivedKernels(nn.ParameterList):
@@ -458,6 +586,10 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
             ``"autograd"`` (branch kernels are a differentiable function of the base).
         fmap_align: ``"interpolate"`` (bilinear resize) or ``"crop"`` (centre crop / pad).
         track_stretch_usage: count the elements each branch wins (no host synchronisation).
+        fuse_branches: ``"auto"`` (default), ``"always"`` or ``"never"``: run every branch
+            as one convolution over a zero-padded common kernel (stride 1, dilation 1,
+            groups 1, zero padding only). Same result; ``"auto"`` fuses when the input has
+            few channels, where it is faster.
     """
 
     _input_dims = (4, 3)
@@ -484,6 +616,7 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
         kernel_sharing: str = "average",
         fmap_align: str = "interpolate",
         track_stretch_usage: bool = True,
+        fuse_branches: str = "auto",
         stretch_penality_lambda: float | None = None,
     ) -> None:
         factors = normalize_scale_factors(scale_factors)
@@ -499,6 +632,7 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
             track_stretch_usage,
         )  # fmt: skip
         self._branch_pads = self._compute_branch_pads()
+        self._plan_fusion(fuse_branches)
 
     def _to_2d(self, weight: Tensor) -> Tensor:
         return weight
@@ -547,6 +681,7 @@ class MultiscaleConv1d(_MultiscaleMixin, nn.Conv1d):
         kernel_sharing: str = "average",
         fmap_align: str = "interpolate",
         track_stretch_usage: bool = True,
+        fuse_branches: str = "auto",
         stretch_penality_lambda: float | None = None,
     ) -> None:
         factors = normalize_scale_factors(scale_factors, allow_pairs=False)
@@ -563,6 +698,7 @@ class MultiscaleConv1d(_MultiscaleMixin, nn.Conv1d):
             track_stretch_usage,
         )  # fmt: skip
         self._branch_pads = self._compute_branch_pads()
+        self._plan_fusion(fuse_branches)
 
     def _to_2d(self, weight: Tensor) -> Tensor:
         return weight.unsqueeze(-1)
