@@ -7,6 +7,7 @@ import glob
 import json
 import os
 import struct
+import time
 
 import lightning.pytorch as pl
 import pytest
@@ -22,6 +23,15 @@ from mts_lightning.callbacks.stretch_usage import format_scale
 from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread, as OpenMP spin-waits dominate their ops on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 class TinyMTSNet(nn.Module):
     """Two MTS layers (one with a frequency factor), pooled to logits."""
 
@@ -29,7 +39,12 @@ class TinyMTSNet(nn.Module):
         super().__init__()
         self.conv1 = MultiscaleConv2d(1, 3, 3, padding=1, kernel_sharing=kernel_sharing)
         self.conv2 = MultiscaleConv2d(
-            3, 4, 3, padding=1, kernel_sharing=kernel_sharing, scale_factors=((0.7, 1.0), (1.5, 1.4))
+            3,
+            4,
+            3,
+            padding=1,
+            kernel_sharing=kernel_sharing,
+            scale_factors=((0.7, 1.0), (1.5, 1.4)),
         )
         self.head = nn.Linear(4, num_classes)
 
@@ -69,6 +84,28 @@ def make_loader(n: int = 40, batch_size: int = 4, seed: int = 0) -> DataLoader:
     return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=False)
 
 
+class ResumableLoader(DataLoader):
+    """A DataLoader Lightning can resume mid-epoch: it skips the batches already consumed."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.consumed, self._skip = 0, 0
+
+    def __iter__(self):
+        skip, self._skip = self._skip, 0
+        self.consumed = skip
+        for i, batch in enumerate(super().__iter__()):
+            if i >= skip:
+                self.consumed += 1
+                yield batch
+
+    def state_dict(self) -> dict:
+        return {"consumed": self.consumed % len(self)}  # a finished epoch: start afresh
+
+    def load_state_dict(self, state: dict) -> None:
+        self._skip = state["consumed"]
+
+
 def make_trainer(tmp_path, callbacks, **kwargs) -> pl.Trainer:
     defaults = dict(
         accelerator="cpu",
@@ -101,7 +138,10 @@ class WeightProbe(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         state = {
-            name: (layer.weight.detach().clone(), [w.detach().clone() for w in layer.branch_weights])
+            name: (
+                layer.weight.detach().clone(),
+                [w.detach().clone() for w in layer.branch_weights],
+            )
             for name, layer in mts_layers(pl_module).items()
         }
         self.snapshots.append((batch_idx, trainer.global_step, state))
@@ -121,7 +161,7 @@ def test_averaging_once_per_optimizer_step_with_accumulation(tmp_path):
     assert averaging.num_optimizer_steps == 4
     assert averaging.num_averagings == 4
     changed = []
-    for (idx, step, pre), (_, _, post) in zip(before.snapshots, after.snapshots, strict=True):
+    for (idx, _, pre), (_, _, post) in zip(before.snapshots, after.snapshots, strict=True):
         for name, (weight, branches) in pre.items():
             if torch.equal(weight, post[name][0]):
                 continue
@@ -220,33 +260,42 @@ class UsageRecorder(Callback):
         self._add("val", trainer, pl_module)
 
 
-def read_wandb_history(run_file: str) -> list[dict]:
-    """History rows of an offline W&B run, read from its LevelDB-style ``.wandb`` log."""
+def read_wandb_history(run_file: str, timeout: float = 30.0) -> list[dict]:
+    """History rows of an offline W&B run, read from its LevelDB-style ``.wandb`` log.
+
+    The W&B service may still be writing after ``finish()`` returns: read until the run's
+    ``exit`` record is there.
+    """
     from wandb.proto import wandb_internal_pb2
 
-    data = open(run_file, "rb").read()
-    assert data[:4] == b":W&B"
-    pos, block, rows, chunk = 7, 32768, [], b""
-    while pos + 7 <= len(data):
-        left = block - pos % block
-        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7]) if left >= 7 else (0, 0, 0)
-        if left < 7 or (kind == 0 and length == 0):
-            pos += left  # block trailer / padding
-            continue
-        chunk += data[pos + 7 : pos + 7 + length]
-        pos += 7 + length
-        if kind in (1, 4):  # FULL or LAST fragment: a whole record
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(chunk)
-            chunk = b""
-            if record.WhichOneof("record_type") == "history":
-                rows.append(
-                    {
-                        (i.key or "/".join(i.nested_key)): json.loads(i.value_json)
-                        for i in record.history.item
-                    }
-                )
-    return rows
+    deadline = time.monotonic() + timeout
+    while True:
+        data = open(run_file, "rb").read()
+        assert data[:4] == b":W&B"
+        pos, block, rows, chunk, finished = 7, 32768, [], b"", False
+        while pos + 7 <= len(data):
+            left = block - pos % block
+            _, length, kind = struct.unpack("<IHB", data[pos : pos + 7]) if left >= 7 else (0, 0, 0)
+            if left < 7 or (kind == 0 and length == 0):
+                pos += left  # block trailer / padding
+                continue
+            chunk += data[pos + 7 : pos + 7 + length]
+            pos += 7 + length
+            if kind in (1, 4):  # FULL or LAST fragment: a whole record
+                record = wandb_internal_pb2.Record()
+                record.ParseFromString(chunk)
+                chunk = b""
+                finished |= record.WhichOneof("record_type") == "exit"
+                if record.WhichOneof("record_type") == "history":
+                    rows.append(
+                        {
+                            (i.key or "/".join(i.nested_key)): json.loads(i.value_json)
+                            for i in record.history.item
+                        }
+                    )
+        if finished or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.2)
 
 
 def test_usage_reaches_csv_and_offline_wandb(tmp_path):
@@ -296,7 +345,9 @@ def test_usage_reaches_csv_and_offline_wandb(tmp_path):
     for key, values in keys.items():
         logged = [r[key] for r in wandb_rows if key in r]
         assert logged == pytest.approx(values), key
-    assert any("stretch_usage/train/bars" in r or "stretch_usage/train/bars/_type" in r for r in wandb_rows)
+    assert any(
+        "stretch_usage/train/bars" in r or "stretch_usage/train/bars/_type" in r for r in wandb_rows
+    )
     assert glob.glob(str(tmp_path / "wandb" / "offline-run-*" / "files" / "media" / "table" / "*"))
     assert os.path.isfile(os.path.join(csv_logger.log_dir, "stretch_usage.png"))
 
@@ -306,7 +357,10 @@ def test_usage_figures_reach_tensorboard(tmp_path):
 
     logger = TensorBoardLogger(tmp_path, name="tb")
     trainer = make_trainer(
-        tmp_path, [KernelAveraging(), StretchUsageLogger()], logger=logger, limit_train_batches=2,
+        tmp_path,
+        [KernelAveraging(), StretchUsageLogger()],
+        logger=logger,
+        limit_train_batches=2,
         limit_val_batches=1,
     )
     trainer.fit(PlainModule(), make_loader(n=8), make_loader(n=4))
@@ -316,32 +370,62 @@ def test_usage_figures_reach_tensorboard(tmp_path):
     assert os.path.isfile(os.path.join(logger.log_dir, "stretch_usage.png"))
 
 
-def test_resume_reproduces_uninterrupted_run(tmp_path):
-    def run(root, max_epochs, ckpt_path=None):
+class SaveBeforeUsageLogger(Callback):
+    """A user's callback that checkpoints at train epoch end, before StretchUsageLogger runs."""
+
+    def __init__(self, folder) -> None:
+        self.folder = folder
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        step = trainer.global_step
+        trainer.save_checkpoint(self.folder / f"epoch={trainer.current_epoch}-step={step}.ckpt")
+
+
+@pytest.mark.parametrize(
+    ("checkpoint_kwargs", "resume_from", "pending"),
+    [
+        ({}, "epoch=0-step=2.ckpt", False),  # saved at train epoch end, after the callbacks
+        # saved when validation ends, before the train epoch's end hook: its counts are pending
+        ({"save_on_train_epoch_end": False}, "epoch=0-step=2.ckpt", True),
+        ({"every_n_train_steps": 3}, "epoch=1-step=3.ckpt", True),  # mid-epoch
+        (None, "epoch=0-step=2.ckpt", True),  # saved at epoch end, before the usage logger's hook
+    ],
+    ids=["train_epoch_end", "validation_end", "mid_epoch", "epoch_end_before_logger"],
+)
+def test_resume_reproduces_uninterrupted_run(tmp_path, checkpoint_kwargs, resume_from, pending):
+    def run(root, ckpt_path=None):
         pl.seed_everything(0)
         model = PlainModule()
-        callbacks = [
-            KernelAveraging(),
-            StretchUsageLogger(log_figures=False, save_png=False),
-            ModelCheckpoint(dirpath=root / "ckpt", save_top_k=-1, filename="{epoch}"),
-        ]
+        averaging, usage = KernelAveraging(), StretchUsageLogger(log_figures=False, save_png=False)
+        if checkpoint_kwargs is None:
+            callbacks = [SaveBeforeUsageLogger(tmp_path / "ckpt"), averaging, usage]
+        else:
+            callbacks = [
+                averaging,
+                usage,
+                ModelCheckpoint(
+                    tmp_path / "ckpt", "{epoch}-{step}", save_top_k=-1, **checkpoint_kwargs
+                ),
+            ]
         trainer = make_trainer(
             root,
             callbacks,
-            max_epochs=max_epochs,
-            enable_checkpointing=True,
+            max_epochs=3,
+            enable_checkpointing=checkpoint_kwargs is not None,
             accumulate_grad_batches=3,
             limit_train_batches=5,
             limit_val_batches=2,
         )
-        trainer.fit(model, make_loader(n=20), make_loader(n=8, seed=1), ckpt_path=ckpt_path)
-        return model, callbacks[0], callbacks[1]
+        train = make_loader(n=20)
+        train = ResumableLoader(train.dataset, batch_size=train.batch_size)
+        trainer.fit(model, train, make_loader(n=8, seed=1), ckpt_path=ckpt_path)
+        return model, averaging, usage
 
-    full, full_avg, full_usage = run(tmp_path / "full", 3)
-    run(tmp_path / "part", 1)
-    resumed, res_avg, res_usage = run(
-        tmp_path / "resumed", 3, ckpt_path=tmp_path / "part" / "ckpt" / "epoch=0.ckpt"
-    )
+    full, full_avg, full_usage = run(tmp_path / "full")
+    ckpt_path = tmp_path / "ckpt" / resume_from
+    saved = torch.load(ckpt_path, weights_only=True)["callbacks"]["StretchUsageLogger"]
+    assert (saved["pending_train"] is not None) == pending
+    resumed, res_avg, res_usage = run(tmp_path / "resumed", ckpt_path=ckpt_path)
 
     for (name, a), b in zip(full.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name

@@ -140,6 +140,38 @@ def branch_max(fmaps: Sequence[Tensor], inplace: bool = False) -> tuple[Tensor, 
     return _BranchMax.apply(inplace, *fmaps)
 
 
+class _StackedBranchMax(torch.autograd.Function):
+    """:func:`branch_max` over maps stacked on axis 1, returning one stacked gradient.
+
+    Writing every branch's gradient into one buffer spares the zero-fill and copy that
+    autograd would spend to stack separate per-branch gradients back together.
+    """
+
+    @staticmethod
+    def forward(ctx, stacked: Tensor) -> tuple[Tensor, Tensor]:
+        pooled, winner = winning_branch(stacked.unbind(1))
+        ctx.save_for_backward(winner)
+        ctx.mark_non_differentiable(winner)
+        ctx.stacked_shape = stacked.shape
+        return pooled, winner
+
+    @staticmethod
+    def backward(ctx, grad_pooled: Tensor, _grad_winner: Tensor) -> Tensor:
+        (winner,) = ctx.saved_tensors
+        grad = grad_pooled.new_empty(ctx.stacked_shape)
+        zero = grad_pooled.new_zeros(())
+        for index in range(ctx.stacked_shape[1]):
+            torch.where(winner == index, grad_pooled, zero, out=grad[:, index])
+        return grad
+
+
+def stacked_branch_max(stacked: Tensor) -> tuple[Tensor, Tensor]:
+    """:func:`branch_max` over ``stacked`` maps ``(B, n_branches, C, T, F)``."""
+    if not torch.is_grad_enabled() or not stacked.requires_grad:
+        return winning_branch(stacked.unbind(1))
+    return _StackedBranchMax.apply(stacked)
+
+
 def count_wins(winner: Tensor, num_branches: int) -> Tensor:
     """Number of elements each branch won, as an int64 tensor on ``winner``'s device.
 

@@ -28,6 +28,7 @@ from mts_lightning.nn.functional import (
     count_wins,
     resample_kernel,
     resize_kernel,
+    stacked_branch_max,
     stretch_penalty_factor,
     stretched_size,
     winning_branch,
@@ -262,16 +263,14 @@ class _MultiscaleMixin:
             for i in range(1, self.num_branches)
         ]
 
-    def _fused_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
+    def _fused_conv(self, x: Tensor, kernels: list[Tensor]) -> Tensor:
         """Every branch in one convolution, each kernel zero-padded into a common kernel.
 
-        Offsets and input padding are chosen so that, for ``"crop"``, the fused output
-        already holds every branch map centred on the base grid (positions the crop rule
-        pads are zeroed), and for ``"interpolate"`` each branch's own map starts at the
-        origin. One convolution with ``n * C_out`` channels beats ``n`` small ones when the
-        input has few channels (a first layer), where a convolution is memory-bound.
+        Returns ``(B, n_branches, C_out, T, F)``. One convolution with ``n * C_out``
+        channels beats ``n`` narrow ones when the input has few channels (a first layer),
+        where a convolution is memory-bound.
         """
-        (t_off, t_size, t_lo, t_hi, t_edges), (f_off, f_size, f_lo, f_hi, f_edges) = self._fusion
+        (t_off, t_size, t_lo, t_hi, _), (f_off, f_size, f_lo, f_hi, _) = self._fusion
         fused_kernel = torch.cat(
             [
                 F.pad(
@@ -288,18 +287,33 @@ class _MultiscaleMixin:
         )
         bias = None if self.bias is None else self.bias.repeat(self.num_branches)
         fused = F.conv2d(F.pad(x, (f_lo, f_hi, t_lo, t_hi)), fused_kernel, bias)
-        fused = fused.unflatten(1, (self.num_branches, self.out_channels))
-        if self.fmap_align == "crop":
-            for branch, ((t_before, t_after), (f_before, f_after)) in enumerate(
-                zip(t_edges, f_edges, strict=True)
-            ):
-                view = fused[:, branch]
-                for axis, before, after in ((2, t_before, t_after), (3, f_before, f_after)):
-                    if before:
-                        view.narrow(axis, 0, before).zero_()
-                    if after:
-                        view.narrow(axis, view.shape[axis] - after, after).zero_()
-            return list(fused.unbind(1))
+        return fused.unflatten(1, (self.num_branches, self.out_channels))
+
+    def _fused_crop_fmaps(self, x: Tensor, kernels: list[Tensor]) -> Tensor:
+        """Fused branch maps, centred on the base grid: ``"crop"`` alignment for free.
+
+        The kernel offsets put every branch on the base output grid; the positions the
+        crop rule zero-pads are zeroed. Returns the maps stacked on axis 1, penalised.
+        """
+        fused = self._fused_conv(x, kernels)
+        (*_, t_edges), (*_, f_edges) = self._fusion
+        for branch, ((t_before, t_after), (f_before, f_after)) in enumerate(
+            zip(t_edges, f_edges, strict=True)
+        ):
+            view = fused[:, branch]
+            for axis, before, after in ((2, t_before, t_after), (3, f_before, f_after)):
+                if before:
+                    view.narrow(axis, 0, before).zero_()
+                if after:
+                    view.narrow(axis, view.shape[axis] - after, after).zero_()
+        if self.stretch_penalty_lambda:
+            factors = fused.new_tensor((1.0, *self._penalty_factors))
+            fused = fused * factors.view(1, -1, 1, 1, 1)
+        return fused
+
+    def _fused_interpolated_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
+        """Fused branch maps, each starting at the origin, resized to the base map."""
+        fused = self._fused_conv(x, kernels)
         sizes = [
             (x.shape[2] + self._branch_pad_totals[i][0] - k[0] + 1,
              x.shape[3] + self._branch_pad_totals[i][1] - k[1] + 1)
@@ -364,13 +378,17 @@ class _MultiscaleMixin:
         self._check_size(x, self.num_branches)
 
         kernels = self._branch_kernel_list()
+        stacked = None
         if self._fusion is None:
             fmaps = self._separate_fmaps(x, kernels)
+        elif self.fmap_align == "crop":
+            stacked = self._fused_crop_fmaps(x, kernels)
+            fmaps = list(stacked.unbind(1))
         else:
-            fmaps = self._fused_fmaps(x, kernels)
+            fmaps = self._fused_interpolated_fmaps(x, kernels)
         base = fmaps[0]
         for branch in range(1, self.num_branches):
-            if self._penalty_factors[branch - 1] != 1.0:
+            if stacked is None and self._penalty_factors[branch - 1] != 1.0:
                 fmaps[branch] = fmaps[branch] * self._penalty_factors[branch - 1]
             fmaps[branch] = fmaps[branch].to(base.dtype)
 
@@ -380,9 +398,12 @@ class _MultiscaleMixin:
                     self._record_usage(winning_branch([f.detach() for f in fmaps])[1])
             return self._finish(torch.cat(fmaps, dim=2), unbatched)
 
-        # The base map is written over unless it is a view (fused) or needed afterwards.
-        inplace = self._fusion is None and self.training_mode != "only_gradients"
-        pooled, winner = branch_max(fmaps, inplace=inplace)
+        if stacked is not None:
+            pooled, winner = stacked_branch_max(stacked)
+        else:
+            # The base map is written over unless it is a view (fused) or needed afterwards.
+            inplace = self._fusion is None and self.training_mode != "only_gradients"
+            pooled, winner = branch_max(fmaps, inplace=inplace)
         if self.track_stretch_usage:
             self._record_usage(winner)
         if self.output_type == "interleave_chdim":
@@ -408,6 +429,13 @@ class _MultiscaleMixin:
     def _finish(self, output: Tensor, unbatched: bool) -> Tensor:
         output = self._from_2d_output(output)
         return output.squeeze(0) if unbatched else output
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        # Unpickled in another process (ddp_spawn shares tensors through shared memory):
+        # each process must count into counters of its own.
+        self._usage_total = self._usage_total.clone()
+        self._usage_last = self._usage_last.clone()
 
     def _apply(self, fn, recurse: bool = True):
         super()._apply(fn, recurse)

@@ -1,0 +1,316 @@
+"""``EmotionClassifier``: the LightningModule that trains any backbone for speech emotion recognition."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+from torchmetrics import MetricCollection
+from torchmetrics.classification import (
+    MulticlassAccuracy,
+    MulticlassConfusionMatrix,
+    MulticlassF1Score,
+    MulticlassRecall,
+)
+
+from mts_lightning.callbacks.kernel_averaging import KernelAveraging, averaging_layers
+from mts_lightning.plotting import confusion_matrix_figure, log_figure, resolve_log_dir, save_figure
+
+STAGES = ("train", "val", "test")
+# Constructor arguments that are objects rather than configuration: kept in `hparams` only
+# when they arrive as plain config (a name, or a `class_path` dict under LightningCLI).
+_OBJECT_ARGS = ("backbone", "optimizer", "lr_scheduler")
+
+
+class EmotionClassifier(pl.LightningModule):
+    """Speech emotion classifier: a backbone, cross-entropy, WA/UA/macro-F1 and confusion matrices.
+
+    Args:
+        backbone: a model-zoo name, built with ``mts_lightning.models.build_model(name,
+            num_classes=..., input_shape=..., **backbone_kwargs)``, or any ``nn.Module``
+            mapping ``(B, 1, T, F)`` spectrograms to ``(B, num_classes)`` logits.
+        backbone_kwargs: extra arguments for ``build_model`` (e.g. ``conv_type``,
+            ``scale_factors``); only with a name.
+        num_classes: number of emotion classes; defaults to ``len(class_names)``.
+        class_names: names of the classes, in label order (figures and predictions).
+        input_shape: ``(channels, time, freq)`` of one example; passed to the zoo model and
+            used as ``example_input_array``.
+        class_weights: cross-entropy class weights: a list of ``num_classes`` floats,
+            ``"auto"`` (``trainer.datamodule.class_weights``, read at fit start), or ``None``.
+        label_smoothing: cross-entropy label smoothing, in ``[0, 1)``.
+        optimizer: a callable from the parameters to an optimizer (``OptimizerCallable``,
+            as LightningCLI builds it from ``class_path``/``init_args``); Adam, lr 1e-3.
+        lr_scheduler: a callable from the optimizer to an LR scheduler, or ``None``.
+        lr_scheduler_interval: ``"epoch"`` or ``"step"``: when the scheduler steps.
+        lr_scheduler_monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
+        confusion_matrix: log and save a confusion-matrix figure after each validation and
+            test epoch.
+
+    Logged (epoch level, summed across devices): ``{stage}/loss``, ``{stage}/WA`` (overall
+    accuracy), ``{stage}/UA`` (mean per-class recall) and ``{stage}/macro_F1``, stage in
+    ``train``, ``val``, ``test``. Confusion matrices go to TensorBoard and W&B as
+    ``{stage}/confusion_matrix`` and to ``{log_dir}/confusion_matrix/{stage}_epoch{N:03d}.png``.
+
+    Checkpoints: hyperparameters are saved, so ``EmotionClassifier.load_from_checkpoint(path)``
+    alone rebuilds a model whose backbone was given by name (or, under LightningCLI, by
+    ``class_path``). A backbone given as an ``nn.Module`` object, and an optimizer or
+    scheduler given as Python callables, cannot be stored as configuration: pass them again,
+    ``load_from_checkpoint(path, backbone=MyNet(...))`` (the weights still come from the
+    checkpoint); without them the reloaded model uses the defaults.
+    """
+
+    def __init__(
+        self,
+        backbone: str | nn.Module = "compact_cnn",
+        backbone_kwargs: dict[str, Any] | None = None,
+        num_classes: int | None = None,
+        class_names: list[str] | None = None,
+        input_shape: tuple[int, int, int] | None = None,
+        class_weights: list[float] | Literal["auto"] | None = None,
+        label_smoothing: float = 0.0,
+        optimizer: OptimizerCallable = torch.optim.Adam,
+        lr_scheduler: LRSchedulerCallable | None = None,
+        lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
+        lr_scheduler_monitor: str = "val/loss",
+        confusion_matrix: bool = True,
+    ) -> None:
+        super().__init__()
+        with warnings.catch_warnings():
+            # Object arguments are dropped from hparams just below; their warning is noise.
+            warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
+            self.save_hyperparameters()
+        self._drop_object_hparams()
+
+        if num_classes is None:
+            if class_names is None:
+                raise ValueError("num_classes: give num_classes or class_names")
+            num_classes = len(class_names)
+        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+            raise ValueError(f"num_classes must be an int >= 2, got {num_classes!r}")
+        if class_names is not None and len(class_names) != num_classes:
+            raise ValueError(
+                f"class_names has {len(class_names)} names but num_classes is {num_classes}"
+            )
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing!r}")
+        if lr_scheduler_interval not in ("epoch", "step"):
+            raise ValueError(
+                f"lr_scheduler_interval must be 'epoch' or 'step', got {lr_scheduler_interval!r}"
+            )
+        self.num_classes = num_classes
+        self.class_names = (
+            list(class_names) if class_names is not None else [str(i) for i in range(num_classes)]
+        )
+        self.label_smoothing = float(label_smoothing)
+        self.optimizer_factory = optimizer
+        self.lr_scheduler_factory = lr_scheduler
+        self.lr_scheduler_interval = lr_scheduler_interval
+        self.lr_scheduler_monitor = lr_scheduler_monitor
+        self.plot_confusion_matrix = confusion_matrix
+
+        self._auto_class_weights = isinstance(class_weights, str)
+        if self._auto_class_weights and class_weights != "auto":
+            raise ValueError(f"class_weights must be a list, 'auto' or None, got {class_weights!r}")
+        self._weighted = class_weights is not None
+        weights = torch.ones(num_classes)
+        if self._weighted and not self._auto_class_weights:
+            weights = self._check_class_weights(class_weights)
+        # A buffer, so weights read from the datamodule at fit start are in the checkpoint.
+        self.register_buffer("class_weight", weights)
+
+        self.backbone = self._build_backbone(backbone, backbone_kwargs, input_shape)
+        if input_shape is not None:
+            self.example_input_array = torch.zeros(1, *input_shape)
+
+        metrics = MetricCollection(
+            {
+                "WA": MulticlassAccuracy(num_classes, average="micro"),
+                "UA": MulticlassRecall(num_classes, average="macro"),
+                "macro_F1": MulticlassF1Score(num_classes, average="macro"),
+            }
+        )
+        self.train_metrics = metrics.clone(prefix="train/")
+        self.val_metrics = metrics.clone(prefix="val/")
+        self.test_metrics = metrics.clone(prefix="test/")
+        self.val_confmat = MulticlassConfusionMatrix(num_classes)
+        self.test_confmat = MulticlassConfusionMatrix(num_classes)
+
+    # ------------------------------------------------------------------ construction
+    def _drop_object_hparams(self) -> None:
+        for key in _OBJECT_ARGS:
+            value = self._hparams.get(key)
+            if value is not None and not isinstance(value, (str, dict)):
+                self._hparams.pop(key)
+                self._hparams_initial.pop(key, None)
+
+    def _check_class_weights(self, class_weights: Any) -> Tensor:
+        weights = torch.as_tensor(class_weights, dtype=torch.float32).flatten()
+        if weights.numel() != self.num_classes:
+            raise ValueError(
+                f"class_weights has {weights.numel()} values but num_classes is {self.num_classes}"
+            )
+        if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
+            raise ValueError(
+                f"class_weights must be finite, >= 0 and not all 0, got {weights.tolist()}"
+            )
+        return weights
+
+    def _build_backbone(
+        self,
+        backbone: str | nn.Module,
+        backbone_kwargs: dict[str, Any] | None,
+        input_shape: Sequence[int] | None,
+    ) -> nn.Module:
+        if isinstance(backbone, nn.Module):
+            if backbone_kwargs:
+                raise ValueError("backbone_kwargs only applies to a backbone given by name")
+            return backbone
+        if not isinstance(backbone, str):
+            raise ValueError(
+                f"backbone must be a model name or an nn.Module, got {type(backbone).__name__}"
+            )
+        from mts_lightning.models import build_model
+
+        kwargs = dict(backbone_kwargs or {})
+        kwargs["num_classes"] = self.num_classes
+        if input_shape is not None:
+            kwargs["input_shape"] = tuple(input_shape)
+        return build_model(backbone, **kwargs)
+
+    # ------------------------------------------------------------------ fit set-up
+    def on_fit_start(self) -> None:
+        if self._auto_class_weights:
+            datamodule = getattr(self.trainer, "datamodule", None)
+            weights = getattr(datamodule, "class_weights", None)
+            if weights is None:
+                raise ValueError(
+                    "class_weights='auto' reads trainer.datamodule.class_weights, but the "
+                    "trainer has no datamodule with a `class_weights` attribute; pass the "
+                    "weights as a list instead"
+                )
+            self.class_weight.copy_(self._check_class_weights(weights).to(self.class_weight))
+        has_averaging = any(isinstance(cb, KernelAveraging) for cb in self.trainer.callbacks)
+        layers = averaging_layers(self)
+        if layers and not has_averaging:
+            rank_zero_warn(
+                f"the model has {len(layers)} MTS layer(s) with kernel_sharing='average' but no "
+                "KernelAveraging callback is attached: the branch-kernel updates are lost at "
+                "every forward. Add `mts_lightning.KernelAveraging()` to the trainer's "
+                "callbacks (or use kernel_sharing='autograd').",
+                category=UserWarning,
+            )
+
+    def configure_optimizers(self) -> Any:
+        optimizer = self.optimizer_factory(self.parameters())
+        if self.lr_scheduler_factory is None:
+            return optimizer
+        scheduler = self.lr_scheduler_factory(optimizer)
+        config: dict[str, Any] = {"scheduler": scheduler, "interval": self.lr_scheduler_interval}
+        if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            config["monitor"] = self.lr_scheduler_monitor
+        return {"optimizer": optimizer, "lr_scheduler": config}
+
+    # ------------------------------------------------------------------ steps
+    def forward(self, x: Tensor) -> Tensor:
+        """Logits ``(B, num_classes)`` for spectrograms ``(B, 1, T, F)``."""
+        return self.backbone(x)
+
+    def loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """Cross-entropy with the configured class weights and label smoothing."""
+        return F.cross_entropy(
+            logits,
+            labels,
+            weight=self.class_weight if self._weighted else None,
+            label_smoothing=self.label_smoothing,
+        )
+
+    def _shared_step(self, batch: Any, stage: str) -> tuple[Tensor, Tensor, Tensor]:
+        x, y = batch
+        logits = self(x)
+        loss = self.loss(logits, y)
+        preds = logits.argmax(dim=-1)
+        metrics = getattr(self, f"{stage}_metrics")
+        metrics.update(preds, y)
+        batch_size = y.shape[0]
+        self.log(
+            f"{stage}/loss",
+            loss,
+            on_step=False,
+            on_epoch=True,
+            prog_bar=True,
+            sync_dist=True,
+            batch_size=batch_size,
+        )
+        self.log_dict(metrics, on_step=False, on_epoch=True, batch_size=batch_size)
+        return loss, preds, y
+
+    def training_step(self, batch: Any, batch_idx: int) -> Tensor:
+        loss, _, _ = self._shared_step(batch, "train")
+        return loss
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        _, preds, y = self._shared_step(batch, "val")
+        self.val_confmat.update(preds, y)
+
+    def test_step(self, batch: Any, batch_idx: int) -> None:
+        _, preds, y = self._shared_step(batch, "test")
+        self.test_confmat.update(preds, y)
+
+    def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
+        """Class probabilities of a batch: a tensor, or ``(spectrograms, paths)``.
+
+        Returns ``{"probabilities": (B, C), "class_names": [...]}``, plus ``"paths"`` when
+        the batch carries them. A ``(spectrograms, labels)`` batch is accepted too.
+        """
+        paths = None
+        if isinstance(batch, (tuple, list)):
+            if len(batch) != 2:
+                raise ValueError(
+                    "a predict batch is a tensor or a pair (spectrograms, paths), got a "
+                    f"sequence of {len(batch)} items"
+                )
+            batch, paths = batch
+            if isinstance(paths, Tensor):
+                paths = None  # a labelled batch: the labels play no part in prediction
+        probabilities = torch.softmax(self(batch), dim=-1)
+        result: dict[str, Any] = {
+            "probabilities": probabilities,
+            "class_names": list(self.class_names),
+        }
+        if paths is not None:
+            result["paths"] = list(paths)
+        return result
+
+    # ------------------------------------------------------------------ confusion matrices
+    def on_validation_epoch_end(self) -> None:
+        self._confusion_matrix_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._confusion_matrix_epoch_end("test")
+
+    def _confusion_matrix_epoch_end(self, stage: str) -> None:
+        confmat = getattr(self, f"{stage}_confmat")
+        if not self.plot_confusion_matrix or self.trainer.sanity_checking:
+            confmat.reset()
+            return
+        matrix = confmat.compute()  # sums across devices: every rank must call it
+        confmat.reset()
+        if not self.trainer.is_global_zero:
+            return
+        epoch = self.current_epoch
+        fig = confusion_matrix_figure(
+            matrix.cpu().numpy(), self.class_names, title=f"{stage}, epoch {epoch}"
+        )
+        log_figure(self.trainer, f"{stage}/confusion_matrix", fig)
+        path = os.path.join(
+            resolve_log_dir(self.trainer), "confusion_matrix", f"{stage}_epoch{epoch:03d}.png"
+        )
+        save_figure(fig, path)

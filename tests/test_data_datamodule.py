@@ -1,0 +1,398 @@
+"""SpectrogramDataModule end to end: synthetic corpus, batches, cache, normalisation,
+bad files, augmentation, checkpoints and prediction."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from data_fixtures import (
+    make_manifest,
+    make_ravdess_folder,
+    make_tess_folder,
+    write_bad_file,
+    write_tone,
+)
+from lightning.pytorch.loggers import CSVLogger
+from torch import nn
+
+from mts_lightning.data import (
+    BadAudioError,
+    FeatureExtractor,
+    SpectrogramDataModule,
+    SyntheticConfig,
+    SyntheticCorpus,
+    default_cache_dir,
+)
+
+SMALL = dict(
+    sample_rate=8000,
+    n_fft=256,
+    hop_length=128,
+    n_mels=32,
+    duration=1.0,
+    batch_size=8,
+    synthetic_classes=4,
+    synthetic_speakers=5,
+    synthetic_clips_per_speaker=8,
+    synthetic_duration=1.0,
+)
+FIXTURE = dict(sample_rate=8000, n_fft=256, hop_length=128, n_mels=24, duration=0.3, batch_size=4)
+
+
+@pytest.fixture
+def count_features(monkeypatch):
+    """Count feature computations (FeatureExtractor calls) in this process."""
+    calls = []
+    original = FeatureExtractor.__call__
+
+    def counted(self, waveform):
+        calls.append(1)
+        return original(self, waveform)
+
+    monkeypatch.setattr(FeatureExtractor, "__call__", counted)
+    return calls
+
+
+def cached_entries():
+    return sorted(default_cache_dir().rglob("*.npy"))
+
+
+def test_attributes_right_after_construction_without_feature_work():
+    dm = SpectrogramDataModule()
+    assert dm.num_classes == 6 and dm.class_names == [f"pattern_{c}" for c in range(6)]
+    assert dm.input_shape == (1, 1 + 48000 // 512, 64)
+    assert SpectrogramDataModule(features="stft").input_shape == (1, 94, 513)
+    assert SpectrogramDataModule(corpus="ravdess", root="/nowhere").num_classes == 8
+    assert not default_cache_dir().exists()
+
+
+def test_synthetic_corpus_is_deterministic_from_its_seed():
+    a, b = SyntheticCorpus(SyntheticConfig(seed=0)), SyntheticCorpus(SyntheticConfig(seed=0))
+    other = SyntheticCorpus(SyntheticConfig(seed=1))
+    for index in (0, 17, 301):
+        assert np.array_equal(a.render(index, 8000), b.render(index, 8000))
+        assert not np.allclose(a.render(index, 8000), other.render(index, 8000))
+    assert [c.label for c in a.clips] == [c.label for c in other.clips]
+    assert len({c.speaker for c in a.clips}) == 10 and len(a.clips) == 720
+
+
+def test_synthetic_test_stretch_range_is_separate():
+    config = SyntheticConfig(seed=0)
+    slow, fast = SyntheticCorpus(config, (1.5, 1.5)), SyntheticCorpus(config, (0.6, 0.6))
+
+    def active_seconds(wave):
+        envelope = np.abs(wave).reshape(-1, 80).max(axis=1)
+        return (envelope > 0.2 * envelope.max()).sum() * 80 / 8000
+
+    ratios = [
+        active_seconds(slow.render(i, 8000)) / active_seconds(fast.render(i, 8000))
+        for i in range(8)
+    ]
+    assert 1.8 < float(np.median(ratios)) < 3.2  # 1.5 / 0.6 = 2.5
+    dm = SpectrogramDataModule(**SMALL, synthetic_test_stretch=(1.5, 2.0))
+    assert dm.load_corpus("test").stretch == (1.5, 2.0)
+    assert dm.load_corpus("val").stretch == dm.load_corpus("train").stretch == (0.6, 1.6)
+    clip = dm.load_corpus().clips[0]
+    assert dm.load_corpus("test").identity(clip) != dm.load_corpus("train").identity(clip)
+
+
+def test_batches_splits_and_class_weights():
+    dm = SpectrogramDataModule(**SMALL)
+    dm.setup("fit")
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (8, 1, dm.input_shape[1], 32) and x.dtype == torch.float32
+    assert y.shape == (8,) and y.dtype == torch.int64
+    parts = {name: set(speakers) for name, speakers in dm.split_speakers.items()}
+    assert not parts["train"] & parts["val"] and not parts["train"] & parts["test"]
+    assert len(parts["train"] | parts["val"] | parts["test"]) == 5
+    assert len(dm.train_dataset) == 8 * len(parts["train"])
+    assert torch.allclose(dm.class_weights, torch.ones(4))
+    assert dm.test_dataset is None
+
+
+def test_normalisation_statistics_come_from_the_training_split_only():
+    dm = SpectrogramDataModule(**SMALL)
+    dm.setup("fit")
+    dm.train_dataloader()
+    train = np.concatenate([np.load(item.feature) for item in dm.train_dataset.items])
+    assert np.allclose(dm.normalizer.mean.numpy(), train.mean(axis=0), atol=1e-4)
+    assert np.allclose(dm.normalizer.std.numpy(), train.std(axis=0), atol=1e-3)
+    everything = np.concatenate([train] + [np.load(item.feature) for item in dm.val_dataset.items])
+    assert not np.allclose(dm.normalizer.mean.numpy(), everything.mean(axis=0), atol=1e-4)
+    # the same statistics when only the test stage is set up
+    fresh = SpectrogramDataModule(**SMALL)
+    fresh.setup("test")
+    fresh.test_dataloader()
+    assert torch.equal(fresh.normalizer.mean, dm.normalizer.mean)
+    assert fresh.val_dataset is None and len(fresh.test_dataset) == 8
+
+
+def test_second_run_hits_the_cache(count_features):
+    first = SpectrogramDataModule(**SMALL)
+    first.setup("fit")
+    batch = next(iter(first.val_dataloader()))
+    assert len(count_features) == 40 - 8  # train + val clips
+    entries = cached_entries()
+    second = SpectrogramDataModule(**SMALL)
+    second.setup("fit")
+    again = next(iter(second.val_dataloader()))
+    assert len(count_features) == 32 and cached_entries() == entries
+    assert torch.equal(batch[0], again[0])
+
+
+def test_a_changed_feature_setting_never_reads_a_stale_cache(count_features):
+    SpectrogramDataModule(**SMALL).setup("validate")
+    assert len(count_features) == 8
+    changed = SpectrogramDataModule(**{**SMALL, "n_mels": 24})
+    changed.setup("validate")
+    assert len(count_features) == 16
+    assert next(iter(changed.val_dataloader()))[0].shape[-1] == 24
+    assert len(count_features) == 16 + 24  # the statistics need the training features
+    SpectrogramDataModule(**{**SMALL, "synthetic_seed": 5}).setup("validate")
+    assert len(count_features) == 48
+    SpectrogramDataModule(**{**SMALL, "duration": 0.5}).setup("validate")  # length: no new features
+    assert len(count_features) == 48
+
+
+def test_a_changed_file_is_recomputed(tmp_path, count_features):
+    make_ravdess_folder(tmp_path / "ravdess", actors=range(1, 6), emotions=(1, 2))
+    dm = SpectrogramDataModule(corpus="ravdess", root=str(tmp_path / "ravdess"), **FIXTURE)
+    dm.setup("test")
+    assert len(count_features) == 2
+    test_file = Path(dm.load_corpus().clips[dm.split_indices["test"][0]].path)
+    write_tone(test_file, freq=900.0, seconds=0.4)
+    again = SpectrogramDataModule(corpus="ravdess", root=str(tmp_path / "ravdess"), **FIXTURE)
+    again.setup("test")
+    assert len(count_features) == 3
+
+
+def test_an_interrupted_cache_fill_leaves_no_corrupt_entry(monkeypatch):
+    saves = []
+    original = np.save
+
+    def interrupted_save(file, array, *args, **kwargs):
+        saves.append(1)
+        if len(saves) == 5:
+            file.write(b"\x93NUMPY partial")
+            raise KeyboardInterrupt
+        original(file, array, *args, **kwargs)
+
+    monkeypatch.setattr(np, "save", interrupted_save)
+    with pytest.raises(KeyboardInterrupt):
+        SpectrogramDataModule(**SMALL).setup("fit")
+    monkeypatch.setattr(np, "save", original)
+    entries = cached_entries()
+    assert len(entries) == 4
+    assert all(np.load(p).shape[1] == 32 for p in entries)
+    assert not [p for p in default_cache_dir().rglob("*") if p.name.endswith(".tmp")]
+    dm = SpectrogramDataModule(**SMALL)
+    dm.setup("fit")
+    assert len(cached_entries()) == 32
+
+
+BAD_KINDS = {
+    "empty": "empty file",
+    "truncated": "truncated",
+    "garbage": "unreadable",
+    "silent": "silent",
+    "short": "too short",
+}
+
+
+def make_ravdess_with_bad_files(root, kinds=tuple(BAD_KINDS)):
+    """Ten good files, plus one bad file of each kind under a valid official name."""
+    make_ravdess_folder(root, actors=range(1, 6), emotions=(1, 2))
+    return {
+        kind: write_bad_file(
+            root / f"Actor_{actor:02d}" / f"03-01-0{actor + 2}-01-01-01-{actor:02d}.wav", kind
+        )
+        for actor, kind in enumerate(BAD_KINDS, start=1)
+        if kind in kinds
+    }
+
+
+@pytest.mark.parametrize("kind", list(BAD_KINDS))
+def test_a_bad_audio_file_is_a_clear_error(tmp_path, kind):
+    bad = make_ravdess_with_bad_files(tmp_path, kinds=(kind,))[kind]
+    dm = SpectrogramDataModule(corpus="ravdess", root=str(tmp_path), split="random", **FIXTURE)
+    with pytest.raises(BadAudioError, match=BAD_KINDS[kind]) as err:
+        dm.setup()
+    assert str(bad) in str(err.value) and "skip_bad_files=True" in str(err.value)
+
+
+def test_bad_files_are_skipped_with_a_report_on_every_run(tmp_path):
+    bad = make_ravdess_with_bad_files(tmp_path)
+    write_tone(tmp_path / "Actor_01" / "not-an-official-name.wav")
+    for _ in range(2):  # the second run reads the cache and still reports every skipped file
+        dm = SpectrogramDataModule(
+            corpus="ravdess", root=str(tmp_path), skip_bad_files=True, **FIXTURE
+        )
+        with pytest.warns(UserWarning, match="skipped 6 bad files") as record:
+            dm.setup()
+        report = str(record[0].message)
+        for kind, path in bad.items():
+            assert f"{path}: " in report and BAD_KINDS[kind] in report
+        assert "outside the RAVDESS convention" in report
+        used = {
+            item.feature
+            for ds in (dm.train_dataset, dm.val_dataset, dm.test_dataset)
+            for item in ds.items
+        }
+        assert len(used) == 10
+        assert len(dm.skipped_files) == 6
+
+
+def test_bad_corpus_arguments(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        SpectrogramDataModule(corpus="ravdess", root=str(tmp_path / "nowhere")).setup("fit")
+    with pytest.raises(ValueError, match="RAVDESS needs `root`"):
+        SpectrogramDataModule(corpus="ravdess").setup("fit")
+    with pytest.raises(ValueError, match="corpus must be one of"):
+        SpectrogramDataModule(corpus="voxceleb")
+    with pytest.raises(FileNotFoundError, match="manifest root"):
+        SpectrogramDataModule(corpus="manifest", root=str(tmp_path / "none.csv"))
+    make_tess_folder(tmp_path / "tess", words=("back", "bar", "base", "bath"))
+    tess = SpectrogramDataModule(corpus="tess", root=str(tmp_path / "tess"), **FIXTURE)
+    with pytest.raises(ValueError, match="at least 3 speakers.*OAF, YAF"):
+        tess.setup("fit")
+    paper = SpectrogramDataModule(
+        corpus="tess", root=str(tmp_path / "tess"), split="paper", **FIXTURE
+    )
+    paper.setup("fit")
+    assert paper.split_speakers["train"] == paper.split_speakers["test"] == ["OAF", "YAF"]
+
+
+def test_class_weights_follow_training_label_counts(tmp_path):
+    rows = []
+    for speaker in ("a", "b", "c"):
+        for i, label in enumerate(["x"] * 6 + ["y"] * 2):
+            write_tone(tmp_path / speaker / f"{i}.wav", 300 + 40 * i)
+            rows.append({"path": f"{speaker}/{i}.wav", "label": label, "speaker": speaker})
+    manifest = make_manifest(tmp_path, rows)
+    dm = SpectrogramDataModule(corpus="manifest", root=str(manifest), num_folds=3, **FIXTURE)
+    assert dm.class_names == ["x", "y"]
+    dm.setup("fit")
+    assert torch.allclose(dm.class_weights, torch.tensor([0.5, 1.5]))
+
+
+def test_augmentation_only_on_the_training_split():
+    dm = SpectrogramDataModule(**SMALL, augment=True, time_mask_frames=4, freq_mask_bins=4)
+    dm.setup("fit")
+    dm.train_dataloader()
+    assert dm.train_dataset.augment is not None and dm.val_dataset.augment is None
+    assert not torch.equal(dm.train_dataset[0][0], dm.train_dataset[0][0])
+    assert torch.equal(dm.val_dataset[0][0], dm.val_dataset[0][0])
+
+
+def test_segments_with_overlap(tmp_path):
+    make_ravdess_folder(tmp_path, actors=range(1, 6), emotions=(1, 2), seconds=1.0)
+    dm = SpectrogramDataModule(
+        corpus="ravdess", root=str(tmp_path), segment_duration=0.4, segment_overlap=0.5, **FIXTURE
+    )
+    assert dm.input_shape == (1, 1 + 3200 // 128, 24)
+    dm.setup("fit")
+    frames = 1 + 8000 // 128
+    per_clip = math.ceil((frames - dm.frames) / round(dm.frames * 0.5)) + 1
+    assert len(dm.train_dataset) == 6 * per_clip
+    x, _ = next(iter(dm.train_dataloader()))
+    assert x.shape[2] == dm.frames
+
+
+def test_workers_fill_the_cache_and_load_batches():
+    dm = SpectrogramDataModule(**SMALL, num_workers=2)
+    dm.setup("validate")
+    loader = dm.val_dataloader()
+    assert loader.persistent_workers and not loader.pin_memory
+    x, y = next(iter(loader))
+    assert x.shape[0] == 8 and len(cached_entries()) == 40 - 8
+
+
+class TinyClassifier(pl.LightningModule):
+    def __init__(self, input_shape: tuple[int, int, int], num_classes: int) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Flatten(), nn.Linear(math.prod(input_shape), num_classes))
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        return nn.functional.cross_entropy(self.net(x), y)
+
+    def validation_step(self, batch, batch_idx):
+        x, y = batch
+        self.log("val_loss", nn.functional.cross_entropy(self.net(x), y))
+
+    def test_step(self, batch, batch_idx):
+        self.validation_step(batch, batch_idx)
+
+    def predict_step(self, batch, batch_idx):
+        x, paths = batch
+        return self.net(x).argmax(1), paths
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def make_trainer(tmp_path):
+    return pl.Trainer(
+        max_epochs=1,
+        accelerator="cpu",
+        logger=CSVLogger(tmp_path / "logs"),
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+    )
+
+
+def test_trainer_logs_split_and_predicts_from_a_checkpoint_without_the_corpus(tmp_path):
+    corpus = tmp_path / "ravdess"
+    make_ravdess_folder(corpus, actors=range(1, 7), emotions=(1, 3, 5))
+    dm = SpectrogramDataModule(corpus="ravdess", root=str(corpus), num_folds=3, **FIXTURE)
+    model = TinyClassifier(dm.input_shape, dm.num_classes)
+    trainer = make_trainer(tmp_path)
+    trainer.fit(model, datamodule=dm)
+    logged = json.loads((Path(trainer.log_dir) / "split_speakers.json").read_text())
+    assert logged == dm.split_speakers and len(logged["test"]) == 2
+    checkpoint = tmp_path / "model.ckpt"
+    trainer.save_checkpoint(checkpoint)
+    trainer.test(
+        model,
+        datamodule=SpectrogramDataModule(
+            corpus="ravdess", root=str(corpus), num_folds=3, **FIXTURE
+        ),
+    )
+
+    new_audio = [write_tone(tmp_path / "new" / f"{i}.wav", 300 + 100 * i) for i in range(3)]
+    shutil.rmtree(corpus)
+    predict = SpectrogramDataModule(
+        corpus="ravdess", root=str(corpus), predict_paths=[str(tmp_path / "new")], **FIXTURE
+    )
+    outputs = make_trainer(tmp_path).predict(model, datamodule=predict, ckpt_path=checkpoint)
+    assert predict.predict_files == [str(p) for p in new_audio]
+    assert [p for _, paths in outputs for p in paths] == predict.predict_files
+    assert torch.equal(predict.normalizer.mean, dm.normalizer.mean)
+
+
+def test_state_dict_round_trip_and_predict_path_errors(tmp_path):
+    dm = SpectrogramDataModule(**SMALL)
+    dm.setup("validate")
+    dm.val_dataloader()
+    restored = SpectrogramDataModule(**SMALL)
+    restored.load_state_dict(dm.state_dict())
+    assert torch.equal(restored.normalizer.std, dm.normalizer.std)
+    with pytest.raises(ValueError, match="frequency bins"):
+        SpectrogramDataModule(**{**SMALL, "n_mels": 20}).load_state_dict(dm.state_dict())
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        SpectrogramDataModule(**SMALL, predict_paths=[str(tmp_path / "nothing.wav")]).setup(
+            "predict"
+        )
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no audio files"):
+        SpectrogramDataModule(**SMALL, predict_paths=[str(tmp_path / "empty")]).setup("predict")
+    with pytest.raises(ValueError, match="predict_paths"):
+        SpectrogramDataModule(**SMALL).setup("predict")

@@ -1,0 +1,329 @@
+"""EmotionClassifier: metrics, figures, predictions, checkpoints, loss and optimizer set-up."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import lightning.pytorch as pl
+import pytest
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from mts_lightning.callbacks import KernelAveraging
+from mts_lightning.module import EmotionClassifier
+from mts_lightning.nn import MultiscaleConv2d
+
+CLASSES = ["angry", "happy", "sad"]
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one thread, as OpenMP spin-waits dominate their ops on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class TinyNet(nn.Module):
+    """One MTS layer, pooled to logits."""
+
+    def __init__(self, num_classes: int = 3, kernel_sharing: str = "average") -> None:
+        super().__init__()
+        self.conv = MultiscaleConv2d(1, 4, 3, padding=1, kernel_sharing=kernel_sharing)
+        self.head = nn.Linear(4, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+class ConstantNet(nn.Module):
+    """Always predicts class 0 (a trainable bias, so an optimizer has something to hold)."""
+
+    def __init__(self, num_classes: int = 3) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.tensor([5.0] + [0.0] * (num_classes - 1)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bias.expand(x.shape[0], -1)
+
+
+def make_loader(n: int = 24, batch_size: int = 4, seed: int = 0) -> DataLoader:
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, 1, 12, 10, generator=g)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size)
+
+
+def make_trainer(tmp_path, callbacks=(), **kwargs) -> pl.Trainer:
+    defaults = dict(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        logger=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+    )
+    defaults.update(kwargs)
+    return pl.Trainer(callbacks=list(callbacks), **defaults)
+
+
+@pytest.fixture
+def fake_zoo(monkeypatch):
+    """`build_model` from the zoo, replaced by a TinyNet factory that records its arguments."""
+    calls = []
+
+    def build_model(name, **kwargs):
+        calls.append((name, kwargs))
+        return TinyNet(num_classes=kwargs["num_classes"], kernel_sharing=kwargs["kernel_sharing"])
+
+    monkeypatch.setattr("mts_lightning.models.build_model", build_model)
+    return calls
+
+
+# ---------------------------------------------------------------------- metrics and figures
+def test_wa_and_ua_differ_on_imbalanced_data_and_figures_are_saved(tmp_path):
+    # 8 x class 0, 1 x class 1, 1 x class 2; the model always says class 0.
+    x = torch.zeros(10, 1, 4, 4)
+    y = torch.tensor([0, 0, 1, 0, 0, 2, 0, 0, 0, 0])
+    loader = DataLoader(TensorDataset(x, y), batch_size=3)  # uneven batches
+    model = EmotionClassifier(ConstantNet(), class_names=CLASSES)
+    tb = TensorBoardLogger(tmp_path, name="tb")
+    trainer = make_trainer(tmp_path, logger=[tb, CSVLogger(tmp_path, name="csv")])
+
+    (val,) = trainer.validate(model, loader, verbose=False)
+    (test,) = trainer.test(model, loader, verbose=False)
+
+    for stage, results in (("val", val), ("test", test)):
+        assert results[f"{stage}/WA"] == pytest.approx(0.8)
+        assert results[f"{stage}/UA"] == pytest.approx(1 / 3)
+        assert results[f"{stage}/macro_F1"] == pytest.approx((2 * 0.8 / 1.8) / 3)
+        expected_loss = F.cross_entropy(model(x), y).item()
+        assert results[f"{stage}/loss"] == pytest.approx(expected_loss, rel=1e-5)
+        png = os.path.join(tb.log_dir, "confusion_matrix", f"{stage}_epoch000.png")
+        assert os.path.getsize(png) > 1000
+
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    images = EventAccumulator(tb.log_dir).Reload().Tags()["images"]
+    assert {"val/confusion_matrix", "test/confusion_matrix"} <= set(images)
+
+
+def test_fit_logs_every_metric_per_stage(tmp_path, fake_zoo):
+    model = EmotionClassifier("tiny", backbone_kwargs={"kernel_sharing": "autograd"}, num_classes=3)
+    trainer = make_trainer(tmp_path, limit_train_batches=3, limit_val_batches=2)
+    trainer.fit(model, make_loader(), make_loader(seed=1))
+    expected = {f"{s}/{m}" for s in ("train", "val") for m in ("loss", "WA", "UA", "macro_F1")}
+    assert expected <= set(trainer.callback_metrics)
+
+
+def test_predict_returns_probabilities_class_names_and_paths(tmp_path):
+    class WithPaths(Dataset):
+        def __len__(self):
+            return 5
+
+        def __getitem__(self, i):
+            return torch.randn(1, 12, 10), f"clip{i}.wav"
+
+    model = EmotionClassifier(TinyNet(), class_names=CLASSES)
+    trainer = make_trainer(tmp_path)
+    with_paths = trainer.predict(model, DataLoader(WithPaths(), batch_size=3))
+    assert [p for out in with_paths for p in out["paths"]] == [f"clip{i}.wav" for i in range(5)]
+    tensors_only = trainer.predict(model, DataLoader(torch.randn(4, 1, 12, 10), batch_size=4))
+    for out in [*with_paths, *tensors_only]:
+        assert out["class_names"] == CLASSES
+        assert out["probabilities"].shape[1] == 3
+        torch.testing.assert_close(
+            out["probabilities"].sum(1), torch.ones(len(out["probabilities"]))
+        )
+    assert "paths" not in tensors_only[0]
+
+
+# ---------------------------------------------------------------------- checkpoints
+def test_load_from_checkpoint_alone_with_a_named_backbone(tmp_path, fake_zoo):
+    model = EmotionClassifier(
+        "tiny",
+        backbone_kwargs={"kernel_sharing": "average"},
+        class_names=CLASSES,
+        input_shape=(1, 12, 10),
+        class_weights=[1.0, 2.0, 0.5],
+        label_smoothing=0.1,
+    )
+    checkpoint = ModelCheckpoint(dirpath=tmp_path / "ckpt")
+    trainer = make_trainer(
+        tmp_path, [KernelAveraging(), checkpoint], enable_checkpointing=True, limit_train_batches=2
+    )
+    trainer.fit(model, make_loader())
+    assert fake_zoo[0] == (
+        "tiny",
+        {"kernel_sharing": "average", "num_classes": 3, "input_shape": (1, 12, 10)},
+    )
+
+    loaded = EmotionClassifier.load_from_checkpoint(checkpoint.best_model_path)
+    assert loaded.class_names == CLASSES
+    assert loaded.label_smoothing == 0.1
+    for (name, a), b in zip(model.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    x = torch.randn(2, 1, 12, 10)
+    torch.testing.assert_close(loaded.eval()(x), model.eval()(x))
+
+
+def test_zoo_backbone_end_to_end(tmp_path):
+    from mts_lightning.callbacks import StretchUsageLogger
+
+    model = EmotionClassifier(
+        "compact_cnn",
+        backbone_kwargs={"channels": [4, 8, 8]},
+        class_names=CLASSES,
+        input_shape=(1, 32, 16),
+    )
+    usage = StretchUsageLogger(log_figures=False, save_png=False)
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(8, 1, 32, 16, generator=g), torch.tensor([0, 1, 2, 0] * 2))
+    trainer = make_trainer(tmp_path, [KernelAveraging(), usage], limit_val_batches=1)
+    trainer.fit(model, DataLoader(data, batch_size=4), DataLoader(data, batch_size=4))
+    assert usage.history["train"][0]  # the zoo model's MTS layers were found and counted
+    trainer.save_checkpoint(tmp_path / "zoo.ckpt")
+    loaded = EmotionClassifier.load_from_checkpoint(tmp_path / "zoo.ckpt")
+    x = torch.randn(2, 1, 32, 16)
+    torch.testing.assert_close(loaded.eval()(x), model.eval()(x))
+
+
+def test_module_backbone_is_not_stored_and_is_passed_again(tmp_path):
+    model = EmotionClassifier(TinyNet(), num_classes=3)
+    assert "backbone" not in model.hparams
+    assert "optimizer" not in model.hparams  # a Python callable, not configuration
+    path = tmp_path / "model.ckpt"
+    trainer = make_trainer(tmp_path, [KernelAveraging()], limit_train_batches=1)
+    trainer.fit(model, make_loader())
+    trainer.save_checkpoint(path)
+    loaded = EmotionClassifier.load_from_checkpoint(path, backbone=TinyNet())
+    torch.testing.assert_close(loaded.backbone.conv.weight, model.backbone.conv.weight)
+
+
+def test_lightning_cli_class_path_backbone_reloads_from_checkpoint_alone(tmp_path, monkeypatch):
+    from lightning.pytorch.cli import LightningCLI
+
+    monkeypatch.setattr("sys.argv", ["mts-lightning"])
+    cli = LightningCLI(
+        EmotionClassifier,
+        run=False,
+        args={
+            "model": {
+                "backbone": {"class_path": "test_module.TinyNet", "init_args": {"num_classes": 3}},
+                "num_classes": 3,
+                "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.01}},
+            },
+            "trainer": {
+                "accelerator": "cpu",
+                "max_epochs": 1,
+                "limit_train_batches": 1,
+                "logger": False,
+                "enable_progress_bar": False,
+                "enable_checkpointing": False,
+                "default_root_dir": str(tmp_path),
+            },
+        },
+        save_config_callback=None,
+        seed_everything_default=0,
+    )
+    cli.trainer.callbacks.append(KernelAveraging())
+    cli.trainer.fit(cli.model, make_loader())
+    cli.trainer.save_checkpoint(tmp_path / "cli.ckpt")
+    loaded = EmotionClassifier.load_from_checkpoint(tmp_path / "cli.ckpt")
+    assert isinstance(loaded.backbone, TinyNet)
+    assert isinstance(loaded.configure_optimizers(), torch.optim.SGD)
+    torch.testing.assert_close(loaded.backbone.conv.weight, cli.model.backbone.conv.weight)
+
+
+# ---------------------------------------------------------------------- KernelAveraging warning
+@pytest.mark.parametrize(
+    ("kernel_sharing", "with_callback", "warns"),
+    [("average", False, True), ("average", True, False), ("autograd", False, False)],
+)
+def test_warns_once_when_average_layers_lack_kernel_averaging(
+    tmp_path, kernel_sharing, with_callback, warns
+):
+    model = EmotionClassifier(TinyNet(kernel_sharing=kernel_sharing), num_classes=3)
+    callbacks = [KernelAveraging()] if with_callback else []
+    trainer = make_trainer(tmp_path, callbacks, max_epochs=2, limit_train_batches=1)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        trainer.fit(model, make_loader())
+    ours = [w for w in caught if "KernelAveraging" in str(w.message)]
+    assert len(ours) == (1 if warns else 0)
+
+
+# ---------------------------------------------------------------------- loss and optimizers
+def test_class_weights_and_label_smoothing_reach_the_loss(tmp_path):
+    logits, labels = torch.randn(6, 3), torch.tensor([0, 1, 2, 2, 1, 0])
+    model = EmotionClassifier(
+        TinyNet(), num_classes=3, class_weights=[1, 3, 0.5], label_smoothing=0.2
+    )
+    expected = F.cross_entropy(
+        logits, labels, weight=torch.tensor([1, 3, 0.5]), label_smoothing=0.2
+    )
+    torch.testing.assert_close(model.loss(logits, labels), expected)
+    plain = EmotionClassifier(TinyNet(), num_classes=3)
+    torch.testing.assert_close(plain.loss(logits, labels), F.cross_entropy(logits, labels))
+
+
+def test_auto_class_weights_come_from_the_datamodule(tmp_path):
+    class WeightedData(pl.LightningDataModule):
+        class_weights = torch.tensor([0.5, 1.0, 2.0])
+
+        def train_dataloader(self):
+            return make_loader()
+
+    model = EmotionClassifier(TinyNet(), num_classes=3, class_weights="auto")
+    trainer = make_trainer(tmp_path, [KernelAveraging()], limit_train_batches=1)
+    trainer.fit(model, datamodule=WeightedData())
+    torch.testing.assert_close(model.class_weight, torch.tensor([0.5, 1.0, 2.0]))
+
+    without = EmotionClassifier(TinyNet(), num_classes=3, class_weights="auto")
+    with pytest.raises(ValueError, match="datamodule"):
+        make_trainer(tmp_path, [KernelAveraging()], limit_train_batches=1).fit(
+            without, make_loader()
+        )
+
+
+def test_optimizer_and_scheduler_callables():
+    default = EmotionClassifier(TinyNet(), num_classes=3)
+    optimizer = default.configure_optimizers()
+    assert isinstance(optimizer, torch.optim.Adam)
+    assert optimizer.defaults["lr"] == 1e-3
+
+    model = EmotionClassifier(
+        TinyNet(),
+        num_classes=3,
+        optimizer=lambda params: torch.optim.SGD(params, lr=0.1),
+        lr_scheduler=lambda opt: torch.optim.lr_scheduler.ReduceLROnPlateau(opt),
+    )
+    config = model.configure_optimizers()
+    assert isinstance(config["optimizer"], torch.optim.SGD)
+    assert config["lr_scheduler"]["monitor"] == "val/loss"
+    assert config["lr_scheduler"]["interval"] == "epoch"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"num_classes": 4, "class_names": CLASSES}, "class_names"),
+        ({}, "num_classes"),
+        ({"num_classes": 3, "label_smoothing": 1.0}, "label_smoothing"),
+        ({"num_classes": 3, "class_weights": [1.0, 2.0]}, "class_weights"),
+        ({"num_classes": 3, "class_weights": "balanced"}, "class_weights"),
+        ({"num_classes": 3, "lr_scheduler_interval": "batch"}, "lr_scheduler_interval"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        EmotionClassifier(TinyNet(), **kwargs)
