@@ -81,23 +81,70 @@ def _index_dtype(num_branches: int) -> torch.dtype:
     return torch.uint8 if num_branches <= 255 else torch.int32
 
 
-def winning_branch(fmaps: Sequence[Tensor], out: Tensor | None = None) -> tuple[Tensor, Tensor]:
+Edges = tuple[tuple[int, int], tuple[int, int]]
+
+
+def _outside(edges: Edges, size: Sequence[int]) -> list[tuple[slice, slice]]:
+    """(time, freq) slices of the border strips ``edges`` cuts off a ``size`` map."""
+    (t_before, t_after), (f_before, f_after) = edges
+    time, freq = size
+    inner_time = slice(t_before, time - t_after)
+    strips = [
+        (slice(0, t_before), slice(None)),
+        (slice(time - t_after, time), slice(None)),
+        (inner_time, slice(0, f_before)),
+        (inner_time, slice(freq - f_after, freq)),
+    ]
+    return [s for s, n in zip(strips, (t_before, t_after, f_before, f_after), strict=True) if n]
+
+
+def _take_if_better(pooled: Tensor, winner: Tensor, fmap: Tensor | float, index: int) -> None:
+    better = torch.lt(pooled, fmap)
+    if isinstance(fmap, Tensor):
+        torch.maximum(pooled, fmap, out=pooled)
+    else:
+        pooled.clamp_(min=fmap)
+    # winner = index where better, else unchanged; arithmetic beats masked_fill_ here.
+    winner.mul_(~better).add_(better, alpha=index)
+
+
+def winning_branch(
+    fmaps: Sequence[Tensor],
+    out: Tensor | None = None,
+    edges: Sequence[Edges | None] | None = None,
+) -> tuple[Tensor, Tensor]:
     """Element-wise maximum over ``fmaps`` and the index of the map that holds it.
 
     Ties go to the lowest index (the base first). The maximum is written into ``out``
-    (which may be ``fmaps[0]`` itself, saving a copy) or a new tensor. Returns
-    ``(pooled, winner)``.
+    (which may be ``fmaps[0]`` itself, saving a copy) or a new tensor. ``edges[i]``, when
+    given, are ((before, after) on time, (before, after) on freq) border strips where map
+    ``i`` counts as 0 whatever it holds (the zero padding of crop alignment).
+    Returns ``(pooled, winner)``.
     """
     pooled = fmaps[0].clone() if out is None else out
     if out is not None and out is not fmaps[0]:
         pooled.copy_(fmaps[0])
     winner = torch.zeros(pooled.shape, dtype=_index_dtype(len(fmaps)), device=pooled.device)
     for index, fmap in enumerate(fmaps[1:], start=1):
-        better = torch.gt(fmap, pooled)
-        torch.maximum(pooled, fmap, out=pooled)
-        # winner = index where better, else unchanged; arithmetic beats masked_fill_ here.
-        winner.mul_(~better).add_(better, alpha=index)
+        border = edges[index] if edges is not None else None
+        if not border or border == ((0, 0), (0, 0)):
+            _take_if_better(pooled, winner, fmap, index)
+            continue
+        (t_before, t_after), (f_before, f_after) = border
+        time, freq = pooled.shape[-2:]
+        inner = (..., slice(t_before, time - t_after), slice(f_before, freq - f_after))
+        _take_if_better(pooled[inner], winner[inner], fmap[inner], index)
+        for strip in _outside(border, (time, freq)):
+            _take_if_better(pooled[(..., *strip)], winner[(..., *strip)], 0.0, index)
     return pooled, winner
+
+
+def zero_edges_(stacked: Tensor, edges: Sequence[Edges]) -> Tensor:
+    """Zero, in place and differentiably, the border strips ``edges[i]`` of ``stacked[:, i]``."""
+    for index, border in enumerate(edges):
+        for strip in _outside(border, stacked.shape[-2:]):
+            stacked[(slice(None), index, slice(None), *strip)] = 0
+    return stacked
 
 
 class _BranchMax(torch.autograd.Function):
@@ -144,32 +191,39 @@ class _StackedBranchMax(torch.autograd.Function):
     """:func:`branch_max` over maps stacked on axis 1, returning one stacked gradient.
 
     Writing every branch's gradient into one buffer spares the zero-fill and copy that
-    autograd would spend to stack separate per-branch gradients back together.
+    autograd would spend to stack separate per-branch gradients back together; border
+    strips given by ``edges`` count as zeros and get no gradient.
     """
 
     @staticmethod
-    def forward(ctx, stacked: Tensor) -> tuple[Tensor, Tensor]:
-        pooled, winner = winning_branch(stacked.unbind(1))
+    def forward(ctx, stacked: Tensor, edges: Sequence[Edges]) -> tuple[Tensor, Tensor]:
+        pooled, winner = winning_branch(stacked.unbind(1), edges=edges)
         ctx.save_for_backward(winner)
         ctx.mark_non_differentiable(winner)
         ctx.stacked_shape = stacked.shape
+        ctx.edges = edges
         return pooled, winner
 
     @staticmethod
-    def backward(ctx, grad_pooled: Tensor, _grad_winner: Tensor) -> Tensor:
+    def backward(ctx, grad_pooled: Tensor, _grad_winner: Tensor) -> tuple[Tensor, None]:
         (winner,) = ctx.saved_tensors
         grad = grad_pooled.new_empty(ctx.stacked_shape)
         zero = grad_pooled.new_zeros(())
         for index in range(ctx.stacked_shape[1]):
             torch.where(winner == index, grad_pooled, zero, out=grad[:, index])
-        return grad
+            for strip in _outside(ctx.edges[index], ctx.stacked_shape[-2:]):
+                grad[(slice(None), index, slice(None), *strip)] = 0
+        return grad, None
 
 
-def stacked_branch_max(stacked: Tensor) -> tuple[Tensor, Tensor]:
-    """:func:`branch_max` over ``stacked`` maps ``(B, n_branches, C, T, F)``."""
+def stacked_branch_max(stacked: Tensor, edges: Sequence[Edges]) -> tuple[Tensor, Tensor]:
+    """:func:`branch_max` over ``stacked`` maps ``(B, n_branches, C, T, F)``.
+
+    ``edges[i]``: border strips of map ``i`` that count as zeros (see :func:`winning_branch`).
+    """
     if not torch.is_grad_enabled() or not stacked.requires_grad:
-        return winning_branch(stacked.unbind(1))
-    return _StackedBranchMax.apply(stacked)
+        return winning_branch(stacked.unbind(1), edges=edges)
+    return _StackedBranchMax.apply(stacked, edges)
 
 
 def count_wins(winner: Tensor, num_branches: int) -> Tensor:

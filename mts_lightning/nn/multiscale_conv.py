@@ -32,6 +32,7 @@ from mts_lightning.nn.functional import (
     stretch_penalty_factor,
     stretched_size,
     winning_branch,
+    zero_edges_,
 )
 
 OUTPUT_TYPES = ("pooled_map", "concat_fmaps", "interleave_chdim")
@@ -40,8 +41,9 @@ KERNEL_SHARING_MODES = ("average", "autograd")
 FMAP_ALIGN_MODES = ("interpolate", "crop")
 FUSE_MODES = ("auto", "always", "never")
 _TRAINING_MODE_ALIASES = {"only_gradient": "only_gradients"}
-# "auto" fuses the branches into one convolution up to this many input channels: there a
-# convolution is memory-bound and one wide one beats several narrow ones (benchmarks/).
+# "auto" fuses the branches into one convolution (with crop alignment) up to this many
+# input channels: there a convolution is memory-bound and one wide one beats several
+# narrow ones (benchmarks/layer.py).
 _AUTO_FUSE_MAX_IN = 4
 DEFAULT_SCALE_FACTORS: tuple[ScalePair, ...] = ((0.7, 1.0), (1.428, 1.0))
 
@@ -292,20 +294,11 @@ class _MultiscaleMixin:
     def _fused_crop_fmaps(self, x: Tensor, kernels: list[Tensor]) -> Tensor:
         """Fused branch maps, centred on the base grid: ``"crop"`` alignment for free.
 
-        The kernel offsets put every branch on the base output grid; the positions the
-        crop rule zero-pads are zeroed. Returns the maps stacked on axis 1, penalised.
+        The kernel offsets put every branch on the base output grid. Returns the maps
+        stacked on axis 1, penalised; the border strips that the crop rule zero-pads
+        (``self._fused_edges``) still hold convolution values: the merge treats them as 0.
         """
         fused = self._fused_conv(x, kernels)
-        (*_, t_edges), (*_, f_edges) = self._fusion
-        for branch, ((t_before, t_after), (f_before, f_after)) in enumerate(
-            zip(t_edges, f_edges, strict=True)
-        ):
-            view = fused[:, branch]
-            for axis, before, after in ((2, t_before, t_after), (3, f_before, f_after)):
-                if before:
-                    view.narrow(axis, 0, before).zero_()
-                if after:
-                    view.narrow(axis, view.shape[axis] - after, after).zero_()
         if self.stretch_penalty_lambda:
             factors = fused.new_tensor((1.0, *self._penalty_factors))
             fused = fused * factors.view(1, -1, 1, 1, 1)
@@ -383,6 +376,8 @@ class _MultiscaleMixin:
             fmaps = self._separate_fmaps(x, kernels)
         elif self.fmap_align == "crop":
             stacked = self._fused_crop_fmaps(x, kernels)
+            if self.output_type == "concat_fmaps":
+                stacked = zero_edges_(stacked, self._fused_edges)
             fmaps = list(stacked.unbind(1))
         else:
             fmaps = self._fused_interpolated_fmaps(x, kernels)
@@ -399,7 +394,7 @@ class _MultiscaleMixin:
             return self._finish(torch.cat(fmaps, dim=2), unbatched)
 
         if stacked is not None:
-            pooled, winner = stacked_branch_max(stacked)
+            pooled, winner = stacked_branch_max(stacked, self._fused_edges)
         else:
             # The base map is written over unless it is a view (fused) or needed afterwards.
             inplace = self._fusion is None and self.training_mode != "only_gradients"
@@ -508,7 +503,10 @@ class _MultiscaleMixin:
                 f"groups 1 and at least one scale factor; got {', '.join(blockers)}"
             )
         use = fuse_branches == "always" or (
-            fuse_branches == "auto" and not blockers and self.in_channels <= _AUTO_FUSE_MAX_IN
+            fuse_branches == "auto"
+            and not blockers
+            and self.fmap_align == "crop"
+            and self.in_channels // self.groups <= _AUTO_FUSE_MAX_IN
         )
         if not use:
             self._fusion = None
@@ -520,6 +518,7 @@ class _MultiscaleMixin:
             _fused_axis_layout(sizes[axis], lows[axis], highs[axis], self.fmap_align)
             for axis in range(2)
         )
+        self._fused_edges = tuple(zip(self._fusion[0][4], self._fusion[1][4], strict=True))
 
     @staticmethod
     def _format_size(size: Sequence[int]) -> str:
@@ -616,8 +615,8 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
         track_stretch_usage: count the elements each branch wins (no host synchronisation).
         fuse_branches: ``"auto"`` (default), ``"always"`` or ``"never"``: run every branch
             as one convolution over a zero-padded common kernel (stride 1, dilation 1,
-            groups 1, zero padding only). Same result; ``"auto"`` fuses when the input has
-            few channels, where it is faster.
+            groups 1, zero padding only). Same result; ``"auto"`` fuses with
+            ``fmap_align="crop"`` when the input has few channels, where it is faster.
     """
 
     _input_dims = (4, 3)
