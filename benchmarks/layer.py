@@ -6,8 +6,9 @@ For each configuration it times forward+backward of:
 - the reference: the plain step-by-step implementation kept in ``tests/reference_mts.py``;
 - the layer, with ``fmap_align="interpolate"`` and with ``fmap_align="crop"``.
 
-Times are medians over rounds in which the contenders run in turn, so a busy machine slows
-them alike. Peak memory of one forward+backward is measured for the reference and the layer:
+Times are the best of several rounds in which the contenders run in turn (the minimum is
+the figure least disturbed by other work on a shared machine), with one thread by default
+so that a busy second core does not stall the thread pool. Peak memory of one forward+backward is measured for the reference and the layer:
 on CUDA with the allocator's peak, on CPU as the growth of the peak RSS (VmHWM, reset
 first) of a fresh subprocess that runs only that contender (Linux).
 
@@ -18,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import subprocess
 import sys
 import time
@@ -96,7 +96,7 @@ def time_config(layer_name: str, factor_name: str, device: str, rounds: int) -> 
             step()
             synchronize(device)
             timings[contender].append(time.perf_counter() - start)
-    return {c: statistics.median(t) for c, t in timings.items()}
+    return {c: min(t) for c, t in timings.items()}
 
 
 def peak_memory(layer_name: str, factor_name: str, contender: str, device: str) -> int:
@@ -144,15 +144,20 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="3 rounds, for a smoke run")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--only", help="run only configurations whose name contains this")
     parser.add_argument("--measure-rss", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_rss:
         measure_rss(*args.measure_rss)
         return
     rounds = 3 if args.quick else args.rounds
+    torch.set_num_threads(args.threads)
 
     for layer_name in LAYERS:
         for factor_name in FACTOR_SETS:
+            if args.only and args.only not in f"{layer_name}/{factor_name}":
+                continue
             times = time_config(layer_name, factor_name, args.device, rounds)
             memory = {
                 c: peak_memory(layer_name, factor_name, c, args.device)

@@ -226,6 +226,67 @@ def stacked_branch_max(stacked: Tensor, edges: Sequence[Edges]) -> tuple[Tensor,
     return _StackedBranchMax.apply(stacked, edges)
 
 
+def _resized_fused_maps(
+    fused: Tensor, sizes: Sequence[tuple[int, int]], penalties: Sequence[float]
+) -> list[Tensor]:
+    base_size = tuple(sizes[0])
+    maps = [fused[:, 0, :, : base_size[0], : base_size[1]]]
+    for index in range(1, fused.shape[1]):
+        own = fused[:, index, :, : sizes[index][0], : sizes[index][1]]
+        fmap = align_fmap(own, base_size, "interpolate")
+        maps.append(fmap if penalties[index - 1] == 1.0 else fmap * penalties[index - 1])
+    return maps
+
+
+class _FusedInterpolatedMax(torch.autograd.Function):
+    """Resize each branch map of a fused convolution output to the base map, then merge.
+
+    ``fused`` is ``(B, n_branches, C, T_max, F_max)``; branch ``i``'s own map is its
+    ``sizes[i]`` top-left corner and is resized (bilinear) to ``sizes[0]`` and multiplied
+    by ``penalties[i - 1]``. The backward writes every branch's gradient straight into
+    one buffer, which spares autograd a zero-filled copy per branch.
+    """
+
+    @staticmethod
+    def forward(ctx, fused: Tensor, sizes: Sequence[tuple[int, int]], penalties) -> tuple:
+        pooled, winner = winning_branch(_resized_fused_maps(fused, sizes, penalties))
+        ctx.save_for_backward(winner)
+        ctx.mark_non_differentiable(winner)
+        ctx.fused_shape, ctx.sizes, ctx.penalties = fused.shape, sizes, penalties
+        return pooled, winner
+
+    @staticmethod
+    def backward(ctx, grad_pooled: Tensor, _grad_winner: Tensor) -> tuple[Tensor, None, None]:
+        (winner,) = ctx.saved_tensors
+        grad = grad_pooled.new_zeros(ctx.fused_shape)
+        zero = grad_pooled.new_zeros(())
+        base_size = list(ctx.sizes[0])
+        torch.where(
+            winner == 0, grad_pooled, zero, out=grad[:, 0, :, : base_size[0], : base_size[1]]
+        )
+        for index in range(1, ctx.fused_shape[1]):
+            routed = torch.where(winner == index, grad_pooled, zero)
+            if ctx.penalties[index - 1] != 1.0:
+                routed = routed * ctx.penalties[index - 1]
+            own_size = list(ctx.sizes[index])
+            batch, _, channels = ctx.fused_shape[:3]
+            grad[:, index, :, : own_size[0], : own_size[1]] = (
+                torch.ops.aten.upsample_bilinear2d_backward(
+                    routed, base_size, [batch, channels, *own_size], False, None, None
+                )
+            )
+        return grad, None, None
+
+
+def fused_interpolated_max(
+    fused: Tensor, sizes: Sequence[tuple[int, int]], penalties: Sequence[float]
+) -> tuple[Tensor, Tensor]:
+    """:func:`branch_max` of the branch maps of a fused convolution, resized to the base."""
+    if not torch.is_grad_enabled() or not fused.requires_grad:
+        return winning_branch(_resized_fused_maps(fused, sizes, penalties))
+    return _FusedInterpolatedMax.apply(fused, tuple(sizes), tuple(penalties))
+
+
 def count_wins(winner: Tensor, num_branches: int) -> Tensor:
     """Number of elements each branch won, as an int64 tensor on ``winner``'s device.
 

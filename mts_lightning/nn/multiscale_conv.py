@@ -26,6 +26,7 @@ from mts_lightning.nn.functional import (
     align_fmap,
     branch_max,
     count_wins,
+    fused_interpolated_max,
     resample_kernel,
     resize_kernel,
     stacked_branch_max,
@@ -257,20 +258,64 @@ class _MultiscaleMixin:
         self._branch_kernels_fresh = True
         return kernels
 
-    def _separate_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
-        """One convolution per branch, each map aligned to the base map."""
-        base = self._conv_branch(x, kernels[0], 0)
+    def _penalised(self, fmaps: list[Tensor]) -> list[Tensor]:
+        """Apply the stretch penalty to the branch maps (and autocast's dtype to all)."""
+        base = fmaps[0]
         return [base] + [
-            align_fmap(self._conv_branch(x, kernels[i], i), base.shape[-2:], self.fmap_align)
-            for i in range(1, self.num_branches)
+            (fmap if factor == 1.0 else fmap * factor).to(base.dtype)
+            for fmap, factor in zip(fmaps[1:], self._penalty_factors, strict=True)
         ]
+
+    def _separate_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
+        """One convolution per branch, each map aligned to the base map and penalised."""
+        base = self._conv_branch(x, kernels[0], 0)
+        return self._penalised(
+            [base]
+            + [
+                align_fmap(self._conv_branch(x, kernels[i], i), base.shape[-2:], self.fmap_align)
+                for i in range(1, self.num_branches)
+            ]
+        )
+
+    def _aligned_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
+        """Every branch map aligned to the base map and penalised (for ``concat_fmaps``)."""
+        if self._fusion is None:
+            return self._separate_fmaps(x, kernels)
+        fused = self._fused_conv(x, kernels)
+        if self.fmap_align == "crop":
+            return self._penalised(list(zero_edges_(fused, self._fused_edges).unbind(1)))
+        sizes = self._fused_map_sizes(x)
+        maps = [fused[:, i, :, : size[0], : size[1]] for i, size in enumerate(sizes)]
+        return self._penalised(
+            [maps[0]] + [align_fmap(m, sizes[0], "interpolate") for m in maps[1:]]
+        )
+
+    def _pooled(self, x: Tensor, kernels: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """Merge the branches by maximum: ``(base map, pooled map, winning branch)``."""
+        if self._fusion is None:
+            fmaps = self._separate_fmaps(x, kernels)
+            # The base map is overwritten by the maximum unless it is needed afterwards.
+            inplace = self.training_mode != "only_gradients"
+            return (fmaps[0], *branch_max(fmaps, inplace=inplace))
+        fused = self._fused_conv(x, kernels)
+        if self.fmap_align == "crop":
+            if self.stretch_penalty_lambda:
+                factors = fused.new_tensor((1.0, *self._penalty_factors))
+                fused = fused * factors.view(1, -1, 1, 1, 1)
+            return (fused[:, 0], *stacked_branch_max(fused, self._fused_edges))
+        sizes = self._fused_map_sizes(x)
+        base = fused[:, 0, :, : sizes[0][0], : sizes[0][1]]
+        return (base, *fused_interpolated_max(fused, sizes, self._penalty_factors))
 
     def _fused_conv(self, x: Tensor, kernels: list[Tensor]) -> Tensor:
         """Every branch in one convolution, each kernel zero-padded into a common kernel.
 
-        Returns ``(B, n_branches, C_out, T, F)``. One convolution with ``n * C_out``
-        channels beats ``n`` narrow ones when the input has few channels (a first layer),
-        where a convolution is memory-bound.
+        Returns ``(B, n_branches, C_out, T, F)``. The kernel offsets put every branch map
+        on the base output grid for ``"crop"`` (the border strips that the crop rule
+        zero-pads, ``self._fused_edges``, still hold convolution values: the merge treats
+        them as 0), and at the origin for ``"interpolate"``. One convolution with
+        ``n * C_out`` channels beats ``n`` narrow ones when the input has few channels (a
+        first layer), where a convolution is memory-bound.
         """
         (t_off, t_size, t_lo, t_hi, _), (f_off, f_size, f_lo, f_hi, _) = self._fusion
         fused_kernel = torch.cat(
@@ -291,29 +336,13 @@ class _MultiscaleMixin:
         fused = F.conv2d(F.pad(x, (f_lo, f_hi, t_lo, t_hi)), fused_kernel, bias)
         return fused.unflatten(1, (self.num_branches, self.out_channels))
 
-    def _fused_crop_fmaps(self, x: Tensor, kernels: list[Tensor]) -> Tensor:
-        """Fused branch maps, centred on the base grid: ``"crop"`` alignment for free.
-
-        The kernel offsets put every branch on the base output grid. Returns the maps
-        stacked on axis 1, penalised; the border strips that the crop rule zero-pads
-        (``self._fused_edges``) still hold convolution values: the merge treats them as 0.
-        """
-        fused = self._fused_conv(x, kernels)
-        if self.stretch_penalty_lambda:
-            factors = fused.new_tensor((1.0, *self._penalty_factors))
-            fused = fused * factors.view(1, -1, 1, 1, 1)
-        return fused
-
-    def _fused_interpolated_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
-        """Fused branch maps, each starting at the origin, resized to the base map."""
-        fused = self._fused_conv(x, kernels)
-        sizes = [
+    def _fused_map_sizes(self, x: Tensor) -> list[tuple[int, int]]:
+        """(time, freq) size of each branch's own map (stride 1)."""
+        return [
             (x.shape[2] + self._branch_pad_totals[i][0] - k[0] + 1,
              x.shape[3] + self._branch_pad_totals[i][1] - k[1] + 1)
             for i, k in enumerate(self.branch_kernel_sizes)
         ]  # fmt: skip
-        maps = [fused[:, i, :, : size[0], : size[1]] for i, size in enumerate(sizes)]
-        return [maps[0]] + [align_fmap(m, sizes[0], "interpolate") for m in maps[1:]]
 
     def _conv_branch(self, x: Tensor, kernel: Tensor, branch: int) -> Tensor:
         stride, padding, dilation = self._conv_args_2d
@@ -371,34 +400,14 @@ class _MultiscaleMixin:
         self._check_size(x, self.num_branches)
 
         kernels = self._branch_kernel_list()
-        stacked = None
-        if self._fusion is None:
-            fmaps = self._separate_fmaps(x, kernels)
-        elif self.fmap_align == "crop":
-            stacked = self._fused_crop_fmaps(x, kernels)
-            if self.output_type == "concat_fmaps":
-                stacked = zero_edges_(stacked, self._fused_edges)
-            fmaps = list(stacked.unbind(1))
-        else:
-            fmaps = self._fused_interpolated_fmaps(x, kernels)
-        base = fmaps[0]
-        for branch in range(1, self.num_branches):
-            if stacked is None and self._penalty_factors[branch - 1] != 1.0:
-                fmaps[branch] = fmaps[branch] * self._penalty_factors[branch - 1]
-            fmaps[branch] = fmaps[branch].to(base.dtype)
-
         if self.output_type == "concat_fmaps":
+            fmaps = self._aligned_fmaps(x, kernels)
             if self.track_stretch_usage:
                 with torch.no_grad():
                     self._record_usage(winning_branch([f.detach() for f in fmaps])[1])
             return self._finish(torch.cat(fmaps, dim=2), unbatched)
 
-        if stacked is not None:
-            pooled, winner = stacked_branch_max(stacked, self._fused_edges)
-        else:
-            # The base map is written over unless it is a view (fused) or needed afterwards.
-            inplace = self._fusion is None and self.training_mode != "only_gradients"
-            pooled, winner = branch_max(fmaps, inplace=inplace)
+        base, pooled, winner = self._pooled(x, kernels)
         if self.track_stretch_usage:
             self._record_usage(winner)
         if self.output_type == "interleave_chdim":
