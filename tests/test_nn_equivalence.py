@@ -23,6 +23,7 @@ CONV_SETTINGS = [
     (4, 6, (3, 3), 2, 1, 1, 2, "zeros"),
     (2, 4, (5, 3), 1, (2, 1), 1, 1, "replicate"),
     (2, 4, (5, 3), 1, (2, 1), 1, 1, "circular"),
+    (8, 4, (3, 3), 1, 1, 1, 1, "zeros"),  # wide input: the channels-last path
 ]
 
 FACTOR_SETS = [

@@ -296,6 +296,18 @@ def test_autocast_on_cpu(dtype):
     torch.testing.assert_close(out.float(), expected, rtol=0.05, atol=0.05)
 
 
+def test_memory_format_follows_the_input():
+    layer = MultiscaleConv2d(16, 8, 3, padding=1)  # wide enough for the channels-last path
+    conv = nn.Conv2d(16, 8, 3, padding=1)
+    x = torch.randn(2, 16, 12, 10)
+    out = layer(x)
+    assert out.is_contiguous() and out.shape == conv(x).shape
+    out_cl = layer(x.contiguous(memory_format=torch.channels_last))
+    assert out_cl.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(out_cl, out)
+    assert layer(x).view(2, -1).shape == (2, 8 * 12 * 10)
+
+
 def test_float64_layer():
     layer = MultiscaleConv2d(1, 2, 3, dtype=torch.float64)
     assert layer(torch.randn(1, 1, 8, 8, dtype=torch.float64)).dtype == torch.float64

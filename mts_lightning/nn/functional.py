@@ -124,7 +124,7 @@ def winning_branch(
     pooled = fmaps[0].clone() if out is None else out
     if out is not None and out is not fmaps[0]:
         pooled.copy_(fmaps[0])
-    winner = torch.zeros(pooled.shape, dtype=_index_dtype(len(fmaps)), device=pooled.device)
+    winner = torch.zeros_like(pooled, dtype=_index_dtype(len(fmaps)))
     for index, fmap in enumerate(fmaps[1:], start=1):
         border = edges[index] if edges is not None else None
         if not border or border == ((0, 0), (0, 0)):

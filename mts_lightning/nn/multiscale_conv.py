@@ -46,6 +46,9 @@ _TRAINING_MODE_ALIASES = {"only_gradient": "only_gradients"}
 # input channels: there a convolution is memory-bound and one wide one beats several
 # narrow ones (benchmarks/layer.py).
 _AUTO_FUSE_MAX_IN = 4
+# From this many input channels, CPU convolutions of the separate branches share one
+# channels-last copy of the input (benchmarks/layer.py, middle-layer configurations).
+_CHANNELS_LAST_MIN_IN = 8
 DEFAULT_SCALE_FACTORS: tuple[ScalePair, ...] = ((0.7, 1.0), (1.428, 1.0))
 
 
@@ -268,6 +271,9 @@ class _MultiscaleMixin:
 
     def _separate_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
         """One convolution per branch, each map aligned to the base map and penalised."""
+        if x.device.type == "cpu" and self.in_channels >= _CHANNELS_LAST_MIN_IN:
+            # oneDNN reorders an NCHW input for every convolution; reorder it once instead.
+            x = x.contiguous(memory_format=torch.channels_last)
         base = self._conv_branch(x, kernels[0], 0)
         return self._penalised(
             [base]
@@ -393,6 +399,11 @@ class _MultiscaleMixin:
         self._check_input(input)
         unbatched = input.dim() == self._input_dims[1]
         x = self._to_2d_input(input.unsqueeze(0) if unbatched else input)
+        channels_last = (
+            input.dim() == 4
+            and not input.is_contiguous()
+            and input.is_contiguous(memory_format=torch.channels_last)
+        )
         training = self.training if training_state is None else bool(training_state)
         if not self._runs_branches(training):
             self._check_size(x, 1)
@@ -405,7 +416,7 @@ class _MultiscaleMixin:
             if self.track_stretch_usage:
                 with torch.no_grad():
                     self._record_usage(winning_branch([f.detach() for f in fmaps])[1])
-            return self._finish(torch.cat(fmaps, dim=2), unbatched)
+            return self._finish(torch.cat(fmaps, dim=2), unbatched, channels_last)
 
         base, pooled, winner = self._pooled(x, kernels)
         if self.track_stretch_usage:
@@ -419,7 +430,7 @@ class _MultiscaleMixin:
             output = pooled + (base - pooled).detach()
         else:
             output = pooled
-        return self._finish(output, unbatched)
+        return self._finish(output, unbatched, channels_last)
 
     def _record_usage(self, winner: Tensor) -> None:
         counts = count_wins(winner, self.num_branches)
@@ -430,8 +441,12 @@ class _MultiscaleMixin:
         self._usage_last.copy_(counts)
         self._usage_seen = True
 
-    def _finish(self, output: Tensor, unbatched: bool) -> Tensor:
+    def _finish(self, output: Tensor, unbatched: bool, channels_last: bool = False) -> Tensor:
+        # Channels-last may be an internal choice: hand back the layout nn.Conv2d would.
         output = self._from_2d_output(output)
+        if output.dim() == 4:
+            layout = torch.channels_last if channels_last else torch.contiguous_format
+            output = output.contiguous(memory_format=layout)
         return output.squeeze(0) if unbatched else output
 
     def __setstate__(self, state: dict) -> None:
