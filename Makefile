@@ -19,6 +19,11 @@ lint: $(STAMP)
 	$(BIN)/ruff check mts_lightning tests benchmarks
 	$(BIN)/ruff format --check mts_lightning tests benchmarks
 
+# Trains on the embedded synthetic set (configs/synthetic.yaml) and prints the validation WA/UA
+# and where the checkpoint, logs and plots went. Extra CLI arguments: make train ARGS='...'.
+train: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/mts-lightning fit --config configs/synthetic.yaml $(ARGS)
+
 test: lint
 	WANDB_MODE=offline MPLBACKEND=Agg $(BIN)/python -m pytest -q tests
 

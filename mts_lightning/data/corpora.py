@@ -1,7 +1,7 @@
 """Speech emotion corpora read from a local folder, labelled from their official file names.
 
 Each ``scan_*`` function walks a root folder recursively, parses the official naming of the
-corpus (see ``shared/spec/data.md``), and returns a :class:`FileCorpus`: one :class:`Clip`
+corpus (the table in the README), and returns a :class:`FileCorpus`: one :class:`Clip`
 (file, label index, speaker) per usable file, in a stable (sorted) order, with the class names
 in the corpus's fixed order. Files that break the convention raise a ``ValueError`` naming the
 file, or, with ``skip_bad_files=True``, are listed in ``corpus.skipped`` with the reason.
