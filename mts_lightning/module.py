@@ -201,7 +201,8 @@ class EmotionClassifier(pl.LightningModule):
         layers = averaging_layers(self)
         if layers and not has_averaging:
             rank_zero_warn(
-                f"the model has {len(layers)} MTS layer(s) with kernel_sharing='average' but no "
+                f"the model has {len(layers)} MTS layer(s) with kernel_sharing "
+                f"'{layers[0].kernel_sharing}' but no "
                 "KernelAveraging callback is attached: the branch-kernel updates are lost at "
                 "every forward. Add `mts_lightning.KernelAveraging()` to the trainer's "
                 "callbacks (or use kernel_sharing='autograd').",

@@ -9,6 +9,7 @@ import pytest
 import torch
 from torch import nn
 
+from mts_lightning.callbacks.kernel_averaging import averaging_layers
 from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d, convert_to_mts
 
 # --------------------------------------------------------------------- drop-in for nn.Conv2d
@@ -132,6 +133,55 @@ def test_update_kernels_by_hand():
     torch.testing.assert_close(layer.bias.detach(), torch.tensor([0.25]))
     layer.update_kernels()  # no training forward since: nothing new to fold in
     torch.testing.assert_close(layer.weight.detach().flatten(), torch.tensor([1.5, 3.5]))
+
+
+def test_average_updates_without_a_step_changes_nothing():
+    averaging = MultiscaleConv2d(2, 3, (5, 3), kernel_sharing="average")
+    updates = MultiscaleConv2d(2, 3, (5, 3), kernel_sharing="average_updates")
+    updates.load_state_dict(averaging.state_dict())
+    before = updates.weight.detach().clone()
+    x = torch.randn(2, 2, 20, 10)
+    for layer in (averaging, updates):
+        layer(x).sum().backward()
+        layer.update_kernels()
+    torch.testing.assert_close(updates.weight.detach(), before, rtol=0, atol=0)
+    # the published scheme smooths the kernel through the resample round trip
+    assert not torch.allclose(averaging.weight.detach(), before)
+
+
+@pytest.mark.parametrize("align", ["interpolate", "crop"])
+def test_average_updates_computes_what_average_computes(align):
+    averaging = MultiscaleConv2d(1, 3, (5, 3), fmap_align=align, dtype=torch.float64)
+    updates = MultiscaleConv2d(
+        1, 3, (5, 3), fmap_align=align, kernel_sharing="average_updates", dtype=torch.float64
+    )
+    updates.load_state_dict(averaging.state_dict())
+    x = torch.randn(2, 1, 20, 10, dtype=torch.float64)
+    out = updates(x)
+    torch.testing.assert_close(out, averaging(x))
+    out.sum().backward()
+    averaging(x).sum().backward()
+    for mine, theirs in zip(updates.parameters(), averaging.parameters(), strict=True):
+        torch.testing.assert_close(mine.grad, theirs.grad)
+
+
+def test_average_updates_after_an_sgd_step_by_hand():
+    layer = MultiscaleConv2d(
+        1, 2, (4, 3), scale_factors=[0.5, 1.5], kernel_sharing="average_updates",
+        dtype=torch.float64,
+    )  # fmt: skip
+    before = layer.weight.detach().clone()
+    layer(torch.randn(2, 1, 16, 8, dtype=torch.float64)).square().sum().backward()
+    grads = [layer.weight.grad] + [w.grad for w in layer.branch_weights]
+    torch.optim.SGD(layer.parameters(), lr=0.1).step()
+    layer.update_kernels()
+    # before - lr * mean(g_base, each branch gradient resized back to 4x3)
+    resized = [torch.nn.functional.interpolate(g, size=(4, 3), mode="bilinear") for g in grads]
+    expected = before - 0.1 * torch.stack(resized).mean(dim=0)
+    torch.testing.assert_close(layer.weight.detach(), expected)
+    assert [type(m).__name__ for m in averaging_layers(nn.Sequential(layer))] == [
+        "MultiscaleConv2d"
+    ]
 
 
 def test_update_kernels_skips_branches_that_did_not_run():

@@ -10,23 +10,24 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d
+from mts_lightning.nn.multiscale_conv import AVERAGING_MODES
 
 MTS_LAYER_TYPES = (MultiscaleConv2d, MultiscaleConv1d)
 
 
 def averaging_layers(module: nn.Module) -> list[nn.Module]:
-    """The MTS layers of ``module`` whose kernels need ``update_kernels()`` (``"average"`` mode)."""
+    """The MTS layers of ``module`` whose kernels need ``update_kernels()`` (averaging modes)."""
     return [
         m
         for m in module.modules()
-        if isinstance(m, MTS_LAYER_TYPES) and m.kernel_sharing == "average"
+        if isinstance(m, MTS_LAYER_TYPES) and m.kernel_sharing in AVERAGING_MODES
     ]
 
 
 class KernelAveraging(Callback):
     """Call ``update_kernels()`` on every MTS layer after each real optimizer step.
 
-    In ``kernel_sharing="average"`` mode the optimizer updates each branch kernel with its
+    In ``kernel_sharing="average"`` (or ``"average_updates"``) mode the optimizer updates each branch kernel with its
     own branch's gradient, and the next forward overwrites the branch kernels from the base:
     their updates reach the base kernel only through ``update_kernels()``. This callback does
     that, so any LightningModule built from MTS layers trains as the original layer does.

@@ -38,7 +38,9 @@ from mts_lightning.nn.functional import (
 
 OUTPUT_TYPES = ("pooled_map", "concat_fmaps", "interleave_chdim")
 TRAINING_MODES = ("train_and_eval", "only_eval", "only_train", "only_gradients")
-KERNEL_SHARING_MODES = ("average", "autograd")
+KERNEL_SHARING_MODES = ("average", "average_updates", "autograd")
+#: Modes in which branch kernels are parameters that ``update_kernels()`` folds back.
+AVERAGING_MODES = ("average", "average_updates")
 FMAP_ALIGN_MODES = ("interpolate", "crop")
 FUSE_MODES = ("auto", "always", "never")
 _TRAINING_MODE_ALIASES = {"only_gradient": "only_gradients"}
@@ -161,7 +163,7 @@ class _MultiscaleMixin:
             persistent=False,
         )
         self.branch_weights = _DerivedKernels()
-        if self.kernel_sharing == "average":
+        if self.kernel_sharing in AVERAGING_MODES:
             with torch.no_grad():
                 for scale in self.scale_factors:
                     kernel = self._from_2d(resample_kernel(self._to_2d(self.weight), scale))
@@ -218,21 +220,34 @@ class _MultiscaleMixin:
 
     @torch.no_grad()
     def update_kernels(self) -> None:
-        """Average the base kernel with every branch kernel resampled back to its size.
+        """Fold the branch kernels' updates into the base kernel; call after each step.
 
-        Call after each optimizer step in ``kernel_sharing="average"`` mode: the optimizer
-        updates each branch kernel with the gradient of its own branch, and this folds
-        those updates into the base kernel (the bias is shared and needs nothing). A no-op
-        in ``"autograd"`` mode, and when no training forward has run the branches since the
-        last call (their kernels then hold nothing new).
+        In ``kernel_sharing="average"`` mode (the published scheme) the base kernel becomes
+        the mean of itself and every branch kernel resampled back to its size (bilinear, by
+        size). The optimizer has updated each branch kernel with its own branch's gradient,
+        so this carries those updates over; the bias is shared and needs nothing. The
+        resample round trip also smooths the kernel at every call, which slows learning
+        for small kernels. ``"average_updates"`` folds in only what changed since the
+        forward: ``base_then + mean(base update, resampled-back branch updates)``, so a call
+        without an optimizer step changes nothing. A no-op in ``"autograd"`` mode, and when
+        no training forward has run the branches since the last call.
         """
-        if self.kernel_sharing != "average" or not self._branch_kernels_fresh:
+        if self.kernel_sharing not in AVERAGING_MODES or not self._branch_kernels_fresh:
             return
         weight = self._to_2d(self.weight)
-        total = weight.clone()
-        for branch_weight in self.branch_weights:
-            total += resize_kernel(self._to_2d(branch_weight), weight.shape[-2:])
-        self.weight.copy_(self._from_2d(total / self.num_branches))
+        if self.kernel_sharing == "average":
+            total = weight.clone()
+            for branch_weight in self.branch_weights:
+                total += resize_kernel(self._to_2d(branch_weight), weight.shape[-2:])
+            averaged = total / self.num_branches
+        else:
+            before = self._base_at_forward
+            total = weight - before
+            for scale, branch_weight in zip(self.scale_factors, self.branch_weights, strict=True):
+                update = self._to_2d(branch_weight) - resample_kernel(before, scale)
+                total += resize_kernel(update, weight.shape[-2:])
+            averaged = before + total / self.num_branches
+        self.weight.copy_(self._from_2d(averaged))
         self._branch_kernels_fresh = False
 
     # ----------------------------------------------------------------- forward
@@ -249,7 +264,7 @@ class _MultiscaleMixin:
         weight = self._to_2d(self.weight)
         if self.kernel_sharing == "autograd" or not torch.is_grad_enabled():
             return [weight] + [resample_kernel(weight, s) for s in self.scale_factors]
-        # "average": each branch kernel is its own parameter (so the optimizer updates it
+        # Averaging modes: each branch kernel is its own parameter (so the optimizer updates it
         # with its branch's gradient), refreshed from the base with no gradient link.
         # Writing through .data keeps autograd's version counters untouched, so several
         # forwards before one backward (with an unchanged base) stay valid.
@@ -258,6 +273,8 @@ class _MultiscaleMixin:
             for scale, branch_weight in zip(self.scale_factors, self.branch_weights, strict=True):
                 branch_weight.data.copy_(self._from_2d(resample_kernel(weight, scale)))
                 kernels.append(self._to_2d(branch_weight))
+            if self.kernel_sharing == "average_updates":
+                self._base_at_forward = weight.detach().clone()
         self._branch_kernels_fresh = True
         return kernels
 
@@ -582,7 +599,7 @@ def _fused_axis_layout(
 
 
 class _DerivedKernels(nn.ParameterList):
-    """Branch kernels of ``kernel_sharing="average"``: parameters, but derived state.
+    """Branch kernels of the averaging modes: parameters, but derived state.
 
     They are rewritten from the base kernel at every training forward, so they stay out of
     the state dict: an MTS layer's state dict is exactly ``nn.Conv2d``'s, and either loads
@@ -632,9 +649,11 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
         training_mode: when the branches run: ``"train_and_eval"``, ``"only_eval"``,
             ``"only_train"``, or ``"only_gradients"`` (output is the base map, the gradient
             that of the pooled map: ``pooled + (base - pooled).detach()``).
-        kernel_sharing: ``"average"`` (branch kernels are parameters refreshed from the base
-            at each forward; call :meth:`update_kernels` after each optimizer step) or
-            ``"autograd"`` (branch kernels are a differentiable function of the base).
+        kernel_sharing: ``"average"`` (the published scheme: branch kernels are parameters
+            refreshed from the base at each forward; call :meth:`update_kernels` after each
+            optimizer step), ``"average_updates"`` (the same, but only the updates are
+            averaged in, so the kernel is not smoothed at every step) or ``"autograd"``
+            (branch kernels are a differentiable function of the base).
         fmap_align: ``"interpolate"`` (bilinear resize) or ``"crop"`` (centre crop / pad).
         track_stretch_usage: count the elements each branch wins (no host synchronisation).
         fuse_branches: ``"auto"`` (default), ``"always"`` or ``"never"``: run every branch
