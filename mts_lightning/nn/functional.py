@@ -149,14 +149,23 @@ def zero_edges_(stacked: Tensor, edges: Sequence[Edges]) -> Tensor:
     return stacked
 
 
+_SAME_WIDTH_INT = {2: torch.int16, 4: torch.int32, 8: torch.int64}
+
+
 def _routed(grad: Tensor, winner: Tensor, index: int, out: Tensor | None = None) -> Tensor:
     """``grad`` where branch ``index`` won, else 0: the gradient that branch receives.
 
-    A product with the boolean mask runs about twice as fast as ``torch.where`` on CPU;
-    the mask comes first so the result takes the maps' memory format (channels-last
-    convolutions then get their gradient without a reorder).
+    On CPU, mixed float/bool element-wise ops (``torch.where``, a product with a mask) are
+    not vectorised; masking the gradient's bits with an all-ones/all-zeros integer of the
+    same width is, and runs in about 60% of the time. Elsewhere ``torch.where`` is one
+    fused kernel.
     """
-    return torch.mul(winner == index, grad, out=out)
+    if grad.device.type != "cpu":
+        return torch.where(winner == index, grad, 0.0, out=out)
+    bits = _SAME_WIDTH_INT[grad.element_size()]
+    mask = (winner == index).to(bits).neg_()  # -1 (all bits set) where the branch won, else 0
+    target = mask if out is None else out.view(bits)
+    return torch.bitwise_and(grad.view(bits), mask, out=target).view(grad.dtype)
 
 
 class _BranchMax(torch.autograd.Function):
