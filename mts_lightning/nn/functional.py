@@ -163,9 +163,9 @@ def _routed(grad: Tensor, winner: Tensor, index: int, out: Tensor | None = None)
     if grad.device.type != "cpu":
         return torch.where(winner == index, grad, 0.0, out=out)
     bits = _SAME_WIDTH_INT[grad.element_size()]
-    mask = (winner == index).to(bits).neg_()  # -1 (all bits set) where the branch won, else 0
-    target = mask if out is None else out.view(bits)
-    return torch.bitwise_and(grad.view(bits), mask, out=target).view(grad.dtype)
+    mask = torch.empty_like(winner, dtype=bits) if out is None else out.view(bits)
+    torch.eq(winner, index, out=mask).neg_()  # -1 (all bits set) where the branch won, else 0
+    return torch.bitwise_and(grad.view(bits), mask, out=mask).view(grad.dtype)
 
 
 class _BranchMax(torch.autograd.Function):
