@@ -7,8 +7,8 @@ For each configuration it times forward+backward of:
 - the layer, with ``fmap_align="interpolate"`` and with ``fmap_align="crop"``.
 
 Times are the best of several rounds in which the contenders run in turn (the minimum is
-the figure least disturbed by other work on a shared machine), with one thread by default
-so that a busy second core does not stall the thread pool. Peak memory of one forward+backward is measured for the reference and the layer:
+the figure least disturbed by other work on a shared machine). Torch uses every core unless
+``--threads`` says otherwise; ``--threads 1`` gives steadier ratios on a busy machine. Peak memory of one forward+backward is measured for the reference and the layer:
 on CUDA with the allocator's peak, on CPU as the growth of the peak RSS (VmHWM, reset
 first) of a fresh subprocess that runs only that contender (Linux).
 
@@ -144,7 +144,7 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--quick", action="store_true", help="3 rounds, for a smoke run")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: every core)")
     parser.add_argument("--only", help="run only configurations whose name contains this")
     parser.add_argument("--measure-rss", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -152,7 +152,8 @@ def main() -> None:
         measure_rss(*args.measure_rss)
         return
     rounds = 3 if args.quick else args.rounds
-    torch.set_num_threads(args.threads)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     for layer_name in LAYERS:
         for factor_name in FACTOR_SETS:
