@@ -119,6 +119,7 @@ class _MultiscaleMixin:
         kernel_sharing: str,
         fmap_align: str,
         track_stretch_usage: bool,
+        fuse_branches: str,
     ) -> None:
         self.output_type = _check_choice("output_type", output_type, OUTPUT_TYPES)
         training_mode = _TRAINING_MODE_ALIASES.get(training_mode, training_mode)
@@ -174,6 +175,8 @@ class _MultiscaleMixin:
         self._usage_total = torch.zeros(self.num_branches, dtype=torch.long)
         self._usage_last = torch.zeros(self.num_branches, dtype=torch.long)
         self._usage_seen = False
+        self._branch_pads = self._compute_branch_pads()
+        self._plan_fusion(fuse_branches)
 
     # ----------------------------------------------------------------- public state
     @property
@@ -699,10 +702,8 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
         self._kernel_size_2d = self.kernel_size
         self._init_multiscale(
             factors, output_type, penalty, training_mode, kernel_sharing, fmap_align,
-            track_stretch_usage,
+            track_stretch_usage, fuse_branches,
         )  # fmt: skip
-        self._branch_pads = self._compute_branch_pads()
-        self._plan_fusion(fuse_branches)
 
     def _to_2d(self, weight: Tensor) -> Tensor:
         return weight
@@ -765,10 +766,8 @@ class MultiscaleConv1d(_MultiscaleMixin, nn.Conv1d):
         self._kernel_size_2d = (self.kernel_size[0], 1)
         self._init_multiscale(
             factors, output_type, penalty, training_mode, kernel_sharing, fmap_align,
-            track_stretch_usage,
+            track_stretch_usage, fuse_branches,
         )  # fmt: skip
-        self._branch_pads = self._compute_branch_pads()
-        self._plan_fusion(fuse_branches)
 
     def _to_2d(self, weight: Tensor) -> Tensor:
         return weight.unsqueeze(-1)
