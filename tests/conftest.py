@@ -23,3 +23,12 @@ def _seed_and_isolate(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_CONFIG_DIR", str(tmp_path / "wandb-config"))
     monkeypatch.setenv("MTS_LIGHTNING_CACHE", str(tmp_path / "feature-cache"))
     yield
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models: one thread, as OpenMP spin-waits dominate their ops on a busy 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import csv
 import glob
-import json
 import os
-import struct
-import time
 
 import lightning.pytorch as pl
 import pytest
@@ -17,19 +14,13 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger, WandbLogger
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
+from wandb_records import read_wandb_history
 
 from mts_lightning.callbacks import KernelAveraging, StretchUsageLogger
 from mts_lightning.callbacks.stretch_usage import format_scale
 from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread, as OpenMP spin-waits dominate their ops on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyMTSNet(nn.Module):
@@ -258,44 +249,6 @@ class UsageRecorder(Callback):
 
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *args):
         self._add("val", trainer, pl_module)
-
-
-def read_wandb_history(run_file: str, timeout: float = 30.0) -> list[dict]:
-    """History rows of an offline W&B run, read from its LevelDB-style ``.wandb`` log.
-
-    The W&B service may still be writing after ``finish()`` returns: read until the run's
-    ``exit`` record is there.
-    """
-    from wandb.proto import wandb_internal_pb2
-
-    deadline = time.monotonic() + timeout
-    while True:
-        data = open(run_file, "rb").read()
-        assert data[:4] == b":W&B"
-        pos, block, rows, chunk, finished = 7, 32768, [], b"", False
-        while pos + 7 <= len(data):
-            left = block - pos % block
-            _, length, kind = struct.unpack("<IHB", data[pos : pos + 7]) if left >= 7 else (0, 0, 0)
-            if left < 7 or (kind == 0 and length == 0):
-                pos += left  # block trailer / padding
-                continue
-            chunk += data[pos + 7 : pos + 7 + length]
-            pos += 7 + length
-            if kind in (1, 4):  # FULL or LAST fragment: a whole record
-                record = wandb_internal_pb2.Record()
-                record.ParseFromString(chunk)
-                chunk = b""
-                finished |= record.WhichOneof("record_type") == "exit"
-                if record.WhichOneof("record_type") == "history":
-                    rows.append(
-                        {
-                            (i.key or "/".join(i.nested_key)): json.loads(i.value_json)
-                            for i in record.history.item
-                        }
-                    )
-        if finished or time.monotonic() > deadline:
-            return rows
-        time.sleep(0.2)
 
 
 def test_usage_reaches_csv_and_offline_wandb(tmp_path):

@@ -46,13 +46,9 @@ TINY_TRAINER = [
 
 
 @pytest.fixture(autouse=True)
-def _one_thread_and_plain_argv(monkeypatch):
-    """Tiny models: one thread (2 busy cores); and no pytest arguments seen by the CLI."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _plain_argv(monkeypatch, one_thread):
+    """No pytest arguments seen by the CLI (and one thread for the tiny models)."""
     monkeypatch.setattr(sys, "argv", ["mts-lightning"])
-    yield
-    torch.set_num_threads(threads)
 
 
 def run_dirs(save_dir: Path, name: str) -> list[Path]:

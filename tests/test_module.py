@@ -21,13 +21,7 @@ from mts_lightning.nn import MultiscaleConv2d
 CLASSES = ["angry", "happy", "sad"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread, as OpenMP spin-waits dominate their ops on a busy 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class TinyNet(nn.Module):

@@ -4,16 +4,12 @@ confusion matrices, stretch usage per MTS layer and the resolved config."""
 from __future__ import annotations
 
 import glob
-import json
-import struct
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
 import yaml
-from test_callbacks import read_wandb_history
+from wandb_records import read_wandb_config, read_wandb_history
 
 from mts_lightning.cli import cli_main
 
@@ -21,46 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
 
-def read_wandb_config(run_file: str, timeout: float = 30.0) -> dict:
-    """The config of an offline W&B run, from the ``run`` and ``config`` records of its
-    ``.wandb`` log (offline runs write no ``files/config.yaml``); read once the run has exited."""
-    from wandb.proto import wandb_internal_pb2
-
-    deadline = time.monotonic() + timeout
-    while True:
-        data = Path(run_file).read_bytes()
-        pos, block, chunk, config, finished = 7, 32768, b"", {}, False
-        while pos + 7 <= len(data):
-            left = block - pos % block
-            _, length, kind = struct.unpack("<IHB", data[pos : pos + 7]) if left >= 7 else (0, 0, 0)
-            if left < 7 or (kind == 0 and length == 0):
-                pos += left  # block trailer / padding
-                continue
-            chunk += data[pos + 7 : pos + 7 + length]
-            pos += 7 + length
-            if kind not in (1, 4):  # not yet a whole record
-                continue
-            record = wandb_internal_pb2.Record()
-            record.ParseFromString(chunk)
-            chunk = b""
-            kind_name = record.WhichOneof("record_type")
-            finished |= kind_name == "exit"
-            updates = {"run": lambda r: r.run.config.update, "config": lambda r: r.config.update}
-            if kind_name in updates:
-                for item in updates[kind_name](record):
-                    config[item.key or "/".join(item.nested_key)] = json.loads(item.value_json)
-        if finished or time.monotonic() > deadline:
-            return config
-        time.sleep(0.2)
-
-
 @pytest.fixture(autouse=True)
-def _one_thread_and_plain_argv(monkeypatch):
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _plain_argv(monkeypatch, one_thread):
+    """No pytest arguments seen by the CLI (and one thread for the tiny models)."""
     monkeypatch.setattr(sys, "argv", ["mts-lightning"])
-    yield
-    torch.set_num_threads(threads)
 
 
 def test_wandb_run_shows_metrics_confusion_matrix_stretch_usage_and_config(tmp_path):
