@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from mts_lightning.nn import fused_merge
 from mts_lightning.nn.functional import (
     ScalePair,
     align_fmap,
@@ -35,6 +36,7 @@ from mts_lightning.nn.functional import (
     winning_branch,
     zero_edges_,
 )
+from mts_lightning.nn.fused_merge import fused_branch_max
 
 OUTPUT_TYPES = ("pooled_map", "concat_fmaps", "interleave_chdim")
 TRAINING_MODES = ("train_and_eval", "only_eval", "only_train", "only_gradients")
@@ -289,19 +291,22 @@ class _MultiscaleMixin:
             for fmap, factor in zip(fmaps[1:], self._penalty_factors, strict=True)
         ]
 
-    def _separate_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
-        """One convolution per branch, each map aligned to the base map and penalised."""
+    def _own_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
+        """One convolution per branch, each map at its own size."""
         if x.device.type == "cpu" and self.in_channels >= _CHANNELS_LAST_MIN_IN:
             # oneDNN reorders an NCHW input for every convolution; reorder it once instead.
             x = x.contiguous(memory_format=torch.channels_last)
-        base = self._conv_branch(x, kernels[0], 0)
+        return [self._conv_branch(x, kernel, i) for i, kernel in enumerate(kernels)]
+
+    def _align_and_penalise(self, fmaps: list[Tensor]) -> list[Tensor]:
+        size = fmaps[0].shape[-2:]
         return self._penalised(
-            [base]
-            + [
-                align_fmap(self._conv_branch(x, kernels[i], i), base.shape[-2:], self.fmap_align)
-                for i in range(1, self.num_branches)
-            ]
+            [fmaps[0]] + [align_fmap(f, size, self.fmap_align) for f in fmaps[1:]]
         )
+
+    def _separate_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
+        """One convolution per branch, each map aligned to the base map and penalised."""
+        return self._align_and_penalise(self._own_fmaps(x, kernels))
 
     def _aligned_fmaps(self, x: Tensor, kernels: list[Tensor]) -> list[Tensor]:
         """Every branch map aligned to the base map and penalised (for ``concat_fmaps``)."""
@@ -316,22 +321,56 @@ class _MultiscaleMixin:
             [maps[0]] + [align_fmap(m, sizes[0], "interpolate") for m in maps[1:]]
         )
 
-    def _pooled(self, x: Tensor, kernels: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
-        """Merge the branches by maximum: ``(base map, pooled map, winning branch)``."""
+    def _pooled(self, x: Tensor, kernels: list[Tensor]) -> tuple[Tensor, ...]:
+        """Merge the branches by maximum.
+
+        Returns ``(base map, pooled map, winning branch, wins per branch or None)``. CPU
+        float32/float64 maps go through the one-pass kernel of :mod:`.fused_merge`;
+        elsewhere stock operators compute the same.
+        """
+        # The base map is overwritten by the maximum unless it is needed afterwards.
+        inplace = self.training_mode != "only_gradients"
         if self._fusion is None:
-            fmaps = self._separate_fmaps(x, kernels)
-            # The base map is overwritten by the maximum unless it is needed afterwards.
-            inplace = self.training_mode != "only_gradients"
-            return (fmaps[0], *branch_max(fmaps, inplace=inplace))
+            fmaps = self._own_fmaps(x, kernels)
+            if fused_merge.supported(fmaps):
+                base = fmaps[0]
+                time = [None] + [(self.fmap_align, f.shape[2], base.shape[2]) for f in fmaps[1:]]
+                freq = [None] + [(self.fmap_align, f.shape[3], base.shape[3]) for f in fmaps[1:]]
+                merged = fused_branch_max(
+                    fmaps, fmaps, time, freq, self._penalty_factors, inplace=inplace
+                )
+                return (base, *merged)
+            fmaps = self._align_and_penalise(fmaps)
+            return (fmaps[0], *branch_max(fmaps, inplace=inplace), None)
         fused = self._fused_conv(x, kernels)
+        if fused_merge.supported([fused]):
+            return self._merge_fused(fused, x)
         if self.fmap_align == "crop":
             if self.stretch_penalty_lambda:
                 factors = fused.new_tensor((1.0, *self._penalty_factors))
                 fused = fused * factors.view(1, -1, 1, 1, 1)
-            return (fused[:, 0], *stacked_branch_max(fused, self._fused_edges))
+            return (fused[:, 0], *stacked_branch_max(fused, self._fused_edges), None)
         sizes = self._fused_map_sizes(x)
         base = fused[:, 0, :, : sizes[0][0], : sizes[0][1]]
-        return (base, *fused_interpolated_max(fused, sizes, self._penalty_factors))
+        return (base, *fused_interpolated_max(fused, sizes, self._penalty_factors), None)
+
+    def _merge_fused(self, fused: Tensor, x: Tensor) -> tuple[Tensor, ...]:
+        """The one-pass merge of :meth:`_pooled` over the output of :meth:`_fused_conv`."""
+        blocks = list(fused.unbind(1))
+        if self.fmap_align == "crop":
+            maps = blocks
+            time_size, freq_size = blocks[0].shape[-2:]
+            time = [("edges", time_size, *edges[0]) for edges in self._fused_edges]
+            freq = [("edges", freq_size, *edges[1]) for edges in self._fused_edges]
+        else:
+            sizes = self._fused_map_sizes(x)
+            maps = [
+                block[..., : size[0], : size[1]] for block, size in zip(blocks, sizes, strict=True)
+            ]
+            time = [("interpolate", size[0], sizes[0][0]) for size in sizes]
+            freq = [("interpolate", size[1], sizes[0][1]) for size in sizes]
+        merged = fused_branch_max([fused], maps, time, freq, self._penalty_factors, blocks=blocks)
+        return (maps[0], *merged)
 
     def _fused_conv(self, x: Tensor, kernels: list[Tensor]) -> Tensor:
         """Every branch in one convolution, each kernel zero-padded into a common kernel.
@@ -438,9 +477,9 @@ class _MultiscaleMixin:
                     self._record_usage(winning_branch([f.detach() for f in fmaps])[1])
             return self._finish(torch.cat(fmaps, dim=2), unbatched, channels_last)
 
-        base, pooled, winner = self._pooled(x, kernels)
+        base, pooled, winner, counts = self._pooled(x, kernels)
         if self.track_stretch_usage:
-            self._record_usage(winner)
+            self._record_usage(winner, counts)
         if self.output_type == "interleave_chdim":
             log_scales = self._branch_log_time_scales.to(pooled.dtype)[winner.long()]
             output = torch.stack((pooled, log_scales), dim=2).flatten(1, 2)
@@ -452,8 +491,9 @@ class _MultiscaleMixin:
             output = pooled
         return self._finish(output, unbatched, channels_last)
 
-    def _record_usage(self, winner: Tensor) -> None:
-        counts = count_wins(winner, self.num_branches)
+    def _record_usage(self, winner: Tensor, counts: Tensor | None = None) -> None:
+        if counts is None:
+            counts = count_wins(winner, self.num_branches)
         if self._usage_total.device != counts.device:
             self._usage_total = self._usage_total.to(counts.device)
             self._usage_last = self._usage_last.to(counts.device)
