@@ -24,15 +24,35 @@
  * `NAME(f)`, which names the float version `f_f32` and the double version `f_f64`.
  */
 #ifndef T
+#define _GNU_SOURCE
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef __linux__
+#include <sys/mman.h>
+#include <unistd.h>
+#endif
 
 typedef struct {
     int64_t stride_a1, stride_a2, stride_row, rows, run, zero_rows, zero_run, run_is_identity;
 } Geometry;
 
 #define MAX_LOCAL_BRANCHES 256
+
+/* Ask for transparent huge pages on a fresh, untouched buffer (Linux; elsewhere nothing).
+   The maps here are tens of megabytes, written once: with 4 KiB pages, faulting them in
+   costs about as much as computing them. */
+void mts_advise_hugepages(void *start, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    const uintptr_t begin = ((uintptr_t)start + page - 1) & ~(page - 1);
+    const uintptr_t end = ((uintptr_t)start + (uintptr_t)bytes) & ~(page - 1);
+    if (end > begin) madvise((void *)begin, end - begin, MADV_HUGEPAGE);
+#else
+    (void)start;
+    (void)bytes;
+#endif
+}
 
 #define T float
 #define BITS int32_t
@@ -176,14 +196,21 @@ void NAME(mts_merge_backward)(int64_t n_branches, int64_t a1_size, int64_t a2_si
 #pragma omp for schedule(static)
         for (int64_t plane = 0; plane < planes; ++plane) {
             const int64_t a1 = plane / a2_size, a2 = plane % a2_size;
+            /* Gradient rows [0, zeroed[i]) of branch i hold zeros or sums in progress. Rows
+               are zeroed just before their first use, while they are in cache: source rows
+               only grow with the output row, for both resize and crop. */
+            int64_t zeroed[MAX_LOCAL_BRANCHES];
+            T *block[MAX_LOCAL_BRANCHES];
             for (int64_t i = 0; i < n_branches; ++i) {
                 const Geometry *g = &geometry[i];
+                block[i] = grads[i] + a1 * g->stride_a1 + a2 * g->stride_a2;
                 /* The base's own rows are all written below; only a larger block needs zeros. */
-                if (i == 0 && g->zero_rows == rows && g->zero_run == run) continue;
-                T *start = grads[i] + a1 * g->stride_a1 + a2 * g->stride_a2;
-                for (int64_t r = 0; r < g->zero_rows; ++r)
-                    memset(start + r * g->stride_row, 0, (size_t)g->zero_run * sizeof(T));
+                zeroed[i] = (i == 0 && g->zero_rows == rows && g->zero_run == run) ? rows : 0;
             }
+#define ZERO_UP_TO(i, last_row)                                                           \
+    for (; zeroed[i] <= (last_row); ++zeroed[i])                                          \
+        memset(block[i] + zeroed[i] * geometry[i].stride_row, 0,                          \
+               (size_t)geometry[i].zero_run * sizeof(T))
             for (int64_t t = 0; t < rows; ++t) {
                 const T *restrict go = grad_out + a1 * grad_out_strides[0] +
                                        a2 * grad_out_strides[1] + t * grad_out_strides[2];
@@ -192,6 +219,7 @@ void NAME(mts_merge_backward)(int64_t n_branches, int64_t a1_size, int64_t a2_si
                 T *restrict base = grads[0] + a1 * geometry[0].stride_a1 +
                                    a2 * geometry[0].stride_a2 + t * geometry[0].stride_row;
                 for (int64_t j = 0; j < run; ++j) winners[j] = (T)w[j];
+                ZERO_UP_TO(0, t);
                 for (int64_t j = 0; j < run; ++j)
                     base[j] = NAME(select)(-(BITS)(winners[j] == (T)0), go[j], (T)0);
                 for (int64_t i = 1; i < n_branches; ++i) {
@@ -200,9 +228,9 @@ void NAME(mts_merge_backward)(int64_t n_branches, int64_t a1_size, int64_t a2_si
                     if (i0 < 0) continue;
                     const T l0 = (T)row_weight[i][2 * t], l1 = (T)row_weight[i][2 * t + 1];
                     const T p = (T)penalty[i], index = (T)i;
-                    T *plane_start = grads[i] + a1 * g->stride_a1 + a2 * g->stride_a2;
-                    T *r0 = plane_start + i0 * g->stride_row;
-                    T *r1 = l1 == (T)0 ? NULL : plane_start + i1 * g->stride_row;
+                    T *r0 = block[i] + i0 * g->stride_row;
+                    T *r1 = l1 == (T)0 ? NULL : block[i] + i1 * g->stride_row;
+                    ZERO_UP_TO(i, i1 > i0 ? i1 : i0);
                     if (!g->run_is_identity) {
                         const int64_t *ri = run_index[i];
                         const double *rw = run_weight[i];
@@ -235,6 +263,8 @@ void NAME(mts_merge_backward)(int64_t n_branches, int64_t a1_size, int64_t a2_si
                     }
                 }
             }
+            for (int64_t i = 0; i < n_branches; ++i) ZERO_UP_TO(i, geometry[i].zero_rows - 1);
+#undef ZERO_UP_TO
         }
         free(winners);
     }

@@ -158,10 +158,11 @@ def _routed(grad: Tensor, winner: Tensor, index: int, out: Tensor | None = None)
     On CPU, mixed float/bool element-wise ops (``torch.where``, a product with a mask) are
     not vectorised; masking the gradient's bits with an all-ones/all-zeros integer of the
     same width is, and runs in about 60% of the time. Elsewhere ``torch.where`` is one
-    fused kernel.
+    fused kernel (``out=`` is avoided there: the compiler refuses strided ``out`` views).
     """
-    if grad.device.type != "cpu":
-        return torch.where(winner == index, grad, 0.0, out=out)
+    if grad.device.type != "cpu" or torch.compiler.is_compiling():
+        routed = torch.where(winner == index, grad, 0.0)
+        return routed if out is None else out.copy_(routed)
     bits = _SAME_WIDTH_INT[grad.element_size()]
     mask = torch.empty_like(winner, dtype=bits) if out is None else out.view(bits)
     torch.eq(winner, index, out=mask).neg_()  # -1 (all bits set) where the branch won, else 0

@@ -46,9 +46,8 @@ AVERAGING_MODES = ("average", "average_updates")
 FMAP_ALIGN_MODES = ("interpolate", "crop")
 FUSE_MODES = ("auto", "always", "never")
 _TRAINING_MODE_ALIASES = {"only_gradient": "only_gradients"}
-# "auto" fuses the branches into one convolution (with crop alignment) up to this many
-# input channels: there a convolution is memory-bound and one wide one beats several
-# narrow ones (benchmarks/layer.py).
+# "auto" fuses the branches into one convolution up to this many input channels: there a
+# convolution is memory-bound and one wide one beats several narrow ones (benchmarks/layer.py).
 _AUTO_FUSE_MAX_IN = 4
 # From this many input channels, CPU convolutions of the separate branches share one
 # channels-last copy of the input (benchmarks/layer.py, middle-layer configurations).
@@ -589,7 +588,6 @@ class _MultiscaleMixin:
         use = fuse_branches == "always" or (
             fuse_branches == "auto"
             and not blockers
-            and self.fmap_align == "crop"
             and self.in_channels // self.groups <= _AUTO_FUSE_MAX_IN
         )
         if not use:
@@ -701,8 +699,8 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
         track_stretch_usage: count the elements each branch wins (no host synchronisation).
         fuse_branches: ``"auto"`` (default), ``"always"`` or ``"never"``: run every branch
             as one convolution over a zero-padded common kernel (stride 1, dilation 1,
-            groups 1, zero padding only). Same result; ``"auto"`` fuses with
-            ``fmap_align="crop"`` when the input has few channels, where it is faster.
+            groups 1, zero padding only). Same result; ``"auto"`` fuses when the input has
+            at most 4 channels (a first layer), where it is faster.
     """
 
     _input_dims = (4, 3)
