@@ -6,8 +6,9 @@ For each configuration it times forward+backward of:
 - the reference: the plain step-by-step implementation kept in ``tests/reference_mts.py``;
 - the layer, with ``fmap_align="interpolate"`` and with ``fmap_align="crop"``.
 
-Times are the best of several rounds in which the contenders run in turn (the minimum is
-the figure least disturbed by other work on a shared machine). Torch uses every core unless
+Times are the best of several rounds in which the contenders run in turn, in an order that
+rotates from round to round (the minimum is the figure least disturbed by other work on a
+shared machine). Torch uses every core unless
 ``--threads`` says otherwise; ``--threads 1`` gives steadier ratios on a busy machine. Peak memory of one forward+backward is measured for the reference and the layer:
 on CUDA with the allocator's peak, on CPU as the growth of the peak RSS (VmHWM, reset
 first) of a fresh subprocess that runs only that contender (Linux).
@@ -89,8 +90,13 @@ def time_config(layer_name: str, factor_name: str, device: str, rounds: int) -> 
     for step in steps.values():  # warm-up: allocator, kernels, lazy init
         step()
     timings = {c: [] for c in CONTENDERS}
-    for _ in range(rounds):
-        for contender, step in steps.items():
+    for round_index in range(rounds):
+        # Rotate who goes first: a contender that runs right after the reference (which
+        # leaves hundreds of MB of freed memory behind) is slowed, and must not always be
+        # the same one.
+        shift = round_index % len(CONTENDERS)
+        for contender in CONTENDERS[shift:] + CONTENDERS[:shift]:
+            step = steps[contender]
             synchronize(device)
             start = time.perf_counter()
             step()
