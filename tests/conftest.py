@@ -1,6 +1,9 @@
 """Shared test set-up: CPU only, seeded, W&B offline in a temporary folder."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 import pytest
 
@@ -8,6 +11,10 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["CUDA_VISIBLE_DEVICES"] = ""
+# The merge kernel is built once per test run, outside the user's cache.
+if "MTS_LIGHTNING_BUILD_DIR" not in os.environ:
+    os.environ["MTS_LIGHTNING_BUILD_DIR"] = tempfile.mkdtemp(prefix="mts-lightning-native-")
+    atexit.register(shutil.rmtree, os.environ["MTS_LIGHTNING_BUILD_DIR"], ignore_errors=True)
 
 import torch  # noqa: E402
 

@@ -1,4 +1,9 @@
-"""The fast MTS layer against the plain reference, in value and gradient (float64, 1e-6)."""
+"""The fast MTS layer against the plain reference, in value and gradient (float64, 1e-6).
+
+Every test runs twice: with the fused merge kernel (the CPU default) and with the stock
+PyTorch operators it falls back to (other devices, autocast, ``torch.compile``, or no C
+compiler).
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,27 @@ import itertools
 import pytest
 import torch
 
-from mts_lightning.nn import MultiscaleConv2d
+from mts_lightning.nn import MultiscaleConv2d, _native, fused_merge
 from tests.reference_mts import ReferenceMultiscaleConv2d
+
+
+@pytest.fixture(autouse=True, params=["kernel", "stock"])
+def merge_backend(request, monkeypatch):
+    """Run the test with the fused merge kernel, then with the stock operators."""
+    if request.param == "stock":
+        monkeypatch.setenv(_native.SWITCH_ENV, "0")
+    else:
+        assert _native.library() is not None, "the fused merge kernel did not build"
+    calls, kernel_forward = [], fused_merge._Plan.forward
+    monkeypatch.setattr(
+        fused_merge._Plan,
+        "forward",
+        lambda plan, *args: calls.append(1) or kernel_forward(plan, *args),
+    )
+    yield request.param
+    if request.param == "stock":
+        assert not calls, "the stock backend ran the kernel"
+
 
 TOL = dict(rtol=1e-6, atol=1e-6)
 

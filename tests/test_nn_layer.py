@@ -333,10 +333,11 @@ def test_runs_under_torch_compile_fullgraph(sharing):
 # --------------------------------------------------------------------- dtypes, modes, 1-D
 
 
-@pytest.mark.parametrize("align", ["interpolate", "crop"])  # separate / fused convolutions
+@pytest.mark.parametrize("fuse", ["never", "always"])
+@pytest.mark.parametrize("align", ["interpolate", "crop"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_autocast_on_cpu(dtype, align):
-    layer = MultiscaleConv2d(1, 4, (5, 3), fmap_align=align)
+def test_autocast_on_cpu(dtype, align, fuse):
+    layer = MultiscaleConv2d(1, 4, (5, 3), fmap_align=align, fuse_branches=fuse)
     x = torch.randn(2, 1, 24, 12)
     expected = layer(x)
     with torch.autocast("cpu", dtype=dtype):
