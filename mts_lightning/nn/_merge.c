@@ -24,35 +24,15 @@
  * `NAME(f)`, which names the float version `f_f32` and the double version `f_f64`.
  */
 #ifndef T
-#define _GNU_SOURCE
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __linux__
-#include <sys/mman.h>
-#include <unistd.h>
-#endif
 
 typedef struct {
     int64_t stride_a1, stride_a2, stride_row, rows, run, zero_rows, zero_run, run_is_identity;
 } Geometry;
 
 #define MAX_LOCAL_BRANCHES 256
-
-/* Ask for transparent huge pages on a fresh, untouched buffer (Linux; elsewhere nothing).
-   The maps here are tens of megabytes, written once: with 4 KiB pages, faulting them in
-   costs about as much as computing them. */
-void mts_advise_hugepages(void *start, int64_t bytes) {
-#if defined(__linux__) && defined(MADV_HUGEPAGE)
-    const uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
-    const uintptr_t begin = ((uintptr_t)start + page - 1) & ~(page - 1);
-    const uintptr_t end = ((uintptr_t)start + (uintptr_t)bytes) & ~(page - 1);
-    if (end > begin) madvise((void *)begin, end - begin, MADV_HUGEPAGE);
-#else
-    (void)start;
-    (void)bytes;
-#endif
-}
 
 #define T float
 #define BITS int32_t

@@ -90,8 +90,6 @@ def _declare(library: ctypes.CDLL) -> None:
         backward = getattr(library, f"mts_merge_backward_{suffix}")
         backward.restype = None
         backward.argtypes = [size, size, size, *[pointer] * 11, size]
-    library.mts_advise_hugepages.restype = None
-    library.mts_advise_hugepages.argtypes = [pointer, size]
 
 
 def library() -> ctypes.CDLL | None:

@@ -120,26 +120,6 @@ class _Layout:
         return t.stride(3) == 1 or t.shape[3] == 1
 
 
-#: Buffers from this size on are asked to live on huge pages. glibc serves allocations this
-#: large with a fresh mapping every time, so each would fault in page by page; smaller ones
-#: are mostly reused heap memory, where the advice only costs (benchmarks/layer.py).
-_HUGEPAGE_MIN_BYTES = 32 << 20
-
-
-def _empty(*args, **kwargs) -> Tensor:
-    """``torch.empty`` (or ``empty_strided``, given ``stride``), on huge pages when large."""
-    stride = kwargs.pop("stride", None)
-    t = (
-        torch.empty(*args, **kwargs)
-        if stride is None
-        else torch.empty_strided(*args, stride, **kwargs)
-    )
-    nbytes = t.untyped_storage().nbytes()
-    if nbytes >= _HUGEPAGE_MIN_BYTES:
-        _native.library().mts_advise_hugepages(t.data_ptr(), nbytes)
-    return t
-
-
 def _pointer_array(values: Sequence[int]) -> ctypes.Array:
     return (ctypes.c_void_p * len(values))(*values)
 
@@ -208,8 +188,8 @@ class _Plan:
         layout = self.layout
         first = sources[self.source_of[0]]
         if out is None:
-            out = _empty(layout.shape, dtype=first.dtype, memory_format=layout.memory_format)
-        winner = _empty(layout.shape, dtype=torch.uint8, memory_format=layout.memory_format)
+            out = torch.empty(layout.shape, dtype=first.dtype, memory_format=layout.memory_format)
+        winner = torch.empty(layout.shape, dtype=torch.uint8, memory_format=layout.memory_format)
         counts = torch.zeros(self.num_branches, dtype=torch.int64)
         kernel = getattr(_native.library(), f"mts_merge_forward_{_KERNEL_DTYPES[first.dtype]}")
         kernel(
@@ -235,7 +215,8 @@ class _Plan:
         layout = self.layout
         grad = grad.contiguous(memory_format=layout.memory_format)
         grads = [
-            _empty(shape, stride=stride, dtype=grad.dtype) for shape, stride in self.source_specs
+            torch.empty_strided(shape, stride, dtype=grad.dtype)
+            for shape, stride in self.source_specs
         ]
         kernel = getattr(_native.library(), f"mts_merge_backward_{_KERNEL_DTYPES[grad.dtype]}")
         kernel(
