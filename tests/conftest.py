@@ -39,3 +39,18 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """A list that gains one entry per forward through the fused merge kernel."""
+    from mts_lightning.nn import fused_merge
+
+    calls, kernel_forward = [], fused_merge._Plan.forward
+
+    def counted(plan, *args):
+        calls.append(plan)
+        return kernel_forward(plan, *args)
+
+    monkeypatch.setattr(fused_merge._Plan, "forward", counted)
+    return calls

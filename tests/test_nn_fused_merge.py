@@ -8,18 +8,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mts_lightning.nn import MultiscaleConv2d, _native, fused_merge
+from mts_lightning.nn import MultiscaleConv2d, _native
 from mts_lightning.nn.functional import align_fmap, branch_max, count_wins
-from mts_lightning.nn.fused_merge import axis_table, fused_branch_max
+from mts_lightning.nn.fused_merge import axis_alignments, axis_table, fused_branch_max
 
 SIZES = [(20, 14), (23, 14), (17, 9), (20, 11), (26, 19)]  # (time, freq) of a branch map
 TARGET = (20, 14)
-
-
-def alignments(maps, align):
-    time = [None] + [(align, m.shape[2], maps[0].shape[2]) for m in maps[1:]]
-    freq = [None] + [(align, m.shape[3], maps[0].shape[3]) for m in maps[1:]]
-    return time, freq
 
 
 def stock_merge(maps, align, penalties):
@@ -37,7 +31,7 @@ def test_alignment_reproduces_align_fmap_in_value_and_gradient(align, size):
     # A base far below every branch value makes the output the aligned branch itself.
     base = torch.full((2, 3, *TARGET), -1e30, dtype=torch.float64)
     branch = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
-    time, freq = alignments([base, branch], align)
+    time, freq = axis_alignments([base, branch], align)
     pooled, winner, counts = fused_branch_max([base, branch], [base, branch], time, freq, [1.0])
     expected = align_fmap(branch, TARGET, align)  # the crop rule's zero padding wins too
     torch.testing.assert_close(pooled, expected, rtol=1e-12, atol=1e-12)
@@ -63,7 +57,7 @@ def test_bilinear_table_is_interpolates_rule():
 def test_matches_the_stock_merge_with_penalties(dtype, align):
     maps = [torch.randn(2, 4, *size, dtype=dtype, requires_grad=True) for size in SIZES]
     penalties = [0.9, 1.0, 0.8, 1.1]
-    time, freq = alignments(maps, align)
+    time, freq = axis_alignments(maps, align)
     pooled, winner, counts = fused_branch_max(maps, maps, time, freq, penalties)
     expected, expected_winner, expected_counts = stock_merge(maps, align, penalties)
     torch.testing.assert_close(pooled, expected)
@@ -77,7 +71,7 @@ def test_matches_the_stock_merge_with_penalties(dtype, align):
 
 def test_gradcheck():
     maps = [torch.randn(1, 2, *size, dtype=torch.float64, requires_grad=True) for size in SIZES]
-    time, freq = alignments(maps, "interpolate")
+    time, freq = axis_alignments(maps, "interpolate")
 
     def merged(*inputs):
         return fused_branch_max(inputs, inputs, time, freq, [0.9, 1.0, 0.8, 1.1])[0]
@@ -91,7 +85,7 @@ def test_ties_go_to_the_lowest_branch_and_nan_propagates():
     higher = torch.tensor([[[[0.0, 5.0, 3.0, 1.0]]]])
     nan = torch.tensor([[[[0.0, 0.0, float("nan"), 0.0]]]])
     maps = [base, same, higher, nan]
-    time, freq = alignments(maps, "crop")
+    time, freq = axis_alignments(maps, "crop")
     pooled, winner, counts = fused_branch_max(maps, maps, time, freq, [1.0] * 3)
     assert winner.flatten().tolist() == [0, 2, 0, 0]
     assert counts.tolist() == [3, 0, 1, 0]
@@ -101,7 +95,7 @@ def test_ties_go_to_the_lowest_branch_and_nan_propagates():
 def test_inplace_writes_into_the_base_map():
     maps = [torch.randn(2, 3, *size) for size in SIZES[:3]]
     expected = stock_merge(maps, "interpolate", [1.0, 1.0])[0]
-    time, freq = alignments(maps, "interpolate")
+    time, freq = axis_alignments(maps, "interpolate")
     pooled, _, _ = fused_branch_max(maps, maps, time, freq, [1.0, 1.0], inplace=True)
     assert pooled is maps[0]
     torch.testing.assert_close(maps[0], expected)
@@ -110,7 +104,7 @@ def test_inplace_writes_into_the_base_map():
 def test_channels_last_maps_give_channels_last_results():
     # Time-only alignment: each (time step) row of a channels-last map is one run.
     maps = [torch.randn(2, 5, t, 14) for t in (20, 23, 17)]
-    time, freq = alignments(maps, "interpolate")
+    time, freq = axis_alignments(maps, "interpolate")
     plain = fused_branch_max(maps, maps, time, freq, [1.0, 0.9])
     last = [m.contiguous(memory_format=torch.channels_last).requires_grad_() for m in maps]
     pooled, winner, counts = fused_branch_max(last, last, time, freq, [1.0, 0.9])
@@ -124,7 +118,7 @@ def test_channels_last_maps_give_channels_last_results():
 def test_channels_last_maps_resized_along_frequency_are_merged_correctly():
     maps = [torch.randn(2, 5, *size, dtype=torch.float64) for size in SIZES[:3]]
     last = [m.contiguous(memory_format=torch.channels_last).requires_grad_() for m in maps]
-    time, freq = alignments(maps, "interpolate")
+    time, freq = axis_alignments(maps, "interpolate")
     pooled, _, _ = fused_branch_max(last, last, time, freq, [1.0, 1.0])
     expected = stock_merge(maps, "interpolate", [1.0, 1.0])[0]
     torch.testing.assert_close(pooled, expected)
@@ -137,7 +131,7 @@ def test_views_into_one_source_get_gradients_in_their_regions_only():
     blocks = list(fused.unbind(1))
     sizes = [TARGET, (23, 14), (17, 19)]
     maps = [block[..., :t, :f] for block, (t, f) in zip(blocks, sizes, strict=True)]
-    time, freq = alignments(maps, "interpolate")
+    time, freq = axis_alignments(maps, "interpolate")
     pooled, _, _ = fused_branch_max([fused], maps, time, freq, [1.0, 1.0], blocks=blocks)
     expected = stock_merge([m.detach() for m in maps], "interpolate", [1.0, 1.0])[0]
     torch.testing.assert_close(pooled, expected)
@@ -149,17 +143,26 @@ def test_views_into_one_source_get_gradients_in_their_regions_only():
     assert grad.sum().item() == pytest.approx(pooled.numel())
 
 
-def test_layer_runs_the_kernel_on_cpu_float(monkeypatch):
-    calls, kernel_forward = [], fused_merge._Plan.forward
-    monkeypatch.setattr(
-        fused_merge._Plan,
-        "forward",
-        lambda plan, *args: calls.append(1) or kernel_forward(plan, *args),
-    )
+def test_views_into_a_source_that_is_not_dense_are_refused():
+    fused = torch.randn(2, 3, 4, 20, 28)[..., ::2]  # every row strided
+    maps = list(fused.unbind(1))
+    time, freq = axis_alignments(maps, "crop")
+    with pytest.raises(ValueError, match=r"need every source dense.*got source strides"):
+        fused_branch_max([fused], maps, time, freq, [1.0, 1.0])
+
+
+def test_more_branches_than_a_byte_counts_are_refused():
+    maps = [torch.randn(1, 1, 2, 2) for _ in range(256)]
+    time, freq = axis_alignments(maps, "crop")
+    with pytest.raises(ValueError, match="at most 255 branch maps.*got 256"):
+        fused_branch_max(maps, maps, time, freq, [1.0] * 255)
+
+
+def test_layer_runs_the_kernel_on_cpu_float(kernel_calls):
     for in_channels, align in [(1, "interpolate"), (1, "crop"), (16, "interpolate"), (16, "crop")]:
         layer = MultiscaleConv2d(in_channels, 4, (5, 3), fmap_align=align)
         layer(torch.randn(2, in_channels, 24, 12)).sum().backward()
-    assert len(calls) == 4
+    assert len(kernel_calls) == 4
 
 
 # --------------------------------------------------------------------- build and fallback

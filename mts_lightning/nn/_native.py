@@ -95,8 +95,10 @@ def _declare(library: ctypes.CDLL) -> None:
 def library() -> ctypes.CDLL | None:
     """The loaded kernel library, building it if needed; ``None`` when unavailable."""
     global _library, _tried
-    if _tried or not enabled():
-        return _library if enabled() else None
+    if not enabled():
+        return None
+    if _tried:
+        return _library
     with _lock:
         if _tried:
             return _library

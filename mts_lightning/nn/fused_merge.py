@@ -85,6 +85,18 @@ def axis_table(alignment: AxisAlignment) -> tuple[Tensor, Tensor, bool]:
     return torch.stack((first, first), 1), weight, identity
 
 
+def axis_alignments(
+    maps: Sequence[Tensor], fmap_align: str
+) -> tuple[list[AxisAlignment | None], list[AxisAlignment | None]]:
+    """Time and frequency alignments bringing each map (after the base) to the base's size
+    by ``fmap_align`` (``"interpolate"`` or ``"crop"``), for :func:`fused_branch_max`."""
+    time, freq = maps[0].shape[2:]
+    return (
+        [None] + [(fmap_align, m.shape[2], time) for m in maps[1:]],
+        [None] + [(fmap_align, m.shape[3], freq) for m in maps[1:]],
+    )
+
+
 class _Layout:
     """How every map is cut into planes of rows of contiguous runs (see ``_merge.c``)."""
 
@@ -164,7 +176,7 @@ class _Plan:
                 ]
             )
         self.geometry = torch.tensor(geometry, dtype=torch.int64)
-        self.tables = tables
+        self.tables = tables  # the kernel gets raw pointers into these: keep them alive
         self.row_index = _pointer_array([0] + [t[0][0].data_ptr() for t in tables[1:]])
         self.row_weight = _pointer_array([0] + [t[0][1].data_ptr() for t in tables[1:]])
         run_tables = [None] + [None if layout.channels_last else t[1] for t in tables[1:]]
@@ -286,14 +298,25 @@ def fused_branch_max(
     and the number of elements each branch won (int64).
     """
     maps, sources = list(maps), list(sources)
+    if len(maps) > _MAX_BRANCHES:
+        raise ValueError(
+            f"fused_branch_max merges at most {_MAX_BRANCHES} branch maps (winners are kept "
+            f"in one byte); got {len(maps)}"
+        )
     blocks = maps if blocks is None else list(blocks)
     layout = _Layout(maps, all(axis_table(a)[2] for a in freq_alignments[1:]))
     dense = all(s.is_contiguous(memory_format=layout.memory_format) for s in sources)
     if not dense or not all(layout.fits(t) for t in (*maps, *blocks)):
         # Rare layouts (a channels-last map resized along frequency, a strided map): copy
         # each into the plain layout. Views into a shared source are always laid out densely.
-        if any(m is not s for m, s in zip(maps, sources, strict=True)):
-            raise ValueError("fused_branch_max: views into a source that is not dense")
+        if len(maps) != len(sources) or any(m is not s for m, s in zip(maps, sources, strict=True)):
+            raise ValueError(
+                "fused_branch_max: maps that are views into shared sources need every source "
+                "dense (contiguous or channels-last) with each map's rows contiguous; got "
+                f"source strides {[s.stride() for s in sources]} and map strides "
+                f"{[m.stride() for m in maps]}. Pass separate maps (they are copied into "
+                "place) or a dense source."
+            )
         maps = blocks = sources = [m.contiguous() for m in maps]
         layout = _Layout(maps, freq_identity=False)
     plan = _Plan(layout, sources, maps, blocks, time_alignments, freq_alignments, penalties)

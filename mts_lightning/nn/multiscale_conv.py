@@ -36,7 +36,7 @@ from mts_lightning.nn.functional import (
     winning_branch,
     zero_edges_,
 )
-from mts_lightning.nn.fused_merge import fused_branch_max
+from mts_lightning.nn.fused_merge import axis_alignments, fused_branch_max
 
 OUTPUT_TYPES = ("pooled_map", "concat_fmaps", "interleave_chdim")
 TRAINING_MODES = ("train_and_eval", "only_eval", "only_train", "only_gradients")
@@ -314,11 +314,7 @@ class _MultiscaleMixin:
         fused = self._fused_conv(x, kernels)
         if self.fmap_align == "crop":
             return self._penalised(list(zero_edges_(fused, self._fused_edges).unbind(1)))
-        sizes = self._fused_map_sizes(x)
-        maps = [fused[:, i, :, : size[0], : size[1]] for i, size in enumerate(sizes)]
-        return self._penalised(
-            [maps[0]] + [align_fmap(m, sizes[0], "interpolate") for m in maps[1:]]
-        )
+        return self._align_and_penalise(self._fused_own_fmaps(fused, x))
 
     def _pooled(self, x: Tensor, kernels: list[Tensor]) -> tuple[Tensor, ...]:
         """Merge the branches by maximum.
@@ -333,8 +329,7 @@ class _MultiscaleMixin:
             fmaps = self._own_fmaps(x, kernels)
             if fused_merge.supported(fmaps):
                 base = fmaps[0]
-                time = [None] + [(self.fmap_align, f.shape[2], base.shape[2]) for f in fmaps[1:]]
-                freq = [None] + [(self.fmap_align, f.shape[3], base.shape[3]) for f in fmaps[1:]]
+                time, freq = axis_alignments(fmaps, self.fmap_align)
                 merged = fused_branch_max(
                     fmaps, fmaps, time, freq, self._penalty_factors, inplace=inplace
                 )
@@ -362,12 +357,8 @@ class _MultiscaleMixin:
             time = [("edges", time_size, *edges[0]) for edges in self._fused_edges]
             freq = [("edges", freq_size, *edges[1]) for edges in self._fused_edges]
         else:
-            sizes = self._fused_map_sizes(x)
-            maps = [
-                block[..., : size[0], : size[1]] for block, size in zip(blocks, sizes, strict=True)
-            ]
-            time = [("interpolate", size[0], sizes[0][0]) for size in sizes]
-            freq = [("interpolate", size[1], sizes[0][1]) for size in sizes]
+            maps = self._fused_own_fmaps(fused, x)
+            time, freq = axis_alignments(maps, "interpolate")
         merged = fused_branch_max([fused], maps, time, freq, self._penalty_factors, blocks=blocks)
         return (maps[0], *merged)
 
@@ -399,6 +390,11 @@ class _MultiscaleMixin:
         bias = None if self.bias is None else self.bias.repeat(self.num_branches)
         fused = F.conv2d(F.pad(x, (f_lo, f_hi, t_lo, t_hi)), fused_kernel, bias)
         return fused.unflatten(1, (self.num_branches, self.out_channels))
+
+    def _fused_own_fmaps(self, fused: Tensor, x: Tensor) -> list[Tensor]:
+        """Each branch's own map in an ``"interpolate"`` fused output: its top-left corner."""
+        sizes = self._fused_map_sizes(x)
+        return [fused[:, i, :, : size[0], : size[1]] for i, size in enumerate(sizes)]
 
     def _fused_map_sizes(self, x: Tensor) -> list[tuple[int, int]]:
         """(time, freq) size of each branch's own map (stride 1)."""
