@@ -348,6 +348,36 @@ def test_autocast_on_cpu(dtype, align, fuse):
     torch.testing.assert_close(out.float(), expected, rtol=0.05, atol=0.05)
 
 
+@pytest.mark.parametrize(
+    "options",
+    [
+        dict(fmap_align="interpolate"),
+        dict(fmap_align="crop", stretch_penalty_lambda=0.1),
+        dict(training_mode="only_gradients"),
+        dict(output_type="interleave_chdim", kernel_sharing="autograd"),
+    ],
+)
+def test_fused_path_in_chunks_equals_one_pass(options, monkeypatch, kernel_calls):
+    from mts_lightning.nn import multiscale_conv
+
+    def run(chunk_bytes):
+        monkeypatch.setattr(multiscale_conv, "_FUSED_CHUNK_BYTES", chunk_bytes)
+        torch.manual_seed(0)
+        layer = MultiscaleConv2d(
+            2, 3, (5, 3), padding=1, fuse_branches="always", dtype=torch.float64, **options
+        )
+        x = torch.randn(5, 2, 30, 12, dtype=torch.float64, requires_grad=True)
+        kernel_calls.clear()
+        out = layer(x)
+        (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
+        return len(kernel_calls), out, x.grad, layer.weight.grad, layer.stretch_usage_counts
+
+    one_pass, in_chunks = run(2**30), run(1)  # the whole batch, then one sample per chunk
+    assert (one_pass[0], in_chunks[0]) == (1, 5)
+    for whole, chunked in zip(one_pass[1:], in_chunks[1:], strict=True):
+        torch.testing.assert_close(chunked, whole)
+
+
 def test_memory_format_follows_the_input():
     layer = MultiscaleConv2d(16, 8, 3, padding=1)  # wide enough for the channels-last path
     conv = nn.Conv2d(16, 8, 3, padding=1)

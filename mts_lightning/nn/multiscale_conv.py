@@ -52,6 +52,12 @@ _AUTO_FUSE_MAX_IN = 4
 # From this many input channels, CPU convolutions of the separate branches share one
 # channels-last copy of the input (benchmarks/layer.py, middle-layer configurations).
 _CHANNELS_LAST_MIN_IN = 8
+# On CPU the fused path runs the batch in chunks whose convolution output stays under this
+# size. A buffer that small is taken again from the allocator's free memory chunk after
+# chunk, where a whole-batch one (hundreds of MB) is mapped fresh and faulted in page by page
+# at every step, and it stays in the last-level cache for the merge: the first-layer
+# configurations of benchmarks/layer.py run twice as fast as in one whole-batch pass.
+_FUSED_CHUNK_BYTES = 16 * 2**20
 DEFAULT_SCALE_FACTORS: tuple[ScalePair, ...] = ((0.7, 1.0), (1.428, 1.0))
 
 
@@ -102,6 +108,11 @@ def _check_choice(name: str, value: Any, choices: Iterable[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}; got {value!r}")
     return value
+
+
+def _cat(tensors: list[Tensor]) -> Tensor:
+    """``torch.cat`` on the batch axis, without a copy for a single tensor."""
+    return tensors[0] if len(tensors) == 1 else torch.cat(tensors)
 
 
 class _MultiscaleMixin:
@@ -311,7 +322,7 @@ class _MultiscaleMixin:
         """Every branch map aligned to the base map and penalised (for ``concat_fmaps``)."""
         if self._fusion is None:
             return self._separate_fmaps(x, kernels)
-        fused = self._fused_conv(x, kernels)
+        fused = self._fused_conv(x, *self._fused_weights(kernels))
         if self.fmap_align == "crop":
             return self._penalised(list(zero_edges_(fused, self._fused_edges).unbind(1)))
         return self._align_and_penalise(self._fused_own_fmaps(fused, x))
@@ -319,9 +330,10 @@ class _MultiscaleMixin:
     def _pooled(self, x: Tensor, kernels: list[Tensor]) -> tuple[Tensor, ...]:
         """Merge the branches by maximum.
 
-        Returns ``(base map, pooled map, winning branch, wins per branch or None)``. CPU
-        float32/float64 maps go through the one-pass kernel of :mod:`.fused_merge`;
-        elsewhere stock operators compute the same.
+        Returns ``(base map, pooled map, winning branch, wins per branch or None)``; the base
+        map may be None where ``training_mode`` does not use it. CPU float32/float64 maps go
+        through the one-pass kernel of :mod:`.fused_merge`; elsewhere stock operators compute
+        the same.
         """
         # The base map is overwritten by the maximum unless it is needed afterwards.
         inplace = self.training_mode != "only_gradients"
@@ -336,9 +348,10 @@ class _MultiscaleMixin:
                 return (base, *merged)
             fmaps = self._align_and_penalise(fmaps)
             return (fmaps[0], *branch_max(fmaps, inplace=inplace), None)
-        fused = self._fused_conv(x, kernels)
-        if fused_merge.supported([fused]):
-            return self._merge_fused(fused, x)
+        fused_kernel, bias = self._fused_weights(kernels)
+        if fused_merge.supported([x]) and not torch.is_autocast_enabled(x.device.type):
+            return self._merge_fused_in_chunks(x, fused_kernel, bias)
+        fused = self._fused_conv(x, fused_kernel, bias)
         if self.fmap_align == "crop":
             if self.stretch_penalty_lambda:
                 factors = fused.new_tensor((1.0, *self._penalty_factors))
@@ -347,6 +360,36 @@ class _MultiscaleMixin:
         sizes = self._fused_map_sizes(x)
         base = fused[:, 0, :, : sizes[0][0], : sizes[0][1]]
         return (base, *fused_interpolated_max(fused, sizes, self._penalty_factors), None)
+
+    def _merge_fused_in_chunks(
+        self, x: Tensor, fused_kernel: Tensor, bias: Tensor | None
+    ) -> tuple[Tensor | None, Tensor, Tensor, Tensor]:
+        """:meth:`_pooled` of the fused path through the merge kernel, a batch chunk at a time.
+
+        Each chunk's fused output is merged and dropped before the next chunk is convolved
+        (see ``_FUSED_CHUNK_BYTES``); autograd runs the chunks' backward the same way.
+        """
+        keep_base = self.training_mode == "only_gradients"
+        bases, pooled, winners, counts = [], [], [], 0
+        for chunk in x.split(self._fused_chunk_size(x)):
+            fused = self._fused_conv(chunk, fused_kernel, bias)
+            base, chunk_pooled, winner, chunk_counts = self._merge_fused(fused, chunk)
+            if keep_base:  # only its value is used; a copy lets the chunk's output go
+                bases.append(base.detach().clone())
+            pooled.append(chunk_pooled)
+            winners.append(winner)
+            counts = counts + chunk_counts
+        return (_cat(bases) if keep_base else None, _cat(pooled), _cat(winners), counts)
+
+    def _fused_chunk_size(self, x: Tensor) -> int:
+        """Samples per chunk: fused output under ``_FUSED_CHUNK_BYTES``, every thread busy."""
+        (_, t_size, t_lo, t_hi, _), (_, f_size, f_lo, f_hi, _) = self._fusion
+        time = x.shape[2] + t_lo + t_hi - t_size + 1
+        freq = x.shape[3] + f_lo + f_hi - f_size + 1
+        sample_bytes = self.num_branches * self.out_channels * time * freq * x.element_size()
+        # The merge kernel shares out (sample, channel) planes among the threads.
+        min_samples = -(-torch.get_num_threads() // self.out_channels)
+        return max(1, min_samples, _FUSED_CHUNK_BYTES // max(sample_bytes, 1))
 
     def _merge_fused(self, fused: Tensor, x: Tensor) -> tuple[Tensor, ...]:
         """The one-pass merge of :meth:`_pooled` over the output of :meth:`_fused_conv`."""
@@ -362,17 +405,10 @@ class _MultiscaleMixin:
         merged = fused_branch_max([fused], maps, time, freq, self._penalty_factors, blocks=blocks)
         return (maps[0], *merged)
 
-    def _fused_conv(self, x: Tensor, kernels: list[Tensor]) -> Tensor:
-        """Every branch in one convolution, each kernel zero-padded into a common kernel.
-
-        Returns ``(B, n_branches, C_out, T, F)``. The kernel offsets put every branch map
-        on the base output grid for ``"crop"`` (the border strips that the crop rule
-        zero-pads, ``self._fused_edges``, still hold convolution values: the merge treats
-        them as 0), and at the origin for ``"interpolate"``. One convolution with
-        ``n * C_out`` channels beats ``n`` narrow ones when the input has few channels (a
-        first layer), where a convolution is memory-bound.
-        """
-        (t_off, t_size, t_lo, t_hi, _), (f_off, f_size, f_lo, f_hi, _) = self._fusion
+    def _fused_weights(self, kernels: list[Tensor]) -> tuple[Tensor, Tensor | None]:
+        """The kernel and bias of :meth:`_fused_conv`: each branch kernel zero-padded into a
+        common size (offsets in ``self._fusion``), stacked on the output channels."""
+        (t_off, t_size, _, _, _), (f_off, f_size, _, _, _) = self._fusion
         fused_kernel = torch.cat(
             [
                 F.pad(
@@ -388,6 +424,20 @@ class _MultiscaleMixin:
             ]
         )
         bias = None if self.bias is None else self.bias.repeat(self.num_branches)
+        return fused_kernel, bias
+
+    def _fused_conv(self, x: Tensor, fused_kernel: Tensor, bias: Tensor | None) -> Tensor:
+        """Every branch in one convolution, over the kernel of :meth:`_fused_weights`.
+
+        Returns ``(B, n_branches, C_out, T, F)``. The kernel offsets put every branch map
+        on the base output grid for ``"crop"`` (the border strips that the crop rule
+        zero-pads, ``self._fused_edges``, still hold convolution values: the merge treats
+        them as 0), and at the origin for ``"interpolate"``. One convolution with
+        ``n * C_out`` channels beats ``n`` narrow ones when the input has few channels (a
+        first layer), where a convolution is memory-bound.
+        """
+        _, _, t_lo, t_hi, _ = self._fusion[0]
+        _, _, f_lo, f_hi, _ = self._fusion[1]
         fused = F.conv2d(F.pad(x, (f_lo, f_hi, t_lo, t_hi)), fused_kernel, bias)
         return fused.unflatten(1, (self.num_branches, self.out_channels))
 
