@@ -25,7 +25,8 @@ def merge_backend(request, monkeypatch, kernel_calls):
         monkeypatch.setenv(_native.SWITCH_ENV, "0")
     else:
         assert _native.library() is not None, "the fused merge kernel did not build"
-        monkeypatch.setattr(multiscale_conv, "_FUSED_CHUNK_BYTES", 1)
+        monkeypatch.setattr(multiscale_conv, "_CHUNK_ABOVE_BYTES", 0)
+        monkeypatch.setattr(multiscale_conv, "_CHUNK_BYTES", 1)
     yield request.param
     if request.param == "stock":
         assert not kernel_calls, "the stock backend ran the kernel"

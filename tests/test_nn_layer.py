@@ -351,31 +351,49 @@ def test_autocast_on_cpu(dtype, align, fuse):
 @pytest.mark.parametrize(
     "options",
     [
-        dict(fmap_align="interpolate"),
-        dict(fmap_align="crop", stretch_penalty_lambda=0.1),
-        dict(training_mode="only_gradients"),
-        dict(output_type="interleave_chdim", kernel_sharing="autograd"),
+        dict(fuse_branches="always"),
+        dict(fuse_branches="always", fmap_align="crop", stretch_penalty_lambda=0.1),
+        dict(fuse_branches="always", training_mode="only_gradients"),
+        dict(fuse_branches="always", output_type="interleave_chdim", kernel_sharing="autograd"),
+        dict(fuse_branches="never", stride=(2, 1)),
+        dict(fuse_branches="never", fmap_align="crop", training_mode="only_gradients"),
     ],
 )
-def test_fused_path_in_chunks_equals_one_pass(options, monkeypatch, kernel_calls):
+def test_batch_in_chunks_equals_one_pass(options, monkeypatch, kernel_calls):
     from mts_lightning.nn import multiscale_conv
 
-    def run(chunk_bytes):
-        monkeypatch.setattr(multiscale_conv, "_FUSED_CHUNK_BYTES", chunk_bytes)
+    def run(chunk_above_bytes):
+        monkeypatch.setattr(multiscale_conv, "_CHUNK_ABOVE_BYTES", chunk_above_bytes)
+        monkeypatch.setattr(multiscale_conv, "_CHUNK_BYTES", 1)
         torch.manual_seed(0)
-        layer = MultiscaleConv2d(
-            2, 3, (5, 3), padding=1, fuse_branches="always", dtype=torch.float64, **options
-        )
+        layer = MultiscaleConv2d(2, 3, (5, 3), padding=1, dtype=torch.float64, **options)
         x = torch.randn(5, 2, 30, 12, dtype=torch.float64, requires_grad=True)
         kernel_calls.clear()
         out = layer(x)
         (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).view_as(out)).sum().backward()
         return len(kernel_calls), out, x.grad, layer.weight.grad, layer.stretch_usage_counts
 
-    one_pass, in_chunks = run(2**30), run(1)  # the whole batch, then one sample per chunk
+    one_pass, in_chunks = run(2**30), run(0)  # the whole batch, then one sample per chunk
     assert (one_pass[0], in_chunks[0]) == (1, 5)
     for whole, chunked in zip(one_pass[1:], in_chunks[1:], strict=True):
         torch.testing.assert_close(chunked, whole)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "shape", "samples"),
+    [
+        ((1, 10, (10, 5)), {}, (16, 1, 512, 128), 1),  # 40 MB maps, 13 MB a sample
+        ((1, 10, (10, 5)), dict(fuse_branches="always"), (16, 1, 512, 128), 1),  # 200 MB
+        ((2, 16, (10, 5)), {}, (16, 2, 512, 128), 1),  # 64 MB maps
+        ((1, 10, (10, 5)), dict(stride=(2, 1)), (16, 1, 512, 128), 16),  # 20 MB maps
+        ((16, 32, (5, 5)), {}, (16, 16, 128, 64), 16),  # 15 MB maps
+        ((1, 10, (10, 5)), {}, (0, 1, 512, 128), 1),  # an empty batch is one chunk
+    ],
+)
+def test_only_batches_with_large_maps_run_in_chunks(args, kwargs, shape, samples):
+    layer = MultiscaleConv2d(*args, scale_factors=[0.5, 0.7, 1.428, 2.0], **kwargs)
+    fused = layer.fuse_branches == "always"
+    assert layer._chunk_samples(torch.empty(shape), fused) == samples
 
 
 def test_memory_format_follows_the_input():

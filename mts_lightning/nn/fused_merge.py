@@ -31,14 +31,14 @@ _KERNEL_DTYPES = {torch.float32: "f32", torch.float64: "f64"}
 _MAX_BRANCHES = 255  # winners are stored as one byte
 
 
-def supported(maps: Sequence[Tensor]) -> bool:
-    """Whether :func:`fused_branch_max` can merge ``maps`` (else use the stock operators)."""
-    first = maps[0]
+def supported(x: Tensor, num_maps: int) -> bool:
+    """Whether :func:`fused_branch_max` can merge ``num_maps`` maps computed from ``x`` in
+    its own dtype (else use the stock operators)."""
     return (
-        first.device.type == "cpu"
-        and first.dtype in _KERNEL_DTYPES
-        and len(maps) <= _MAX_BRANCHES
-        and all(m.dtype == first.dtype and m.device == first.device for m in maps)
+        x.device.type == "cpu"
+        and x.dtype in _KERNEL_DTYPES
+        and num_maps <= _MAX_BRANCHES
+        and not torch.is_autocast_enabled(x.device.type)
         and not torch.compiler.is_compiling()
         and _native.library() is not None
     )

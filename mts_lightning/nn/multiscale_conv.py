@@ -46,18 +46,23 @@ AVERAGING_MODES = ("average", "average_updates")
 FMAP_ALIGN_MODES = ("interpolate", "crop")
 FUSE_MODES = ("auto", "always", "never")
 _TRAINING_MODE_ALIASES = {"only_gradient": "only_gradients"}
-# "auto" fuses the branches into one convolution up to this many input channels: there a
-# convolution is memory-bound and one wide one beats several narrow ones (benchmarks/layer.py).
+# On the stock path, "auto" fuses the branches into one convolution up to this many input
+# channels: there a convolution is memory-bound, and one wide convolution and one stacked
+# merge beat several narrow ones. The CPU merge kernel, which reads branch maps in place and
+# runs large batches in chunks, is faster with separate convolutions (benchmarks/layer.py:
+# 1.2-2x on first layers), so there "auto" does not fuse.
 _AUTO_FUSE_MAX_IN = 4
 # From this many input channels, CPU convolutions of the separate branches share one
 # channels-last copy of the input (benchmarks/layer.py, middle-layer configurations).
 _CHANNELS_LAST_MIN_IN = 8
-# On CPU the fused path runs the batch in chunks whose convolution output stays under this
-# size. A buffer that small is taken again from the allocator's free memory chunk after
-# chunk, where a whole-batch one (hundreds of MB) is mapped fresh and faulted in page by page
-# at every step, and it stays in the last-level cache for the merge: the first-layer
-# configurations of benchmarks/layer.py run twice as fast as in one whole-batch pass.
-_FUSED_CHUNK_BYTES = 16 * 2**20
+# On CPU, a batch whose largest convolution output would exceed _CHUNK_ABOVE_BYTES runs in
+# chunks of at most _CHUNK_BYTES of branch maps. glibc's malloc maps a block that large fresh
+# at every allocation (its mmap threshold adapts up to 32 MiB), and the kernel faults it in
+# page by page; chunk-sized blocks are served again and again from memory malloc keeps, and
+# are still in cache when the merge reads them. First layers of benchmarks/layer.py run
+# about twice as fast, with a third to a half of the peak memory; smaller maps gain nothing.
+_CHUNK_ABOVE_BYTES = 32 * 2**20
+_CHUNK_BYTES = 16 * 2**20
 DEFAULT_SCALE_FACTORS: tuple[ScalePair, ...] = ((0.7, 1.0), (1.428, 1.0))
 
 
@@ -337,59 +342,67 @@ class _MultiscaleMixin:
         """
         # The base map is overwritten by the maximum unless it is needed afterwards.
         inplace = self.training_mode != "only_gradients"
+        if fused_merge.supported(x, self.num_branches):
+            return self._kernel_pooled(x, kernels, inplace)
         if self._fusion is None:
-            fmaps = self._own_fmaps(x, kernels)
-            if fused_merge.supported(fmaps):
-                base = fmaps[0]
-                time, freq = axis_alignments(fmaps, self.fmap_align)
-                merged = fused_branch_max(
-                    fmaps, fmaps, time, freq, self._penalty_factors, inplace=inplace
-                )
-                return (base, *merged)
-            fmaps = self._align_and_penalise(fmaps)
+            fmaps = self._align_and_penalise(self._own_fmaps(x, kernels))
             return (fmaps[0], *branch_max(fmaps, inplace=inplace), None)
-        fused_kernel, bias = self._fused_weights(kernels)
-        if fused_merge.supported([x]) and not torch.is_autocast_enabled(x.device.type):
-            return self._merge_fused_in_chunks(x, fused_kernel, bias)
-        fused = self._fused_conv(x, fused_kernel, bias)
+        fused = self._fused_conv(x, *self._fused_weights(kernels))
         if self.fmap_align == "crop":
             if self.stretch_penalty_lambda:
                 factors = fused.new_tensor((1.0, *self._penalty_factors))
                 fused = fused * factors.view(1, -1, 1, 1, 1)
             return (fused[:, 0], *stacked_branch_max(fused, self._fused_edges), None)
-        sizes = self._fused_map_sizes(x)
+        sizes = self._branch_map_sizes(x)
         base = fused[:, 0, :, : sizes[0][0], : sizes[0][1]]
         return (base, *fused_interpolated_max(fused, sizes, self._penalty_factors), None)
 
-    def _merge_fused_in_chunks(
-        self, x: Tensor, fused_kernel: Tensor, bias: Tensor | None
+    def _kernel_pooled(
+        self, x: Tensor, kernels: list[Tensor], inplace: bool
     ) -> tuple[Tensor | None, Tensor, Tensor, Tensor]:
-        """:meth:`_pooled` of the fused path through the merge kernel, a batch chunk at a time.
+        """:meth:`_pooled` through the merge kernel, in batch chunks when maps are large.
 
-        Each chunk's fused output is merged and dropped before the next chunk is convolved
-        (see ``_FUSED_CHUNK_BYTES``); autograd runs the chunks' backward the same way.
+        Each chunk is convolved, merged, and its maps dropped before the next one (see
+        ``_CHUNK_BYTES``); autograd runs the chunks' backward the same way.
         """
         keep_base = self.training_mode == "only_gradients"
+        fused = self._fusion is not None and self.fuse_branches == "always"
+        fused_weights = self._fused_weights(kernels) if fused else None
         bases, pooled, winners, counts = [], [], [], 0
-        for chunk in x.split(self._fused_chunk_size(x)):
-            fused = self._fused_conv(chunk, fused_kernel, bias)
-            base, chunk_pooled, winner, chunk_counts = self._merge_fused(fused, chunk)
-            if keep_base:  # only its value is used; a copy lets the chunk's output go
-                bases.append(base.detach().clone())
-            pooled.append(chunk_pooled)
-            winners.append(winner)
-            counts = counts + chunk_counts
+        for chunk in x.split(self._chunk_samples(x, fused)):
+            if fused_weights is None:
+                fmaps = self._own_fmaps(chunk, kernels)
+                time, freq = axis_alignments(fmaps, self.fmap_align)
+                merged = fused_branch_max(
+                    fmaps, fmaps, time, freq, self._penalty_factors, inplace=inplace
+                )
+                base = fmaps[0]
+            else:
+                base, *merged = self._merge_fused(self._fused_conv(chunk, *fused_weights), chunk)
+                # Only the base's value is used: a copy lets the rest of the chunk's maps go.
+                base = base.clone() if keep_base else base
+            if keep_base:
+                bases.append(base.detach())
+            pooled.append(merged[0])
+            winners.append(merged[1])
+            counts = counts + merged[2]
         return (_cat(bases) if keep_base else None, _cat(pooled), _cat(winners), counts)
 
-    def _fused_chunk_size(self, x: Tensor) -> int:
-        """Samples per chunk: fused output under ``_FUSED_CHUNK_BYTES``, every thread busy."""
-        (_, t_size, t_lo, t_hi, _), (_, f_size, f_lo, f_hi, _) = self._fusion
-        time = x.shape[2] + t_lo + t_hi - t_size + 1
-        freq = x.shape[3] + f_lo + f_hi - f_size + 1
-        sample_bytes = self.num_branches * self.out_channels * time * freq * x.element_size()
-        # The merge kernel shares out (sample, channel) planes among the threads.
-        min_samples = -(-torch.get_num_threads() // self.out_channels)
-        return max(1, min_samples, _FUSED_CHUNK_BYTES // max(sample_bytes, 1))
+    def _chunk_samples(self, x: Tensor, fused: bool) -> int:
+        """Samples per chunk of :meth:`_kernel_pooled` (see ``_CHUNK_ABOVE_BYTES``)."""
+        if fused:
+            sizes = [self._fused_output_size(x)] * self.num_branches
+            planes = self.out_channels
+        else:
+            sizes = self._branch_map_sizes(x)
+            planes = 1 if x.shape[1] >= _CHANNELS_LAST_MIN_IN else self.out_channels
+        sample_bytes = [self.out_channels * t * f * x.element_size() for t, f in sizes]
+        if max(sample_bytes) * x.shape[0] <= _CHUNK_ABOVE_BYTES:
+            return max(x.shape[0], 1)
+        # The kernel shares out its planes (per sample: one, channels-last; else a channel
+        # each) among the threads: keep every thread busy.
+        min_samples = -(-torch.get_num_threads() // planes)
+        return max(1, min_samples, _CHUNK_BYTES // sum(sample_bytes))
 
     def _merge_fused(self, fused: Tensor, x: Tensor) -> tuple[Tensor, ...]:
         """The one-pass merge of :meth:`_pooled` over the output of :meth:`_fused_conv`."""
@@ -441,18 +454,26 @@ class _MultiscaleMixin:
         fused = F.conv2d(F.pad(x, (f_lo, f_hi, t_lo, t_hi)), fused_kernel, bias)
         return fused.unflatten(1, (self.num_branches, self.out_channels))
 
+    def _fused_output_size(self, x: Tensor) -> tuple[int, int]:
+        """(time, freq) size of :meth:`_fused_conv`'s output."""
+        (_, t_size, t_lo, t_hi, _), (_, f_size, f_lo, f_hi, _) = self._fusion
+        return (x.shape[2] + t_lo + t_hi - t_size + 1, x.shape[3] + f_lo + f_hi - f_size + 1)
+
+    def _branch_map_sizes(self, x: Tensor) -> list[tuple[int, int]]:
+        """(time, freq) size of each branch's own map."""
+        stride, _, dilation = self._conv_args_2d
+
+        def length(axis: int, branch: int) -> int:
+            padded = x.shape[2 + axis] + self._branch_pad_totals[branch][axis]
+            reach = dilation[axis] * (self.branch_kernel_sizes[branch][axis] - 1) + 1
+            return (padded - reach) // stride[axis] + 1
+
+        return [(length(0, i), length(1, i)) for i in range(self.num_branches)]
+
     def _fused_own_fmaps(self, fused: Tensor, x: Tensor) -> list[Tensor]:
         """Each branch's own map in an ``"interpolate"`` fused output: its top-left corner."""
-        sizes = self._fused_map_sizes(x)
+        sizes = self._branch_map_sizes(x)
         return [fused[:, i, :, : size[0], : size[1]] for i, size in enumerate(sizes)]
-
-    def _fused_map_sizes(self, x: Tensor) -> list[tuple[int, int]]:
-        """(time, freq) size of each branch's own map (stride 1)."""
-        return [
-            (x.shape[2] + self._branch_pad_totals[i][0] - k[0] + 1,
-             x.shape[3] + self._branch_pad_totals[i][1] - k[1] + 1)
-            for i, k in enumerate(self.branch_kernel_sizes)
-        ]  # fmt: skip
 
     def _conv_branch(self, x: Tensor, kernel: Tensor, branch: int) -> Tensor:
         stride, padding, dilation = self._conv_args_2d
@@ -745,8 +766,9 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
         track_stretch_usage: count the elements each branch wins (no host synchronisation).
         fuse_branches: ``"auto"`` (default), ``"always"`` or ``"never"``: run every branch
             as one convolution over a zero-padded common kernel (stride 1, dilation 1,
-            groups 1, zero padding only). Same result; ``"auto"`` fuses when the input has
-            at most 4 channels (a first layer), where it is faster.
+            groups 1, zero padding only). Same result; ``"auto"`` fuses where that is faster:
+            inputs of at most 4 channels (a first layer) merged by stock operators (GPU,
+            autocast, ``torch.compile``), not on the CPU merge kernel.
     """
 
     _input_dims = (4, 3)
