@@ -49,8 +49,8 @@ _TRAINING_MODE_ALIASES = {"only_gradient": "only_gradients"}
 # On the stock path, "auto" fuses the branches into one convolution up to this many input
 # channels: there a convolution is memory-bound, and one wide convolution and one stacked
 # merge beat several narrow ones. The CPU merge kernel, which reads branch maps in place and
-# runs large batches in chunks, is faster with separate convolutions (benchmarks/layer.py:
-# 1.2-2x on first layers), so there "auto" does not fuse.
+# runs large batches in chunks, is mostly faster with separate convolutions (8 of 10 first
+# layers, by 1.2-4.4x; see benchmarks/README.md), so there "auto" does not fuse.
 _AUTO_FUSE_MAX_IN = 4
 # From this many input channels, CPU convolutions of the separate branches share one
 # channels-last copy of the input (benchmarks/layer.py, middle-layer configurations).
