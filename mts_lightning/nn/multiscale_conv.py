@@ -57,7 +57,7 @@ _AUTO_FUSE_MAX_IN = 4
 _CHANNELS_LAST_MIN_IN = 8
 # On CPU, a batch whose largest convolution output would exceed _CHUNK_ABOVE_BYTES runs in
 # chunks of at most _CHUNK_BYTES of branch maps. glibc's malloc maps a block that large fresh
-# at every allocation (its mmap threshold adapts up to 32 MiB), and the kernel faults it in
+# at every allocation (its mmap threshold adapts up to 32 MiB), and the OS faults it in
 # page by page; chunk-sized blocks are served again and again from memory malloc keeps, and
 # are still in cache when the merge reads them. First layers of benchmarks/layer.py run
 # about twice as fast, with a third to a half of the peak memory; smaller maps gain nothing.
