@@ -175,14 +175,23 @@ class _Plan:
                     int(run_identity),
                 ]
             )
-        self.geometry = torch.tensor(geometry, dtype=torch.int64)
-        self.tables = tables  # the kernel gets raw pointers into these: keep them alive
-        self.row_index = _pointer_array([0] + [t[0][0].data_ptr() for t in tables[1:]])
-        self.row_weight = _pointer_array([0] + [t[0][1].data_ptr() for t in tables[1:]])
         run_tables = [None] + [None if layout.channels_last else t[1] for t in tables[1:]]
-        self.run_index = _pointer_array([t[0].data_ptr() if t else 0 for t in run_tables])
-        self.run_weight = _pointer_array([t[1].data_ptr() if t else 0 for t in run_tables])
-        self.penalties = torch.tensor([1.0, *penalties], dtype=torch.float64)
+        # The kernel gets raw pointers into these tensors: keep them alive with the plan.
+        self._keep_alive = (
+            tables,
+            torch.tensor(geometry, dtype=torch.int64),
+            torch.tensor([1.0, *penalties], dtype=torch.float64),
+        )
+        # The arguments both directions pass after the data: geometry, row tables, run
+        # tables, penalties (see _merge.c).
+        self.alignment_args = (
+            self._keep_alive[1].data_ptr(),
+            _pointer_array([0] + [t[0][0].data_ptr() for t in tables[1:]]),
+            _pointer_array([0] + [t[0][1].data_ptr() for t in tables[1:]]),
+            _pointer_array([t[0].data_ptr() if t else 0 for t in run_tables]),
+            _pointer_array([t[1].data_ptr() if t else 0 for t in run_tables]),
+            self._keep_alive[2].data_ptr(),
+        )
         self.source_specs = [(s.shape, s.stride()) for s in sources]
 
     def _map_pointers(self, sources: Sequence[Tensor]) -> ctypes.Array:
@@ -203,17 +212,11 @@ class _Plan:
             out = torch.empty(layout.shape, dtype=first.dtype, memory_format=layout.memory_format)
         winner = torch.empty(layout.shape, dtype=torch.uint8, memory_format=layout.memory_format)
         counts = torch.zeros(self.num_branches, dtype=torch.int64)
-        kernel = getattr(_native.library(), f"mts_merge_forward_{_KERNEL_DTYPES[first.dtype]}")
-        kernel(
+        _kernel_function("forward", first.dtype)(
             self.num_branches,
             *layout.planes,
             self._map_pointers(sources),
-            self.geometry.data_ptr(),
-            self.row_index,
-            self.row_weight,
-            self.run_index,
-            self.run_weight,
-            self.penalties.data_ptr(),
+            *self.alignment_args,
             out.data_ptr(),
             _strides_pointer(layout.strides(out)),
             winner.data_ptr(),
@@ -230,8 +233,7 @@ class _Plan:
             torch.empty_strided(shape, stride, dtype=grad.dtype)
             for shape, stride in self.source_specs
         ]
-        kernel = getattr(_native.library(), f"mts_merge_backward_{_KERNEL_DTYPES[grad.dtype]}")
-        kernel(
+        _kernel_function("backward", grad.dtype)(
             self.num_branches,
             *layout.planes,
             grad.data_ptr(),
@@ -239,15 +241,15 @@ class _Plan:
             winner.data_ptr(),
             _strides_pointer(layout.strides(winner)),
             self._map_pointers(grads),
-            self.geometry.data_ptr(),
-            self.row_index,
-            self.row_weight,
-            self.run_index,
-            self.run_weight,
-            self.penalties.data_ptr(),
+            *self.alignment_args,
             torch.get_num_threads(),
         )
         return grads
+
+
+def _kernel_function(direction: str, dtype: torch.dtype):
+    """``mts_merge_{direction}`` of ``_merge.c`` for ``dtype``."""
+    return getattr(_native.library(), f"mts_merge_{direction}_{_KERNEL_DTYPES[dtype]}")
 
 
 def _strides_pointer(strides: Sequence[int]) -> ctypes.Array:

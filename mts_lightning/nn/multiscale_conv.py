@@ -340,12 +340,12 @@ class _MultiscaleMixin:
         through the one-pass kernel of :mod:`.fused_merge`; elsewhere stock operators compute
         the same.
         """
-        # The base map is overwritten by the maximum unless it is needed afterwards.
-        inplace = self.training_mode != "only_gradients"
         if fused_merge.supported(x, self.num_branches):
-            return self._kernel_pooled(x, kernels, inplace)
+            return self._kernel_pooled(x, kernels)
         if self._fusion is None:
-            fmaps = self._align_and_penalise(self._own_fmaps(x, kernels))
+            fmaps = self._separate_fmaps(x, kernels)
+            # The base map is overwritten by the maximum unless it is needed afterwards.
+            inplace = self.training_mode != "only_gradients"
             return (fmaps[0], *branch_max(fmaps, inplace=inplace), None)
         fused = self._fused_conv(x, *self._fused_weights(kernels))
         if self.fmap_align == "crop":
@@ -358,7 +358,7 @@ class _MultiscaleMixin:
         return (base, *fused_interpolated_max(fused, sizes, self._penalty_factors), None)
 
     def _kernel_pooled(
-        self, x: Tensor, kernels: list[Tensor], inplace: bool
+        self, x: Tensor, kernels: list[Tensor]
     ) -> tuple[Tensor | None, Tensor, Tensor, Tensor]:
         """:meth:`_pooled` through the merge kernel, in batch chunks when maps are large.
 
@@ -373,8 +373,9 @@ class _MultiscaleMixin:
             if fused_weights is None:
                 fmaps = self._own_fmaps(chunk, kernels)
                 time, freq = axis_alignments(fmaps, self.fmap_align)
+                # The base map takes the maximum unless its own value is kept.
                 merged = fused_branch_max(
-                    fmaps, fmaps, time, freq, self._penalty_factors, inplace=inplace
+                    fmaps, fmaps, time, freq, self._penalty_factors, inplace=not keep_base
                 )
                 base = fmaps[0]
             else:
@@ -445,9 +446,9 @@ class _MultiscaleMixin:
         Returns ``(B, n_branches, C_out, T, F)``. The kernel offsets put every branch map
         on the base output grid for ``"crop"`` (the border strips that the crop rule
         zero-pads, ``self._fused_edges``, still hold convolution values: the merge treats
-        them as 0), and at the origin for ``"interpolate"``. One convolution with
-        ``n * C_out`` channels beats ``n`` narrow ones when the input has few channels (a
-        first layer), where a convolution is memory-bound.
+        them as 0), and at the origin for ``"interpolate"``. On the stock path one
+        convolution with ``n * C_out`` channels beats ``n`` narrow ones when the input has few
+        channels (a first layer), where a convolution is memory-bound (see ``_AUTO_FUSE_MAX_IN``).
         """
         _, _, t_lo, t_hi, _ = self._fusion[0]
         _, _, f_lo, f_hi, _ = self._fusion[1]
