@@ -40,6 +40,7 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 from mts_lightning.data import SpectrogramDataModule
 from mts_lightning.data.datamodule import list_audio_files
 from mts_lightning.module import EmotionClassifier
+from mts_lightning.run_dir import run_dir
 
 #: ``ckpt_path`` values that Lightning resolves itself (not file paths).
 _SPECIAL_CKPT_PATHS = ("best", "last", "hpc", "registry")
@@ -59,24 +60,6 @@ _FEATURE_ARGS = (
     "segment_duration",
     "synthetic_classes",
 )
-
-
-def run_dir(trainer: pl.Trainer) -> str:
-    """The folder of this run: where ``config.yaml``, ``checkpoints/`` and the plots go.
-
-    The first logger's ``log_dir`` (CSV, TensorBoard: ``save_dir/name/version_N``); for a
-    logger without one (W&B), ``save_dir/name/version`` as ``ModelCheckpoint`` builds it; the
-    trainer's ``default_root_dir`` without loggers. Not a collective: any rank may call it.
-    """
-    if not trainer.loggers:
-        return os.fspath(trainer.default_root_dir)
-    logger = trainer.loggers[0]
-    log_dir = getattr(logger, "log_dir", None)
-    if log_dir:
-        return os.fspath(log_dir)
-    save_dir = logger.save_dir or trainer.default_root_dir
-    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-    return os.path.join(os.fspath(save_dir), str(logger.name), version)
 
 
 class SaveRunConfig(SaveConfigCallback):

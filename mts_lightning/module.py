@@ -22,7 +22,8 @@ from torchmetrics.classification import (
 )
 
 from mts_lightning.callbacks.kernel_averaging import KernelAveraging, averaging_layers
-from mts_lightning.plotting import confusion_matrix_figure, log_figure, resolve_log_dir, save_figure
+from mts_lightning.plotting import confusion_matrix_figure, log_figure, save_figure
+from mts_lightning.run_dir import run_dir
 
 STAGES = ("train", "val", "test")
 # Constructor arguments that are objects rather than configuration: kept in `hparams` only
@@ -312,6 +313,6 @@ class EmotionClassifier(pl.LightningModule):
         )
         log_figure(self.trainer, f"{stage}/confusion_matrix", fig)
         path = os.path.join(
-            resolve_log_dir(self.trainer), "confusion_matrix", f"{stage}_epoch{epoch:03d}.png"
+            run_dir(self.trainer), "confusion_matrix", f"{stage}_epoch{epoch:03d}.png"
         )
         save_figure(fig, path)

@@ -115,19 +115,6 @@ def stretch_usage_history_figure(
     return fig
 
 
-def resolve_log_dir(trainer: pl.Trainer) -> str:
-    """``trainer.log_dir`` without its broadcast, so rank zero can call it alone.
-
-    The first logger's ``log_dir`` (TensorBoard, CSV), else its ``save_dir``, else the
-    trainer's ``default_root_dir``.
-    """
-    for logger in trainer.loggers[:1]:
-        path = getattr(logger, "log_dir", None) or getattr(logger, "save_dir", None)
-        if path:
-            return os.fspath(path)
-    return os.fspath(trainer.default_root_dir)
-
-
 def log_figure(trainer: pl.Trainer, tag: str, fig: Figure) -> None:
     """Send ``fig`` to every logger that takes figures: TensorBoard and W&B.
 

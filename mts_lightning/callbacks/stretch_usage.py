@@ -15,11 +15,11 @@ from torch import Tensor
 from mts_lightning.callbacks.kernel_averaging import MTS_LAYER_TYPES
 from mts_lightning.plotting import (
     log_figure,
-    resolve_log_dir,
     save_figure,
     stretch_usage_bar_figure,
     stretch_usage_history_figure,
 )
+from mts_lightning.run_dir import run_dir
 
 STAGES = ("train", "val", "test")
 
@@ -227,7 +227,7 @@ class StretchUsageLogger(Callback):
         if not any(self.history[s] for s in self.stages):
             return
         fig = stretch_usage_history_figure(self.history, self.epochs, self.branch_labels)
-        save_figure(fig, os.path.join(resolve_log_dir(trainer), "stretch_usage.png"))
+        save_figure(fig, os.path.join(run_dir(trainer), "stretch_usage.png"))
 
     # ------------------------------------------------------------------ hooks
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:

@@ -16,6 +16,8 @@ from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from mts_lightning.run_dir import run_dir
+
 from .audio import AUDIO_EXTENSIONS, BadAudioError, is_audio_file
 from .augment import SpecAugment
 from .cache import FeatureCache, atomic_write
@@ -563,13 +565,13 @@ class SpectrogramDataModule(pl.LightningDataModule):
             )
 
     def _write_log(self) -> None:
-        """Write ``split_speakers.json`` (and ``skipped_files.json``) into the trainer's log dir."""
+        """Write ``split_speakers.json`` (and ``skipped_files.json``) into the run's folder."""
         trainer = self.trainer
         if trainer is None:
             return
-        log_dir = trainer.log_dir  # a collective under DDP: every rank asks, rank zero writes
-        if log_dir is None or not trainer.is_global_zero:
+        if not trainer.is_global_zero:
             return
+        log_dir = run_dir(trainer)
         files = {"split_speakers.json": self.split_speakers}
         if self.skipped_files:
             files["skipped_files.json"] = [
