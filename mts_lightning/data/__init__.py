@@ -20,6 +20,7 @@ from .corpora import (
     scan_tess,
 )
 from .datamodule import Normalizer, SpectrogramDataModule, SpectrogramDataset, list_audio_files
+from .errors import DataError
 from .features import FeatureConfig, FeatureExtractor, fix_length, segment_starts
 from .splits import SPLIT_METHODS, make_split, split_speakers
 from .synthetic import SyntheticConfig, SyntheticCorpus
@@ -31,6 +32,7 @@ __all__ = [
     "CORPUS_NAMES",
     "Clip",
     "Corpus",
+    "DataError",
     "FeatureCache",
     "FeatureConfig",
     "FeatureExtractor",

@@ -3,23 +3,25 @@
 Each ``scan_*`` function walks a root folder recursively, parses the official naming of the
 corpus (the table in the README), and returns a :class:`FileCorpus`: one :class:`Clip`
 (file, label index, speaker) per usable file, in a stable (sorted) order, with the class names
-in the corpus's fixed order. Files that break the convention raise a ``ValueError`` naming the
-file, or, with ``skip_bad_files=True``, are listed in ``corpus.skipped`` with the reason.
-Files left out by design (RAVDESS song/video files, IEMOCAP emotions outside the four classes,
-duplicate copies, hidden files) are listed in ``corpus.excluded``.
+in the corpus's fixed order. Files that break the convention raise one :class:`DataError`
+naming the first few and how many more, or, with ``skip_bad_files=True``, are listed in
+``corpus.skipped`` with the reason. Files left out by design (RAVDESS song/video files, IEMOCAP
+emotions outside the four classes, duplicate copies with the same label, hidden files) are
+listed in ``corpus.excluded``; copies of one recording with two different labels are refused.
 """
 
 from __future__ import annotations
 
 import csv
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .audio import AUDIO_EXTENSIONS, audio_duration, is_audio_file, load_audio
+from .errors import DataError, MissingFilesError, name_files
 
 CORPUS_NAMES = ("synthetic", "ravdess", "crema_d", "emodb", "tess", "savee", "iemocap", "manifest")
 
@@ -147,46 +149,80 @@ class FileCorpus(Corpus):
 
 
 class CorpusScan:
-    """Collects clips while a root folder is parsed, applying the bad-file policy."""
+    """Collects clips while a root folder is parsed, applying the bad-file policy.
+
+    Bad files are collected either way: without ``skip_bad_files`` :meth:`finish` raises one
+    error naming the first few and how many more, with it they are listed in
+    ``corpus.skipped``. A recording found twice (same ``uid``) is kept once when both copies
+    carry the same label, and refused when they disagree.
+    """
 
     def __init__(self, name: str, display: str, skip_bad_files: bool) -> None:
         self.name = name
         self.display = display
         self.skip_bad_files = skip_bad_files
-        self.clips: list[Clip] = []
+        self.paths: list[Path] = []
+        self.labels: list[str] = []
+        self.speakers: list[str | None] = []
         self.skipped: list[SkippedFile] = []
         self.excluded: list[SkippedFile] = []
-        self._seen: dict[str, str] = {}
+        self._missing: set[str] = set()
+        self._seen: dict[str, tuple[Path, str, str]] = {}
 
-    def bad(self, path: Path, reason: str, error: type[Exception] = ValueError) -> None:
-        """Raise for a bad file, or record it as skipped when the user allows skipping."""
-        if not self.skip_bad_files:
-            raise error(f"{self.display}: {path}: {reason}")
+    def bad(self, path: Path, reason: str, missing: bool = False) -> None:
+        """Record a file that cannot be used (``missing``: listed but not on disk)."""
         self.skipped.append(SkippedFile(str(path), reason))
+        if missing:
+            self._missing.add(str(path))
 
     def exclude(self, path: Path, reason: str) -> None:
         """Record a file left out by design (reported, not an error)."""
         self.excluded.append(SkippedFile(str(path), reason))
 
     def add(
-        self, path: Path, label: str, speaker: str | None, classes: list[str], uid: str
+        self, path: Path, label: str, speaker: str | None, uid: str, where: str | None = None
     ) -> None:
-        """Add a clip; ``uid`` identifies the recording, so a second copy is excluded."""
+        """Add a clip. ``uid`` identifies the recording and ``where`` the place that labels
+        it (a manifest line; by default the file itself), for the messages about copies."""
+        where = where or str(path)
         if uid in self._seen:
-            self.exclude(path, f"duplicate of {self._seen[uid]}")
+            first_path, first_label, first_where = self._seen[uid]
+            if first_label != label:
+                raise DataError(
+                    f"{self.display}: {path} is labelled twice with different labels: "
+                    f"{first_label!r} ({first_where}) and {label!r} ({where}); give each clip "
+                    "one label"
+                )
+            self.exclude(path, f"duplicate of {first_path} ({first_where}), same label")
             return
-        self._seen[uid] = str(path)
-        self.clips.append(Clip(str(path), classes.index(label), speaker))
+        self._seen[uid] = (path, label, where)
+        self.paths.append(path)
+        self.labels.append(label)
+        self.speakers.append(speaker)
 
-    def finish(self, root: Path, example: str, classes: list[str]) -> FileCorpus:
-        """Build the corpus, refusing one without any usable clip."""
-        if not self.clips:
+    def finish(self, root: Path, example: str, classes: Sequence[str] | None) -> FileCorpus:
+        """Build the corpus: its classes are ``classes`` (the corpus's fixed list) or, when
+        None, the sorted labels of the kept clips. Refuses bad files unless skipping, and a
+        corpus without any usable clip."""
+        if self.skipped and not self.skip_bad_files:
+            problems = [(s.path, s.reason) for s in self.skipped]
+            error = MissingFilesError if self._missing >= {p for p, _ in problems} else DataError
+            raise error(
+                f"{self.display}: {len(problems)} bad file(s): {name_files(problems)} "
+                "(set skip_bad_files=True to skip such files)"
+            )
+        if not self.paths:
             detail = f" ({len(self.skipped)} bad files skipped)" if self.skipped else ""
             raise FileNotFoundError(
                 f"{self.display}: no usable audio found under '{root}'{detail}; expected files "
                 f"named like {example}, searched recursively"
             )
-        return FileCorpus(self.name, list(classes), self.clips, self.skipped, self.excluded)
+        names = list(classes) if classes is not None else sorted(set(self.labels))
+        clips = [
+            Clip(str(path), names.index(label), speaker)
+            for path, label, speaker in zip(self.paths, self.labels, self.speakers, strict=True)
+        ]
+        return FileCorpus(self.name, names, clips, self.skipped, self.excluded)
 
 
 def check_root(root: str | Path | None, display: str, example: str) -> Path:
@@ -263,7 +299,7 @@ def scan_ravdess(
                 path, "RAVDESS song file (vocal channel 02); set include_song=True to use it"
             )
         else:
-            scan.add(path, RAVDESS_EMOTIONS[emotion], f"Actor_{actor}", classes, path.stem)
+            scan.add(path, RAVDESS_EMOTIONS[emotion], f"Actor_{actor}", path.stem)
     return scan.finish(root, RAVDESS_EXAMPLE, classes)
 
 
@@ -285,7 +321,7 @@ def scan_crema_d(root: str | Path | None, skip_bad_files: bool = False) -> FileC
                 f"emotion one of {', '.join(CREMA_D_EMOTIONS)}",
             )
             continue
-        scan.add(path, CREMA_D_EMOTIONS[m.group(3)], m.group(1), classes, path.stem)
+        scan.add(path, CREMA_D_EMOTIONS[m.group(3)], m.group(1), path.stem)
     return scan.finish(root, CREMA_D_EXAMPLE, classes)
 
 
@@ -307,7 +343,7 @@ def scan_emodb(root: str | Path | None, skip_bad_files: bool = False) -> FileCor
                 f"letter one of {''.join(EMODB_EMOTIONS)}",
             )
             continue
-        scan.add(path, EMODB_EMOTIONS[m.group(3)], m.group(1), classes, path.stem)
+        scan.add(path, EMODB_EMOTIONS[m.group(3)], m.group(1), path.stem)
     return scan.finish(root, EMODB_EXAMPLE, classes)
 
 
@@ -336,7 +372,7 @@ def scan_tess(root: str | Path | None, skip_bad_files: bool = False) -> FileCorp
             )
             continue
         speaker = m.group(1).upper()
-        scan.add(path, TESS_EMOTIONS[emotion], speaker, classes, path.stem.lower())
+        scan.add(path, TESS_EMOTIONS[emotion], speaker, path.stem.lower())
     return scan.finish(root, TESS_EXAMPLE, classes)
 
 
@@ -361,7 +397,7 @@ def scan_savee(root: str | Path | None, skip_bad_files: bool = False) -> FileCor
         else:
             scan.bad(path, f"file name outside the SAVEE convention; expected {SAVEE_EXAMPLE}")
             continue
-        scan.add(path, SAVEE_EMOTIONS[code], speaker, classes, f"{speaker}_{code}{number}")
+        scan.add(path, SAVEE_EMOTIONS[code], speaker, f"{speaker}_{code}{number}")
     return scan.finish(root, SAVEE_EXAMPLE, classes)
 
 
@@ -386,7 +422,8 @@ def scan_iemocap(root: str | Path | None, skip_bad_files: bool = False) -> FileC
     sessions = sorted(p for p in root.rglob("Session[1-5]") if p.is_dir())
     for session in sessions:
         for label_file in sorted((session / "dialog" / "EmoEvaluation").glob("*.txt")):
-            for line in label_file.read_text(errors="replace").splitlines():
+            lines = label_file.read_text(errors="replace").splitlines()
+            for number, line in enumerate(lines, start=1):
                 if not line.startswith("["):
                     continue
                 m = IEMOCAP_LINE_RE.match(line)
@@ -407,21 +444,16 @@ def scan_iemocap(root: str | Path | None, skip_bad_files: bool = False) -> FileC
                     scan.bad(
                         wav,
                         f"audio file listed in {label_file.name} does not exist",
-                        FileNotFoundError,
+                        missing=True,
                     )
                 else:
                     speaker = f"Ses{um.group(1)}{um.group(3)}"
-                    scan.add(wav, IEMOCAP_EMOTIONS[code], speaker, IEMOCAP_CLASSES, utterance)
+                    where = f"{label_file}, line {number}"
+                    scan.add(wav, IEMOCAP_EMOTIONS[code], speaker, utterance, where)
     return scan.finish(root, IEMOCAP_EXAMPLE, IEMOCAP_CLASSES)
 
 
 MANIFEST_EXAMPLE = "a CSV with a header 'path,label[,speaker]', paths relative to the CSV"
-
-
-def read_manifest_labels(root: str | Path | None) -> list[str]:
-    """The sorted distinct labels of a manifest CSV (the manifest corpus's class names)."""
-    _, rows = _read_manifest(root)
-    return sorted({row["label"] for row in rows})
 
 
 def _read_manifest(root: str | Path | None) -> tuple[Path, list[dict[str, str]]]:
@@ -450,18 +482,23 @@ def _read_manifest(root: str | Path | None) -> tuple[Path, list[dict[str, str]]]
 
 
 def scan_manifest(root: str | Path | None, skip_bad_files: bool = False) -> FileCorpus:
-    """A CSV manifest with ``path,label[,speaker]`` columns; classes are the sorted labels."""
+    """A CSV manifest with ``path,label[,speaker]`` columns; classes are the sorted labels of
+    the clips kept.
+
+    Paths are compared once resolved: a file listed twice with the same label is kept once
+    (reported), with two different labels it is refused, naming both lines.
+    """
     path, rows = _read_manifest(root)
-    classes = sorted({row["label"] for row in rows})
     scan = CorpusScan("manifest", f"manifest '{path}'", skip_bad_files)
     for row in rows:
         audio = Path(row["path"]).expanduser()
         audio = (audio if audio.is_absolute() else path.parent / audio).resolve()
         if not audio.is_file():
-            scan.bad(audio, f"listed on line {row['line']} but does not exist", FileNotFoundError)
+            scan.bad(audio, f"listed on line {row['line']} but does not exist", missing=True)
             continue
-        scan.add(audio, row["label"], row.get("speaker") or None, classes, str(audio))
-    return scan.finish(path, MANIFEST_EXAMPLE, classes)
+        where = f"line {row['line']}"
+        scan.add(audio, row["label"], row.get("speaker") or None, str(audio), where)
+    return scan.finish(path, MANIFEST_EXAMPLE, None)
 
 
 SCANNERS: dict[str, Callable[..., FileCorpus]] = {
