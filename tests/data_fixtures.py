@@ -157,9 +157,27 @@ def make_manifest(
     return path
 
 
+def write_stereo(path: str | Path, right: str, freq: float = 440.0) -> Path:
+    """Write a stereo tone whose right channel is the left one ``inverted``, ``silent`` or
+    the ``same``."""
+    path = write_tone(path, freq)
+    left, sample_rate = sf.read(str(path), dtype="float32")
+    other = {"inverted": -left, "silent": np.zeros_like(left), "same": left}[right]
+    sf.write(str(path), np.stack([left, other], axis=1), sample_rate, subtype="PCM_16")
+    return path
+
+
+LFS_POINTER = (
+    "version https://git-lfs.github.com/spec/v1\n"
+    "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+    "size 81234\n"
+)
+
+
 def write_bad_file(path: str | Path, kind: str) -> Path:
-    """Write a broken audio file: ``empty``, ``truncated``, ``garbage``, ``silent`` or
-    ``short`` (fewer samples than one analysis frame)."""
+    """Write a broken audio file: ``empty``, ``truncated``, ``garbage``, ``silent``, ``short``
+    (fewer samples than one analysis frame) or ``lfs_pointer`` (the text a Git LFS clone
+    holds before ``git lfs pull``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "empty":
@@ -175,6 +193,8 @@ def write_bad_file(path: str | Path, kind: str) -> Path:
         )
     elif kind == "short":
         write_tone(path, seconds=0.005)
+    elif kind == "lfs_pointer":
+        path.write_text(LFS_POINTER)
     else:
         raise ValueError(f"unknown bad file kind {kind!r}")
     return path
