@@ -5,7 +5,9 @@ Layout: ``<root>/<corpus>/<settings-hash>/`` holds ``settings.json`` (the key in
 audio was found unusable (so that later runs report them without reading them again), and
 ``stats/<hash>.npz`` normalisation statistics of a training split. Every file is written to a
 temporary file in the same folder and moved into place with ``os.replace``, so an interrupted
-run never leaves a truncated entry behind.
+run never leaves a truncated entry behind; an entry damaged otherwise (a full disk, a partial
+copy between machines) fails :meth:`FeatureCache.problem` and is recomputed by the caller.
+Nothing is ever read with ``allow_pickle``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import hashlib
 import json
 import os
 import tempfile
+import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import IO
@@ -49,10 +52,34 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
         raise
 
 
-class FeatureCache:
-    """Cached features of one corpus under one feature configuration (``settings``)."""
+def read_feature(path: str | Path, num_bins: int) -> np.ndarray:
+    """A cached ``(time, num_bins)`` float32 feature with finite values.
 
-    def __init__(self, root: str | Path | None, corpus: str, settings: dict) -> None:
+    Raises ``ValueError`` saying what is wrong with the file otherwise (unreadable, truncated,
+    another shape or dtype, NaN or infinite values).
+    """
+    try:
+        feature = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise ValueError(f"unreadable ({err})") from err
+    if not isinstance(feature, np.ndarray):
+        raise ValueError(f"holds a {type(feature).__name__}, not one array")
+    if feature.dtype != np.float32 or feature.ndim != 2 or feature.shape[1] != num_bins:
+        raise ValueError(
+            f"holds a {feature.dtype} array of shape {feature.shape}, expected float32 "
+            f"(frames, {num_bins})"
+        )
+    if feature.shape[0] == 0 or not np.isfinite(feature).all():
+        raise ValueError("holds no frames or non-finite values")
+    return feature
+
+
+class FeatureCache:
+    """Cached features of one corpus under one feature configuration (``settings``), whose
+    frames have ``num_bins`` frequency bins."""
+
+    def __init__(self, root: str | Path | None, corpus: str, settings: dict, num_bins: int) -> None:
+        self.num_bins = num_bins
         self.settings = {**settings, "cache_version": CACHE_VERSION}
         base = Path(root).expanduser() if root is not None else default_cache_dir()
         self.dir = base / corpus / stable_hash(self.settings)[:16]
@@ -70,6 +97,18 @@ class FeatureCache:
     def has(self, key: str) -> bool:
         """Whether the clip's features are cached."""
         return self.feature_path(key).is_file()
+
+    def problem(self, key: str) -> str | None:
+        """What is wrong with the clip's cached entry, or None when it is sound."""
+        try:
+            read_feature(self.feature_path(key), self.num_bins)
+        except ValueError as err:
+            return str(err)
+        return None
+
+    def discard(self, key: str) -> None:
+        """Delete the clip's entry (so that it is computed again)."""
+        self.feature_path(key).unlink(missing_ok=True)
 
     def bad_reason(self, key: str) -> str | None:
         """Why the clip was found unusable in an earlier run, or None."""
@@ -97,12 +136,27 @@ class FeatureCache:
         return self.dir / "stats" / f"{stable_hash(sorted(keys))[:24]}.npz"
 
     def load_stats(self, keys: Iterable[str]) -> tuple[np.ndarray, np.ndarray] | None:
-        """Cached ``(mean, std)`` of a training split, or None."""
+        """Cached ``(mean, std)`` of a training split, or None (also for a damaged file, which
+        is deleted: the caller computes the statistics again)."""
         path = self.stats_path(keys)
         if not path.is_file():
             return None
-        with np.load(path) as data:
-            return data["mean"], data["std"]
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                stats = data["mean"], data["std"]
+        except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile):
+            stats = None
+        if stats is None or not all(_sound_stats(s, self.num_bins) for s in stats):
+            path.unlink(missing_ok=True)
+            return None
+        return stats
 
     def save_stats(self, keys: Iterable[str], mean: np.ndarray, std: np.ndarray) -> None:
+        """Store statistics; refuses values that are not ``num_bins`` finite numbers."""
+        if not (_sound_stats(mean, self.num_bins) and _sound_stats(std, self.num_bins)):
+            raise ValueError("normalisation statistics must be finite, one value per bin")
         atomic_write(self.stats_path(keys), lambda f: np.savez(f, mean=mean, std=std))
+
+
+def _sound_stats(values: np.ndarray, num_bins: int) -> bool:
+    return values.shape == (num_bins,) and bool(np.isfinite(values).all())

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import statistics
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,23 +22,17 @@ from mts_lightning.run_dir import run_dir
 
 from .audio import AUDIO_EXTENSIONS, BadAudioError, is_audio_file
 from .augment import SpecAugment
-from .cache import FeatureCache, atomic_write
-from .corpora import (
-    CORPUS_CLASSES,
-    CORPUS_NAMES,
-    SCANNERS,
-    Clip,
-    Corpus,
-    FileCorpus,
-    SkippedFile,
-    read_manifest_labels,
-)
+from .cache import FeatureCache, atomic_write, read_feature
+from .corpora import CORPUS_CLASSES, CORPUS_NAMES, SCANNERS, Clip, Corpus, FileCorpus, SkippedFile
+from .errors import DataError, name_files
 from .features import FeatureConfig, FeatureExtractor, fix_length, segment_starts
 from .splits import SPLIT_NAMES, make_split, split_speakers
 from .synthetic import SyntheticConfig, SyntheticCorpus, check_stretch_range
 
 #: Floor of the per-bin standard deviation used for normalisation.
 MIN_STD = 1e-5
+#: With ``duration=None``, a longest clip this many times the median one is warned about.
+LONG_CLIP_RATIO = 4.0
 
 
 class Normalizer:
@@ -101,7 +97,7 @@ class SpectrogramDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int | str]:
         item = self.items[index]
-        spec = self.normalizer(torch.from_numpy(np.load(item.feature)))
+        spec = self.normalizer(torch.from_numpy(np.load(item.feature, allow_pickle=False)))
         start = item.start
         if self.random_crop and spec.shape[0] > self.frames:
             start = int(torch.randint(0, spec.shape[0] - self.frames + 1, ()))
@@ -132,18 +128,24 @@ class _FeatureJobs(Dataset):
     def __len__(self) -> int:
         return len(self.clips)
 
-    def __getitem__(self, index: int) -> tuple[int, str | None]:
+    def __getitem__(self, index: int) -> tuple[int, str | None, list[str]]:
+        """``(index, why the clip is unusable or None, warnings raised while reading it)``;
+        warnings travel back so that worker processes do not print them on their own."""
         clip, key = self.clips[index], self.keys[index]
-        try:
-            waveform = self.corpus.load_waveform(clip, self.config.sample_rate, self.config.n_fft)
-        except BadAudioError as err:
-            self.cache.mark_bad(key, clip.path, err.reason)
-            return index, err.reason
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                waveform = self.corpus.load_waveform(
+                    clip, self.config.sample_rate, self.config.n_fft
+                )
+            except BadAudioError as err:
+                self.cache.mark_bad(key, clip.path, err.reason)
+                return index, err.reason, [str(w.message) for w in caught]
         self.cache.save(key, self.extractor(waveform).numpy())
-        return index, None
+        return index, None, [str(w.message) for w in caught]
 
 
-def _identity(job: tuple[int, str | None]) -> tuple[int, str | None]:
+def _identity(job: tuple[int, str | None, list[str]]) -> tuple[int, str | None, list[str]]:
     return job
 
 
@@ -300,22 +302,24 @@ class SpectrogramDataModule(pl.LightningDataModule):
             "synthetic_test_stretch", synthetic_test_stretch
         )
 
+        self._corpora: dict[str, Corpus] = {}
+        self.skipped_files: list[SkippedFile] = []
+        self._reported = 0
+        self._lost_classes: list[str] = []
         if corpus == "synthetic":
             self.class_names = [f"pattern_{c}" for c in range(synthetic_classes)]
         elif corpus == "manifest":
-            self.class_names = read_manifest_labels(root)
+            self.class_names = list(self.load_corpus().class_names)
         else:
             self.class_names = list(CORPUS_CLASSES[corpus])
         self.num_classes = len(self.class_names)
 
-        self._corpora: dict[str, Corpus] = {}
         if segment_duration is not None:
             frames = self.feature_config.seconds_to_frames(segment_duration)
         elif duration is not None:
             frames = self.feature_config.seconds_to_frames(duration)
         else:
-            longest = max(self.load_corpus().duration(c) for c in self.load_corpus().clips)
-            frames = self.feature_config.seconds_to_frames(longest)
+            frames = self.feature_config.seconds_to_frames(self.longest_usable_duration())
         self.input_shape: tuple[int, int, int] = (1, frames, self.feature_config.num_bins)
 
         self.normalizer = Normalizer()
@@ -327,9 +331,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
         self.test_dataset: SpectrogramDataset | None = None
         self.predict_dataset: SpectrogramDataset | None = None
         self.predict_files: list[str] = []
-        self.skipped_files: list[SkippedFile] = []
         self._keys: dict[str, list[str | None]] = {}
-        self._reported = 0
 
     # ------------------------------------------------------------------ corpus and cache
     @property
@@ -364,8 +366,79 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 self._corpora[kind] = corpus
         return self._corpora[kind]
 
+    def longest_usable_duration(self) -> float:
+        """Seconds of the longest clip that can be used (what ``duration=None`` pads to).
+
+        Headers give every clip's length; from the longest down, clips are read in full until
+        one is usable, so a bad file is skipped (``skip_bad_files``) or refused as it is
+        everywhere else. Warns, naming the clip, when it is more than ``LONG_CLIP_RATIO`` times
+        the median clip: every item is padded to it.
+        """
+        corpus = self.load_corpus()
+        lengths: list[tuple[float, Clip]] = []
+        bad: list[SkippedFile] = []
+        for clip in corpus.clips:
+            try:
+                lengths.append((corpus.duration(clip), clip))
+            except BadAudioError as err:
+                bad.append(SkippedFile(clip.path, err.reason))
+        self._refuse_or_skip(bad)
+        config = self.feature_config
+        median = statistics.median(seconds for seconds, _ in lengths) if lengths else 0.0
+        for _, clip in sorted(lengths, key=lambda entry: -entry[0]):
+            try:
+                waveform = corpus.load_waveform(clip, config.sample_rate, config.n_fft)
+            except BadAudioError as err:
+                self._refuse_or_skip([SkippedFile(clip.path, err.reason)])
+                continue
+            longest = waveform.numel() / config.sample_rate
+            if longest > LONG_CLIP_RATIO * median:
+                rank_zero_warn(
+                    f"{self.corpus}: the longest usable clip, {clip.path} ({longest:.1f} s), is "
+                    f"{longest / median:.1f} times the median clip ({median:.1f} s), and "
+                    "duration=None pads every clip to it; cap the length with --data.duration "
+                    "SECONDS (longer clips are cropped) or leave that clip out"
+                )
+            return longest
+        raise self._nothing_usable(
+            f"none of its {len(corpus.clips)} clips is usable, so duration=None has no "
+            "longest clip to pad to"
+        )
+
+    def _refuse_or_skip(self, bad: Sequence[SkippedFile]) -> None:
+        """Raise one :class:`BadAudioError` for ``bad`` files, or record them when skipping."""
+        if not bad:
+            return
+        if not self.skip_bad_files:
+            problems = [(s.path, s.reason) for s in bad]
+            if len(bad) == 1:
+                raise BadAudioError(
+                    bad[0].path, f"{bad[0].reason} (set skip_bad_files=True to skip such files)"
+                )
+            raise BadAudioError(
+                bad[0].path,
+                f"{bad[0].reason}; {len(bad)} files cannot be used: {name_files(problems)} "
+                "(set skip_bad_files=True to skip such files)",
+            )
+        self._record_skipped(bad)
+
+    def _nothing_usable(self, missing: str) -> DataError:
+        """The error for a corpus or split that skipping left without what it needs: how many
+        files were skipped, where their list is, and what is missing."""
+        self._report_skipped()
+        skipped = ""
+        if self.skipped_files:
+            where = self._write_log() or "the warning above"
+            skipped = f", after skipping {len(self.skipped_files)} bad files (listed in {where})"
+        return DataError(
+            f"{self.corpus}: {missing}{skipped}; fix or replace those files, or choose another "
+            "split or fold"
+        )
+
     def _cache(self, name: str) -> FeatureCache:
-        return FeatureCache(self.cache_dir, name, self.feature_config.key())
+        return FeatureCache(
+            self.cache_dir, name, self.feature_config.key(), self.feature_config.num_bins
+        )
 
     def _record_skipped(self, skipped: Sequence[SkippedFile]) -> None:
         known = {s.path for s in self.skipped_files}
@@ -391,18 +464,22 @@ class SpectrogramDataModule(pl.LightningDataModule):
         for clip, key in zip(clips, all_keys, strict=True):
             reason = None if cache.has(key) else cache.bad_reason(key)
             if reason is not None:
-                if not self.skip_bad_files:
-                    raise BadAudioError(
-                        clip.path, f"{reason} (set skip_bad_files=True to skip such files)"
-                    )
                 bad.append(SkippedFile(clip.path, reason))
             keys.append(None if reason is not None else key)
-        self._record_skipped(bad)
+        self._refuse_or_skip(bad)
         return keys
 
     def _fill_missing(
         self, corpus: Corpus, clips: list[Clip], keys: list[str], cache: FeatureCache, what: str
     ) -> None:
+        for clip, key in zip(clips, keys, strict=True):
+            problem = cache.problem(key) if cache.has(key) else None
+            if problem is not None:
+                rank_zero_warn(
+                    f"{clip.path}: its cached features {cache.feature_path(key)} are damaged "
+                    f"({problem}); discarded, computing them again"
+                )
+                cache.discard(key)
         todo = [i for i, k in enumerate(keys) if not cache.has(k) and cache.bad_reason(k) is None]
         if not todo:
             return
@@ -416,12 +493,10 @@ class SpectrogramDataModule(pl.LightningDataModule):
         threads = torch.get_num_threads()
         torch.set_num_threads(1)  # tiny transforms: intra-op threads only add overhead
         try:
-            for index, reason in tqdm(loader, total=len(jobs), desc=desc, unit="clip", leave=False):
-                if reason is not None and not self.skip_bad_files:
-                    raise BadAudioError(
-                        jobs.clips[index].path,
-                        f"{reason} (set skip_bad_files=True to skip such files)",
-                    )
+            jobs_done = tqdm(loader, total=len(jobs), desc=desc, unit="clip", leave=False)
+            for _, _, messages in jobs_done:
+                for message in messages:
+                    rank_zero_warn(message)
         finally:
             torch.set_num_threads(threads)
 
@@ -436,7 +511,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
             if self.segment_duration is None:
                 items.append(Item(path, target))
             else:
-                length = np.load(path, mmap_mode="r").shape[0]
+                length = np.load(path, mmap_mode="r", allow_pickle=False).shape[0]
                 items += [
                     Item(path, target, s)
                     for s in segment_starts(length, self.frames, self.segment_overlap)
@@ -449,12 +524,29 @@ class SpectrogramDataModule(pl.LightningDataModule):
         corpus = self.load_corpus(name)
         clips = [corpus.clips[i] for i in self.split_indices[name]]
         if not clips:
-            raise ValueError(
-                f"the {name} split of {self.corpus} is empty (split={self.split!r}, fold={self.fold})"
+            raise DataError(
+                f"the {name} split of {self.corpus} is empty (split={self.split!r}, "
+                f"fold={self.fold}); choose another split or fold"
             )
         cache = self._cache(self.corpus)
-        self._keys[name] = self._fill(corpus, clips, cache, f"{self.corpus} {name}")
-        return self._items(self._keys[name], [c.label for c in clips], cache)
+        self._keys[name] = keys = self._fill(corpus, clips, cache, f"{self.corpus} {name}")
+        self._check_usable(name, clips, keys)
+        return self._items(keys, [c.label for c in clips], cache)
+
+    def _check_usable(self, name: str, clips: list[Clip], keys: list[str | None]) -> None:
+        """Refuse a part that skipping emptied; warn when the training part lost a class (the
+        model cannot learn it; its class weight is 0)."""
+        kept = [clip for clip, key in zip(clips, keys, strict=True) if key is not None]
+        if not kept:
+            speakers = sorted({c.speaker for c in clips if c.speaker is not None})
+            whose = f" (speakers {', '.join(speakers)})" if speakers else ""
+            raise self._nothing_usable(
+                f"the {name} split{whose} has no usable clip left of its {len(clips)} "
+                f"(split={self.split!r}, fold={self.fold})"
+            )
+        lost = {c.label for c in clips} - {c.label for c in kept}
+        if name == "train":
+            self._lost_classes = [self.class_names[label] for label in sorted(lost)]
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str | None = None) -> None:
@@ -520,6 +612,8 @@ class SpectrogramDataModule(pl.LightningDataModule):
         if "train" not in self._keys:
             self._part("train")
         keys = [k for k in self._keys["train"] if k is not None]
+        if not keys:
+            raise self._nothing_usable("the training split has no usable clip for statistics")
         cache = self._cache(self.corpus)
         stats = cache.load_stats(keys)
         if stats is None:
@@ -527,7 +621,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
             squares = np.zeros(self.feature_config.num_bins)
             count = 0
             for key in keys:
-                feature = np.load(cache.feature_path(key)).astype(np.float64)
+                feature = read_feature(cache.feature_path(key), cache.num_bins).astype(np.float64)
                 total += feature.sum(axis=0)
                 squares += (feature**2).sum(axis=0)
                 count += feature.shape[0]
@@ -560,17 +654,25 @@ class SpectrogramDataModule(pl.LightningDataModule):
         self._reported = len(self.skipped_files)
         if new:
             lines = "\n".join(f"  {s.path}: {s.reason}" for s in new)
+            lost = ""
+            if self._lost_classes:
+                lost = (
+                    f"\nThe training split has no clip left of class(es) "
+                    f"{', '.join(self._lost_classes)}: the model cannot learn them."
+                )
             rank_zero_warn(
                 f"{self.corpus}: skipped {len(new)} bad files (skip_bad_files=True):\n{lines}"
+                + lost
             )
 
-    def _write_log(self) -> None:
-        """Write ``split_speakers.json`` (and ``skipped_files.json``) into the run's folder."""
+    def _write_log(self) -> str | None:
+        """Write ``split_speakers.json`` (and ``skipped_files.json``) into the run's folder;
+        return the path of the list of skipped files, if one was written."""
         trainer = self.trainer
         if trainer is None:
-            return
+            return None
         if not trainer.is_global_zero:
-            return
+            return None
         log_dir = run_dir(trainer)
         files = {"split_speakers.json": self.split_speakers}
         if self.skipped_files:
@@ -580,6 +682,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
         for name, content in files.items():
             text = json.dumps(content, indent=2).encode()
             atomic_write(Path(log_dir) / name, lambda f, text=text: f.write(text))
+        return str(Path(log_dir) / "skipped_files.json") if self.skipped_files else None
 
     def _loader(
         self, dataset: SpectrogramDataset | None, stage: str, shuffle: bool = False
