@@ -6,7 +6,8 @@ All tests come from scipy. Zero differences (ties between the two variants of a 
 in the ranking and then dropped (``zero_method="pratt"``, Pratt 1959), which is more
 conservative than dropping them first; the number of zero differences is reported. Ties among
 the absolute differences get average ranks, and scipy then uses the normal approximation
-(with tie correction) instead of the exact distribution.
+(with tie correction) instead of the exact distribution. Differences are rounded to 9
+decimals first, so differences equal in exact arithmetic tie.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from scipy import stats
 CONFIDENCE = 0.95
 ZERO_METHOD = "pratt"
 SUMMARY_METRICS = ("UA", "WA", "macro_F1")
+#: Decimals kept of a paired difference (see ``paired``).
+DIGITS = 9
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,7 @@ def estimate(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimat
     mean = float(x.mean())
     if x.size < 2:
         return Estimate(1, mean, None, None, None)
-    std = float(x.std(ddof=1))
+    std = float(x.std(ddof=1)) if np.ptp(x) > 0 else 0.0
     if std == 0.0:  # every run equal: the interval is the point (scipy gives nan for scale 0)
         return Estimate(int(x.size), mean, 0.0, mean, mean)
     low, high = stats.t.interval(confidence, x.size - 1, loc=mean, scale=std / math.sqrt(x.size))
@@ -81,7 +84,9 @@ def paired(
     keys = sorted(set(values[a]) & set(values[b]))
     if not keys:
         raise ValueError(f"{a} and {b} share no (fold, seed) under condition {condition!r}")
-    differences = np.array([values[b][k] - values[a][k] for k in keys])
+    # Metrics are ratios of counts: differences that are equal (or zero) in exact arithmetic
+    # must stay ties for the ranks, not differ in the 17th digit.
+    differences = np.round([values[b][k] - values[a][k] for k in keys], DIGITS)
     zeros = int((differences == 0).sum())
     statistic = p_value = effect = None
     if len(keys) < 2:
@@ -92,7 +97,7 @@ def paired(
         result = stats.wilcoxon(differences, zero_method=ZERO_METHOD)
         statistic, p_value = float(result.statistic), float(result.pvalue)
         note = f"{zeros} zero difference(s)" if zeros else ""
-    spread = float(differences.std(ddof=1)) if len(keys) > 1 else 0.0
+    spread = float(differences.std(ddof=1)) if np.ptp(differences) > 0 else 0.0
     if spread > 0:
         effect = float(differences.mean()) / spread
     elif len(keys) > 1 and zeros < len(keys):
