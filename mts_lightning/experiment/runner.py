@@ -25,12 +25,12 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from jsonargparse import Namespace
 
-from mts_lightning.cli import MTSLightningCLI, _finish_wandb, cli_main
+from mts_lightning.cli import MTSLightningCLI, _finish_wandb
 from mts_lightning.data.cache import atomic_write
 from mts_lightning.experiment.spec import ExperimentError, ExperimentSpec, RunKey
 from mts_lightning.run_dir import run_dir
@@ -59,11 +59,31 @@ def run_folder(output_dir: str | Path, key: RunKey) -> Path:
 
 class _RunCLI(MTSLightningCLI):
     """The ordinary CLI with every logger placed in the run's folder: CSV/TensorBoard-style
-    loggers at ``runs/<variant>/fold<F>_seed<S>``, W&B runs saved inside it and named after it."""
+    loggers at ``runs/<variant>/fold<F>_seed<S>``, W&B runs saved inside it and named after it.
+
+    The argument parser is built once per process and reused: building it costs more than a
+    second, paid again by every fit and every test condition otherwise.
+    """
+
+    _parsers: ClassVar[dict[bool, tuple]] = {}
 
     def __init__(self, folder: Path, *args: Any, **kwargs: Any) -> None:
         self.run_folder = folder
         super().__init__(*args, **kwargs)
+
+    def setup_parser(
+        self, add_subcommands: bool, main_kwargs: dict[str, Any], subparser_kwargs: dict[str, Any]
+    ) -> None:
+        cached = self._parsers.get(add_subcommands)
+        if cached is None:
+            super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
+            cached = (
+                self.parser,
+                getattr(self, "_subcommand_method_arguments", None),
+                getattr(self, "_subcommand_parsers", None),
+            )
+            self._parsers[add_subcommands] = cached
+        self.parser, self._subcommand_method_arguments, self._subcommand_parsers = cached
 
     def before_instantiate_classes(self) -> None:
         super().before_instantiate_classes()
@@ -162,16 +182,17 @@ def _fit_and_test(
     fit_folder = Path(run_dir(trainer))
     results = []
     for condition in spec.conditions:
-        test = cli_main(
-            [
+        test = _RunCLI(
+            folder / "test" / condition.name,
+            args=[
                 "test",
                 f"--config={fit_folder / 'config.yaml'}",
                 f"--ckpt_path={best}",
                 "--trainer.logger=false",
-                f"--trainer.default_root_dir={folder / 'test' / condition.name}",
                 *condition.overrides,
-            ]
+            ],
         )
+        _finish_wandb(test.trainer)
         metrics = test.trainer.callback_metrics
         missing = [m for m in METRICS if f"test/{m}" not in metrics]
         if missing:
