@@ -77,7 +77,7 @@ def killed_and_resumed(tmp_path_factory):
     middle of a run, then the same command again in-process. Returns the folder, what the
     killed process had recorded, and the restart's output."""
     root = tmp_path_factory.mktemp("experiment")
-    spec = write_experiment(root)
+    spec = write_experiment(root, conditions=CONDITIONS[:1])
     out = root / "out"
     env = {
         **os.environ,
@@ -146,13 +146,8 @@ def test_killed_experiment_finishes_without_redoing_recorded_runs(killed_and_res
     rows = read_results(out / "results.csv")
     with open(out / "results.csv", newline="") as f:
         assert tuple(next(csv.reader(f))) == RESULT_COLUMNS
-    assert len(rows) == 8 * 2
     assert [(r["variant"], r["fold"], r["seed"], r["condition"]) for r in rows] == [
-        (v, f, s, c)
-        for v in ("mts", "conv")
-        for f in (0, 1)
-        for s in (0, 1)
-        for c in ("seen", "fast")
+        (v, f, s, "seen") for v in ("mts", "conv") for f in (0, 1) for s in (0, 1)
     ]
     for row in rows:
         assert 0.0 <= row["UA"] <= 1.0 and row["epochs"] == 1
@@ -163,11 +158,11 @@ def test_killed_experiment_finishes_without_redoing_recorded_runs(killed_and_res
         )
         assert (Path(row["run_folder"]) / "test" / row["condition"] / "config.yaml").is_file()
     summary = (out / "summary.md").read_text()
-    assert "| seen | mts | 4 |" in summary and "| fast | conv | 4 |" in summary
+    assert "| seen | mts | 4 |" in summary and "| seen | conv | 4 |" in summary
     assert "| seen | mts | conv | 4 |" in summary  # the paired comparison, 4 (fold, seed) pairs
     with open(out / "summary.csv", newline="") as f:
         summary_rows = list(csv.DictReader(f))
-    assert {r["runs"] for r in summary_rows} == {"4"} and len(summary_rows) == 2 * 2 * 3
+    assert {r["runs"] for r in summary_rows} == {"4"} and len(summary_rows) == 2 * 3
     for figure in ("ua_by_condition.png", "ua_reference.png"):
         assert (out / figure).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -37,6 +37,7 @@ def condition_figure(
     positions = [c["x"] if numeric else i for i, c in enumerate(order)]
     fig = new_figure(6.5, 4.0)
     ax = fig.add_subplot()
+    unbanded = False
     for variant in variants:
         rows = [_ua(table, variant, c["name"]) for c in order]
         points = [(x, r) for x, r in zip(positions, rows, strict=True) if r is not None]
@@ -45,6 +46,7 @@ def condition_figure(
         xs = np.array([x for x, _ in points], dtype=float)
         line = ax.plot(xs, [r["mean"] for _, r in points], marker="o", label=variant)[0]
         banded = [(x, r) for x, r in points if r["ci95_low"] is not None]
+        unbanded |= len(banded) < len(points)
         if banded:
             ax.fill_between(
                 [x for x, _ in banded],
@@ -58,6 +60,8 @@ def condition_figure(
         ax.set_xticks(positions, labels=[c["name"] for c in order], rotation=30, ha="right")
     ax.set_xlabel(x_label)
     ax.set_ylabel("test UA (mean, 95% CI)")
+    if unbanded:
+        ax.set_title("no band where a single run gives no interval", fontsize=9)
     ax.set_ylim(0.0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend()
@@ -83,7 +87,8 @@ def reference_figure(table: Sequence[dict[str, Any]], variants: Sequence[str], r
     ax.set_xticks(range(len(rows)), labels=[f"{v}\n(n={r['runs']})" for v, r in rows])
     ax.set_ylabel("test UA (mean, 95% CI)")
     ax.set_ylim(0.0, 1.02)
-    ax.set_title(f"condition: {reference}")
+    single = " (no interval: single run)" if any(r["ci95_low"] is None for _, r in rows) else ""
+    ax.set_title(f"condition: {reference}{single}")
     ax.grid(axis="y", alpha=0.3)
     return fig
 
