@@ -42,6 +42,7 @@ from mts_lightning.data import SpectrogramDataModule
 from mts_lightning.data.audio import BadAudioError
 from mts_lightning.data.datamodule import list_audio_files
 from mts_lightning.data.errors import DataError
+from mts_lightning.experiment.monitors import refuse_test_monitors
 from mts_lightning.module import EmotionClassifier
 from mts_lightning.resume import logged_rows, relog, run_folder_of
 from mts_lightning.run_dir import run_dir
@@ -351,6 +352,8 @@ class MTSLightningCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and ckpt_path not in _SPECIAL_CKPT_PATHS and not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"ckpt_path: '{ckpt_path}' is not a file")
+        if subcommand in (None, "fit"):
+            refuse_test_monitors(self.trainer.callbacks, self.model)
         datamodule = self.datamodule
         if not isinstance(datamodule, SpectrogramDataModule):
             return
@@ -446,6 +449,12 @@ def cli_main(args: list[str] | None = None) -> MTSLightningCLI:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``mts-lightning`` and ``python -m mts_lightning``."""
+    args = sys.argv[1:] if args is None else list(args)
+    if args[:1] == ["experiment"]:
+        from mts_lightning.experiment.command import main as experiment_main
+
+        experiment_main(args[1:])
+        return
     cli_main(args)
 
 
