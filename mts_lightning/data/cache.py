@@ -85,6 +85,12 @@ def read_feature(path: str | Path, num_bins: int) -> np.ndarray:
     return feature
 
 
+def write_json(path: Path, content: object) -> None:
+    """Write ``content`` as indented JSON to ``path``, atomically."""
+    text = json.dumps(content, indent=2).encode()
+    atomic_write(path, lambda f: f.write(text))
+
+
 class FeatureCache:
     """Cached features of one corpus under one feature configuration (``settings``), whose
     frames have ``num_bins`` frequency bins."""
@@ -139,8 +145,7 @@ class FeatureCache:
 
     def mark_bad(self, key: str, path: str, reason: str) -> None:
         """Remember that a clip's audio is unusable."""
-        text = json.dumps({"path": path, "reason": reason}).encode()
-        atomic_write(self.bad_path(key), lambda f: f.write(text))
+        write_json(self.bad_path(key), {"path": path, "reason": reason})
 
     def stats_path(self, keys: Iterable[str]) -> Path:
         """Where the statistics of the training split made of ``keys`` are stored."""

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import statistics
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
@@ -17,14 +13,15 @@ from torch.utils.data import DataLoader
 
 from mts_lightning.run_dir import run_dir
 
-from .audio import BadAudioError, list_audio_files
+from .audio import list_audio_files
 from .augment import SpecAugment
-from .cache import FeatureCache, atomic_write, fill_cache, training_statistics
+from .bad_files import BadFiles
+from .cache import FeatureCache, fill_cache, training_statistics, write_json
 from .corpora import Clip, Corpus, FileCorpus, SkippedFile, get_corpus, list_corpora
 from .corpora.protocols import SPLIT_NAMES
-from .dataset import Item, Normalizer, SpectrogramDataset
-from .errors import DataError, name_files
-from .features import FEATURE_SETTINGS, FeatureConfig, segment_starts
+from .dataset import Item, Normalizer, SpectrogramDataset, class_weights, make_items
+from .errors import DataError
+from .features import FEATURE_SETTINGS, FeatureConfig
 from .splits import make_split, split_speakers
 
 #: With ``duration=None``, a longest clip this many times the median one is warned about.
@@ -140,9 +137,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
             else None
         )
         self._corpora: dict[str, Corpus] = {}
-        self.skipped_files: list[SkippedFile] = []
-        self._reported = 0
-        self._lost_classes: list[str] = []
+        self.bad_files = BadFiles(corpus, skip_bad_files)
         self.class_names = list(
             self.corpus_spec.classes
             if self.corpus_spec.classes is not None
@@ -175,6 +170,11 @@ class SpectrogramDataModule(pl.LightningDataModule):
         return self.hparams.predict_paths
 
     @property
+    def skipped_files(self) -> list[SkippedFile]:
+        """The bad files skipped so far (``skip_bad_files``), each once."""
+        return self.bad_files.skipped
+
+    @property
     def frames(self) -> int:
         """Frames per item (axis 2 of a batch)."""
         return self.input_shape[1]
@@ -190,15 +190,9 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 options["part"] = variant
             hp = self.hparams
             corpus = self.corpus_spec.scan(hp.root, skip_bad_files=hp.skip_bad_files, **options)
-            self._record_skipped(corpus.skipped)
+            self.bad_files.record(corpus.skipped)
             if corpus.excluded:
-                reasons: dict[str, int] = {}
-                for entry in corpus.excluded:
-                    reasons[entry.reason] = reasons.get(entry.reason, 0) + 1
-                summary = "; ".join(f"{n} x {reason}" for reason, n in sorted(reasons.items()))
-                rank_zero_info(
-                    f"{self.corpus}: left out {len(corpus.excluded)} files by design: {summary}"
-                )
+                rank_zero_info(corpus.excluded_summary())
             self._corpora[variant] = corpus
         return self._corpora[variant]
 
@@ -222,84 +216,21 @@ class SpectrogramDataModule(pl.LightningDataModule):
         the median clip: every item is padded to it.
         """
         corpus, config = self.load_corpus(), self.feature_config
-        lengths: list[tuple[float, Clip]] = []
-        bad: list[SkippedFile] = []
-        for clip in corpus.clips:
-            try:
-                lengths.append((corpus.duration(clip), clip))
-            except BadAudioError as err:
-                bad.append(SkippedFile(clip.path, err.reason))
-        self._refuse_or_skip(bad)
-        median = statistics.median(seconds for seconds, _ in lengths) if lengths else 0.0
-        for _, clip in sorted(lengths, key=lambda entry: -entry[0]):
-            try:
-                waveform = corpus.load_waveform(clip, config.sample_rate, config.n_fft)
-            except BadAudioError as err:
-                self._refuse_or_skip([SkippedFile(clip.path, err.reason)])
-                continue
-            longest = waveform.numel() / config.sample_rate
-            if longest > LONG_CLIP_RATIO * median:
-                rank_zero_warn(
-                    f"{self.corpus}: the longest usable clip, {clip.path} ({longest:.1f} s), is "
-                    f"{longest / median:.1f} times the median clip ({median:.1f} s), and "
-                    "duration=None pads every clip to it; cap the length with --data.duration "
-                    "SECONDS (longer clips are cropped) or leave that clip out"
-                )
-            return longest
-        raise self._nothing_usable(
-            f"none of its {len(corpus.clips)} clips is usable, so duration=None has no "
-            "longest clip to pad to"
-        )
-
-    # ------------------------------------------------------------------ bad files
-    def _record_skipped(self, skipped: Sequence[SkippedFile]) -> None:
-        known = {s.path for s in self.skipped_files}
-        self.skipped_files += [s for s in skipped if s.path not in known]
-
-    def _refuse_or_skip(self, bad: Sequence[SkippedFile]) -> None:
-        """Raise one :class:`BadAudioError` for ``bad`` files, or record them when skipping."""
-        if not bad:
-            return
-        if self.hparams.skip_bad_files:
-            self._record_skipped(bad)
-            return
-        hint = "(set skip_bad_files=True to skip such files)"
-        if len(bad) == 1:
-            raise BadAudioError(bad[0].path, f"{bad[0].reason} {hint}")
-        problems = [(s.path, s.reason) for s in bad]
-        raise BadAudioError(
-            bad[0].path,
-            f"{bad[0].reason}; {len(bad)} files cannot be used: {name_files(problems)} {hint}",
-        )
-
-    def _nothing_usable(self, missing: str) -> DataError:
-        """The error for a corpus or split that skipping left without what it needs: how many
-        files were skipped, where their list is, and what is missing."""
-        self._report_skipped()
-        skipped = ""
-        if self.skipped_files:
-            where = self._write_log() or "the warning above"
-            skipped = f", after skipping {len(self.skipped_files)} bad files (listed in {where})"
-        return DataError(
-            f"{self.corpus}: {missing}{skipped}; fix or replace those files, or choose another "
-            "split or fold"
-        )
-
-    def _report_skipped(self) -> None:
-        new = self.skipped_files[self._reported :]
-        self._reported = len(self.skipped_files)
-        if new:
-            lines = "\n".join(f"  {s.path}: {s.reason}" for s in new)
-            lost = ""
-            if self._lost_classes:
-                lost = (
-                    "\nThe training split has no clip left of class(es) "
-                    f"{', '.join(self._lost_classes)}: the model cannot learn them."
-                )
-            rank_zero_warn(
-                f"{self.corpus}: skipped {len(new)} bad files (skip_bad_files=True):\n{lines}"
-                + lost
+        found = corpus.longest_usable(config.sample_rate, config.n_fft, self.bad_files.handle)
+        if found is None:
+            raise self._nothing_left(
+                f"none of its {len(corpus.clips)} clips is usable, so duration=None has no "
+                "longest clip to pad to"
             )
+        longest, clip, median = found
+        if longest > LONG_CLIP_RATIO * median:
+            rank_zero_warn(
+                f"{self.corpus}: the longest usable clip, {clip.path} ({longest:.1f} s), is "
+                f"{longest / median:.1f} times the median clip ({median:.1f} s), and "
+                "duration=None pads every clip to it; cap the length with --data.duration "
+                "SECONDS (longer clips are cropped) or leave that clip out"
+            )
+        return longest
 
     # ------------------------------------------------------------------ cache and items
     def _cache(self, name: str) -> FeatureCache:
@@ -322,28 +253,10 @@ class SpectrogramDataModule(pl.LightningDataModule):
             trainer.strategy.barrier("mts_lightning_feature_cache")
         fill_cache(*fill)
         reasons = [None if cache.has(key) else cache.bad_reason(key) for key in keys]
-        self._refuse_or_skip(
+        self.bad_files.handle(
             [SkippedFile(c.path, r) for c, r in zip(clips, reasons, strict=True) if r is not None]
         )
         return [key if r is None else None for key, r in zip(keys, reasons, strict=True)]
-
-    def _items(
-        self, keys: list[str | None], targets: Sequence[int | str], cache: FeatureCache
-    ) -> list[Item]:
-        items = []
-        for key, target in zip(keys, targets, strict=True):
-            if key is None:
-                continue
-            path = str(cache.feature_path(key))
-            if self.hparams.segment_duration is None:
-                items.append(Item(path, target))
-            else:
-                length = np.load(path, mmap_mode="r", allow_pickle=False).shape[0]
-                overlap = self.hparams.segment_overlap
-                items += [
-                    Item(path, target, s) for s in segment_starts(length, self.frames, overlap)
-                ]
-        return items
 
     def _part(self, name: str) -> list[Item]:
         """Fill the cache for one part of the split and return its items."""
@@ -358,7 +271,13 @@ class SpectrogramDataModule(pl.LightningDataModule):
         cache = self._cache(self.corpus)
         self._keys[name] = keys = self._fill(corpus, clips, cache, f"{self.corpus} {name}")
         self._check_usable(name, clips, keys)
-        return self._items(keys, [c.label for c in clips], cache)
+        features = [
+            (str(cache.feature_path(key)), clip.label)
+            for clip, key in zip(clips, keys, strict=True)
+            if key is not None
+        ]
+        overlap = None if hp.segment_duration is None else hp.segment_overlap
+        return make_items(features, self.frames, overlap)
 
     def _check_usable(self, name: str, clips: list[Clip], keys: list[str | None]) -> None:
         """Refuse a part that skipping emptied; note the classes the training part lost (the
@@ -367,13 +286,13 @@ class SpectrogramDataModule(pl.LightningDataModule):
         if not kept:
             speakers = sorted({c.speaker for c in clips if c.speaker is not None})
             whose = f" (speakers {', '.join(speakers)})" if speakers else ""
-            raise self._nothing_usable(
+            raise self._nothing_left(
                 f"the {name} split{whose} has no usable clip left of its {len(clips)} "
                 f"(split={self.hparams.split!r}, fold={self.hparams.fold})"
             )
         if name == "train":
             lost = {c.label for c in clips} - {c.label for c in kept}
-            self._lost_classes = [self.class_names[label] for label in sorted(lost)]
+            self.bad_files.lost_classes = [self.class_names[label] for label in sorted(lost)]
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str | None = None) -> None:
@@ -396,23 +315,17 @@ class SpectrogramDataModule(pl.LightningDataModule):
             )
             setattr(self, f"{name}_dataset", dataset)
         self.class_weights = self._class_weights()
-        self._report_skipped()
+        self.bad_files.report()
         self._write_log()
 
     def _class_weights(self) -> torch.Tensor:
-        """Inverse class frequency of the training clips, normalised to mean 1 over the classes
-        present (absent classes weigh 0)."""
+        """:func:`class_weights` of the usable training clips."""
         clips = self.load_corpus().clips
         indices = self.make_split()["train"]
         keys = self._keys.get("train")
         if keys is not None:
             indices = [i for i, k in zip(indices, keys, strict=True) if k is not None]
-        counts = torch.bincount(
-            torch.tensor([clips[i].label for i in indices], dtype=torch.long),
-            minlength=self.num_classes,
-        )
-        weights = torch.where(counts > 0, 1.0 / counts.clamp_min(1).float(), torch.zeros(()))
-        return weights / weights[counts > 0].mean()
+        return class_weights([clips[i].label for i in indices], self.num_classes)
 
     def _ensure_stats(self) -> None:
         """Set the training split's per-bin mean/std unless set (or restored) already."""
@@ -436,7 +349,12 @@ class SpectrogramDataModule(pl.LightningDataModule):
         self.predict_files = [f for f, _ in kept]
         items = [Item(str(cache.feature_path(k)), f) for f, k in kept]
         self.predict_dataset = SpectrogramDataset(items, self.normalizer, self.frames)
-        self._report_skipped()
+        self.bad_files.report()
+
+    def _nothing_left(self, missing: str) -> DataError:
+        """:meth:`BadFiles.nothing_left`, pointing at ``skipped_files.json`` when written."""
+        listed_in = self._write_log() if self.skipped_files else None
+        return self.bad_files.nothing_left(missing, listed_in)
 
     def _write_log(self) -> str | None:
         """Write ``split_speakers.json`` (and ``skipped_files.json``) into the run's folder;
@@ -451,8 +369,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 {"path": s.path, "reason": s.reason} for s in self.skipped_files
             ]
         for name, content in files.items():
-            text = json.dumps(content, indent=2).encode()
-            atomic_write(Path(log_dir) / name, lambda f, text=text: f.write(text))
+            write_json(Path(log_dir) / name, content)
         return str(Path(log_dir) / "skipped_files.json") if self.skipped_files else None
 
     def _loader(

@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import Dataset
 
 from .augment import SpecAugment
-from .features import fix_length
+from .features import fix_length, segment_starts
 
 #: Floor of the per-bin standard deviation used for normalisation.
 MIN_STD = 1e-5
@@ -50,6 +50,28 @@ class Item:
     feature: str
     target: int | str
     start: int = 0
+
+
+def class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
+    """``(num_classes,)`` inverse class frequency of ``labels``, normalised to mean 1 over the
+    classes present (absent classes weigh 0)."""
+    counts = torch.bincount(torch.tensor(labels, dtype=torch.long), minlength=num_classes)
+    weights = torch.where(counts > 0, 1.0 / counts.clamp_min(1).float(), torch.zeros(()))
+    return weights / weights[counts > 0].mean()
+
+
+def make_items(
+    features: Sequence[tuple[str, int | str]], frames: int, segment_overlap: float | None = None
+) -> list[Item]:
+    """One item per ``(cached feature file, target)``; with ``segment_overlap``, one per
+    segment of ``frames`` frames (:func:`segment_starts`) instead."""
+    if segment_overlap is None:
+        return [Item(path, target) for path, target in features]
+    items = []
+    for path, target in features:
+        length = np.load(path, mmap_mode="r", allow_pickle=False).shape[0]
+        items += [Item(path, target, s) for s in segment_starts(length, frames, segment_overlap)]
+    return items
 
 
 class SpectrogramDataset(Dataset):

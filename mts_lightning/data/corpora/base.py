@@ -12,13 +12,15 @@ are refused.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import statistics
+from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from ..audio import audio_duration, load_audio, walk_audio
+from ..audio import BadAudioError, audio_duration, load_audio, walk_audio
 from ..errors import DataError, MissingFilesError, name_files
 
 
@@ -57,6 +59,41 @@ class Corpus:
     def load_waveform(self, clip: Clip, sample_rate: int, min_samples: int) -> torch.Tensor:
         """The clip's mono waveform at ``sample_rate``; raises :class:`BadAudioError`."""
         raise NotImplementedError
+
+    def excluded_summary(self) -> str:
+        """How many files were left out by design, and why, in one line."""
+        reasons = Counter(entry.reason for entry in self.excluded)
+        summary = "; ".join(f"{n} x {reason}" for reason, n in sorted(reasons.items()))
+        return f"{self.name}: left out {len(self.excluded)} files by design: {summary}"
+
+    def longest_usable(
+        self,
+        sample_rate: int,
+        min_samples: int,
+        on_bad: Callable[[list[SkippedFile]], None],
+    ) -> tuple[float, Clip, float] | None:
+        """``(seconds, clip, median seconds)`` of the longest clip that can be used, or None.
+
+        Headers give every clip's length; from the longest down, clips are read in full until
+        one is usable. Bad files found on the way go to ``on_bad`` (which may raise).
+        """
+        lengths: list[tuple[float, Clip]] = []
+        bad = []
+        for clip in self.clips:
+            try:
+                lengths.append((self.duration(clip), clip))
+            except BadAudioError as err:
+                bad.append(SkippedFile(clip.path, err.reason))
+        on_bad(bad)
+        for _, clip in sorted(lengths, key=lambda entry: -entry[0]):
+            try:
+                waveform = self.load_waveform(clip, sample_rate, min_samples)
+            except BadAudioError as err:
+                on_bad([SkippedFile(clip.path, err.reason)])
+                continue
+            median = statistics.median(seconds for seconds, _ in lengths)
+            return waveform.numel() / sample_rate, clip, median
+        return None
 
     def identity(self, clip: Clip) -> str:
         """A string that changes whenever the clip's audio may change (cache key material)."""
