@@ -167,7 +167,8 @@ class CorpusScan:
                     f"{first_label!r} ({first_where}) and {label!r} ({where}); give each clip "
                     "one label"
                 )
-            self.exclude(path, f"duplicate of {first_path} ({first_where}), same label")
+            labelled_in = f" ({first_where})" if first_where != str(first_path) else ""
+            self.exclude(path, f"duplicate of {first_path}{labelled_in}, same label")
             return
         self._seen[uid] = (path, label, where)
         self.paths.append(path)

@@ -38,7 +38,6 @@ def scan_ravdess(
     """
     root = check_root(root, "RAVDESS", RAVDESS_EXAMPLE)
     scan = CorpusScan("ravdess", "RAVDESS", skip_bad_files)
-    classes = RAVDESS_CLASSES
     for path in audio_files(root, scan):
         m = RAVDESS_RE.match(path.stem)
         if m is None:
@@ -70,7 +69,7 @@ def scan_ravdess(
             )
         else:
             scan.add(path, RAVDESS_EMOTIONS[emotion], f"Actor_{actor}", path.stem)
-    return scan.finish(root, RAVDESS_EXAMPLE, classes)
+    return scan.finish(root, RAVDESS_EXAMPLE, RAVDESS_CLASSES)
 
 
 register_corpus(

@@ -32,7 +32,6 @@ def scan_savee(root: str | Path | None, skip_bad_files: bool = False) -> FileCor
     """SAVEE: ``{DC,JE,JK,KL}/{code}{nn}.wav`` or flat ``DC_a01.wav``."""
     root = check_root(root, "SAVEE", SAVEE_EXAMPLE)
     scan = CorpusScan("savee", "SAVEE", skip_bad_files)
-    classes = SAVEE_CLASSES
     for path in audio_files(root, scan):
         flat = SAVEE_FLAT_RE.match(path.stem)
         nested = SAVEE_NESTED_RE.match(path.stem)
@@ -44,7 +43,7 @@ def scan_savee(root: str | Path | None, skip_bad_files: bool = False) -> FileCor
             scan.bad(path, f"file name outside the SAVEE convention; expected {SAVEE_EXAMPLE}")
             continue
         scan.add(path, SAVEE_EMOTIONS[code], speaker, f"{speaker}_{code}{number}")
-    return scan.finish(root, SAVEE_EXAMPLE, classes)
+    return scan.finish(root, SAVEE_EXAMPLE, SAVEE_CLASSES)
 
 
 register_corpus(CorpusSpec("savee", scan_savee, speaker_window, classes=SAVEE_CLASSES))
