@@ -38,9 +38,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveCon
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from mts_lightning.data import SpectrogramDataModule
-from mts_lightning.data.audio import BadAudioError
-from mts_lightning.data.datamodule import list_audio_files
+from mts_lightning.data import SpectrogramDataModule, list_audio_files, restored_settings
 from mts_lightning.data.errors import DataError
 from mts_lightning.experiment.monitors import refuse_test_monitors
 from mts_lightning.module import EmotionClassifier
@@ -49,25 +47,9 @@ from mts_lightning.run_dir import run_dir
 
 #: Errors that concern the user's data or settings, reported as one line while a subcommand
 #: runs (inside ``trainer.fit`` and the like) as they are while the classes are built.
-_USER_ERRORS = (DataError, BadAudioError, MisconfigurationException)
+_USER_ERRORS = (DataError, MisconfigurationException)  # BadAudioError is a DataError
 #: ``ckpt_path`` values that Lightning resolves itself (not file paths).
 _SPECIAL_CKPT_PATHS = ("best", "last", "hpc", "registry")
-#: Datamodule arguments that shape the model's input: ``predict``/``validate``/``test`` with a
-#: checkpoint take them from the checkpoint, so features always match the training run.
-_FEATURE_ARGS = (
-    "corpus",
-    "features",
-    "sample_rate",
-    "n_fft",
-    "hop_length",
-    "win_length",
-    "n_mels",
-    "f_min",
-    "f_max",
-    "duration",
-    "segment_duration",
-    "synthetic_classes",
-)
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -257,7 +239,8 @@ class MTSLightningCLI(LightningCLI):
         ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         saved = ckpt.get("datamodule_hyper_parameters") or {}
         data = self.config[subcommand].data
-        for key in _FEATURE_ARGS:
+        # The datamodule arguments that shape the model's input and classes.
+        for key in restored_settings():
             if key in saved and data.get(key) != saved[key]:
                 value = saved[key]
                 rank_zero_info(
@@ -368,7 +351,7 @@ class MTSLightningCLI(LightningCLI):
             list_audio_files(datamodule.predict_paths)
         elif subcommand in ("fit", "validate", "test"):
             datamodule.load_corpus()  # scans the folder: fails now if it is missing or empty
-            datamodule._make_split()  # fails now if the split cannot be made
+            datamodule.make_split()  # fails now if the split cannot be made
 
     # ------------------------------------------------------------------ after running
     def after_fit(self) -> None:

@@ -321,7 +321,7 @@ def test_corpus_configs_build(tmp_path, corpus, variant):
     assert (
         model.num_classes == datamodule.num_classes and model.class_names == datamodule.class_names
     )
-    datamodule._make_split()
+    datamodule.make_split()
     assert all(datamodule.split_indices[part] for part in ("train", "val", "test"))
     with torch.no_grad():
         assert model(torch.zeros(2, *datamodule.input_shape)).shape == (2, model.num_classes)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import struct
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -46,9 +47,35 @@ class BadAudioError(DataError):
         super().__init__(f"{self.path}: {reason}")
 
 
-def is_audio_file(path: Path) -> bool:
-    """Whether ``path`` has an audio extension and is not a hidden/AppleDouble file."""
-    return path.suffix.lower() in AUDIO_EXTENSIONS and not path.name.startswith(".")
+def walk_audio(root: Path) -> tuple[list[Path], list[Path]]:
+    """Audio files under ``root``, recursively, sorted; and, apart, the audio-named files that
+    are hidden or macOS metadata (``._x.wav``, ``__MACOSX/``), which are never audio to use."""
+    files, hidden = [], []
+    for path in sorted(root.rglob("*")):
+        if not path.is_file() or path.suffix.lower() not in AUDIO_EXTENSIONS:
+            continue
+        (hidden if path.name.startswith(".") or "__MACOSX" in path.parts else files).append(path)
+    return files, hidden
+
+
+def list_audio_files(paths: Sequence[str]) -> list[Path]:
+    """Audio files named in ``paths`` (files, or folders searched recursively), in order."""
+    files: list[Path] = []
+    for entry in paths:
+        path = Path(entry).expanduser().resolve()
+        if path.is_dir():
+            found, _ = walk_audio(path)
+            if not found:
+                raise FileNotFoundError(
+                    f"predict_paths: folder '{path}' holds no audio files "
+                    f"({', '.join(AUDIO_EXTENSIONS)})"
+                )
+            files += found
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"predict_paths: '{path}' does not exist")
+    return files
 
 
 def is_lfs_pointer(path: Path) -> bool:

@@ -1,4 +1,6 @@
-"""On-disk feature cache: one ``.npy`` file per clip, keyed by every setting that changes it.
+"""On-disk feature cache: one ``.npy`` file per clip, keyed by every setting that changes it;
+filling it (:func:`fill_cache`) and the training statistics kept in it
+(:func:`training_statistics`).
 
 Layout: ``<root>/<corpus>/<settings-hash>/`` holds ``settings.json`` (the key in clear),
 ``features/<xx>/<clip-hash>.npy`` entries, ``bad/<clip-hash>.json`` markers for clips whose
@@ -16,12 +18,21 @@ import hashlib
 import json
 import os
 import tempfile
+import warnings
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
 import numpy as np
+import torch
+from lightning.pytorch.utilities import rank_zero_warn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from .audio import BadAudioError
+from .corpora import Clip, Corpus
+from .features import FeatureConfig, FeatureExtractor
 
 #: Bumped when the cache layout or the feature code changes in a way the key does not capture.
 CACHE_VERSION = 1
@@ -72,6 +83,12 @@ def read_feature(path: str | Path, num_bins: int) -> np.ndarray:
     if feature.shape[0] == 0 or not np.isfinite(feature).all():
         raise ValueError("holds no frames or non-finite values")
     return feature
+
+
+def write_json(path: Path, content: object) -> None:
+    """Write ``content`` as indented JSON to ``path``, atomically."""
+    text = json.dumps(content, indent=2).encode()
+    atomic_write(path, lambda f: f.write(text))
 
 
 class FeatureCache:
@@ -128,8 +145,7 @@ class FeatureCache:
 
     def mark_bad(self, key: str, path: str, reason: str) -> None:
         """Remember that a clip's audio is unusable."""
-        text = json.dumps({"path": path, "reason": reason}).encode()
-        atomic_write(self.bad_path(key), lambda f: f.write(text))
+        write_json(self.bad_path(key), {"path": path, "reason": reason})
 
     def stats_path(self, keys: Iterable[str]) -> Path:
         """Where the statistics of the training split made of ``keys`` are stored."""
@@ -160,3 +176,107 @@ class FeatureCache:
 
 def _sound_stats(values: np.ndarray, num_bins: int) -> bool:
     return values.shape == (num_bins,) and bool(np.isfinite(values).all())
+
+
+class _FeatureJobs(Dataset):
+    """Computes and caches the features of missing clips (run by DataLoader workers)."""
+
+    def __init__(
+        self,
+        corpus: Corpus,
+        clips: Sequence[Clip],
+        keys: Sequence[str],
+        cache: FeatureCache,
+        config: FeatureConfig,
+    ) -> None:
+        self.corpus = corpus
+        self.clips = clips
+        self.keys = keys
+        self.cache = cache
+        self.config = config
+        self.extractor = FeatureExtractor(config)
+
+    def __len__(self) -> int:
+        return len(self.clips)
+
+    def __getitem__(self, index: int) -> list[str]:
+        """Warnings raised while reading the clip; they travel back so that worker processes
+        do not print them on their own. An unusable clip is marked bad in the cache."""
+        clip, key = self.clips[index], self.keys[index]
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                waveform = self.corpus.load_waveform(
+                    clip, self.config.sample_rate, self.config.n_fft
+                )
+            except BadAudioError as err:
+                self.cache.mark_bad(key, clip.path, err.reason)
+                return [str(w.message) for w in caught]
+        self.cache.save(key, self.extractor(waveform).numpy())
+        return [str(w.message) for w in caught]
+
+
+def _identity(job: list[str]) -> list[str]:
+    return job
+
+
+def fill_cache(
+    corpus: Corpus,
+    clips: Sequence[Clip],
+    keys: Sequence[str],
+    cache: FeatureCache,
+    config: FeatureConfig,
+    num_workers: int = 0,
+    what: str = "",
+) -> None:
+    """Compute and store the features of ``clips`` (entry ``keys``) that are not cached yet,
+    in ``num_workers`` worker processes when > 0, with a progress bar.
+
+    A damaged entry is discarded first, with a warning naming the clip; a clip whose audio
+    is unusable is marked bad (:meth:`FeatureCache.bad_reason`) instead.
+    """
+    for clip, key in zip(clips, keys, strict=True):
+        problem = cache.problem(key) if cache.has(key) else None
+        if problem is not None:
+            rank_zero_warn(
+                f"{clip.path}: its cached features {cache.feature_path(key)} are damaged "
+                f"({problem}); discarded, computing them again"
+            )
+            cache.discard(key)
+    todo = [i for i, k in enumerate(keys) if not cache.has(k) and cache.bad_reason(k) is None]
+    if not todo:
+        return
+    jobs = _FeatureJobs(corpus, [clips[i] for i in todo], [keys[i] for i in todo], cache, config)
+    loader = DataLoader(jobs, batch_size=None, num_workers=num_workers, collate_fn=_identity)
+    desc = f"Computing {config.features} features ({what})"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny transforms: intra-op threads only add overhead
+    try:
+        for messages in tqdm(loader, total=len(jobs), desc=desc, unit="clip", leave=False):
+            for message in messages:
+                rank_zero_warn(message)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def training_statistics(cache: FeatureCache, keys: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-bin ``(mean, std)`` over every frame of the entries ``keys`` (a training split),
+    read from the cache or computed and stored there. Refuses an empty set."""
+    if not keys:
+        raise ValueError("normalisation statistics need at least one cached feature")
+    stats = cache.load_stats(keys)
+    if stats is not None:
+        return stats
+    total = np.zeros(cache.num_bins)
+    squares = np.zeros(cache.num_bins)
+    count = 0
+    for key in keys:
+        feature = read_feature(cache.feature_path(key), cache.num_bins).astype(np.float64)
+        total += feature.sum(axis=0)
+        squares += (feature**2).sum(axis=0)
+        count += feature.shape[0]
+    mean = total / count
+    std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
+    stats = (mean.astype(np.float32), std.astype(np.float32))
+    cache.save_stats(keys, *stats)
+    return stats
