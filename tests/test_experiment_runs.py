@@ -197,12 +197,12 @@ def test_collect_of_runs_from_separate_commands_equals_the_in_process_result(
 
 
 def test_runs_share_the_feature_cache(tmp_path, capsys, monkeypatch):
-    from mts_lightning.data import datamodule
+    from mts_lightning.data import cache
 
     computed = []
-    original = datamodule._FeatureJobs.__getitem__
+    original = cache._FeatureJobs.__getitem__
     monkeypatch.setattr(
-        datamodule._FeatureJobs,
+        cache._FeatureJobs,
         "__getitem__",
         lambda self, i: computed.append(i) or original(self, i),
     )
