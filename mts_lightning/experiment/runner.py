@@ -150,7 +150,7 @@ def run_one(
                 "--output_dir, or delete that run folder to redo it"
             )
         return record
-    if folder.exists():
+    if folder.exists() and _first_process():
         print(
             f"{key.variant} fold {key.fold} seed {key.seed}: interrupted before; redone", flush=True
         )
@@ -171,6 +171,10 @@ def _fit_and_test(
     fit = _RunCLI(folder, args=fit_args)
     _finish_wandb(fit.trainer)
     trainer = fit.trainer
+    if trainer.interrupted:  # never record a fit that did not finish
+        raise ExperimentError(
+            f"{key.variant} fold {key.fold} seed {key.seed}: the fit was interrupted"
+        )
     checkpoint = trainer.checkpoint_callback
     best = Path(getattr(checkpoint, "best_model_path", "") or "")
     if not best.is_file():
@@ -214,6 +218,12 @@ def _fit_and_test(
         "results": results,
         "global_zero": trainer.is_global_zero,
     }
+
+
+def _first_process() -> bool:
+    """Whether this is the first process of the run (a run may start one process per device:
+    only the first clears an interrupted run's folder)."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
 
 
 def _relative(path: Path, folder: Path) -> str:
