@@ -327,3 +327,26 @@ def test_wandb_summary_run(tmp_path, capsys):
         for item in r.config.update
     }
     assert "_wandb/visualize/experiment/ua_reference_chart" in charts  # the bar chart panel
+
+
+def test_slurm_launcher_without_slurm_says_so(tmp_path, capsys):
+    spec = write_experiment(tmp_path, conditions=CONDITIONS[:1], reference_condition="seen")
+    with pytest.raises(SystemExit) as exit_info:
+        experiment(
+            f"--config={spec}",
+            f"--output_dir={tmp_path / 'out'}",
+            "--variants",
+            "conv",
+            "--folds",
+            "0",
+            "--seeds",
+            "0",
+            "--launcher",
+            "slurm",
+            "--",
+            *TINY,
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--launcher: submitit cannot use 'slurm' here" in err and "srun" in err
+    assert not list((tmp_path / "out").glob("runs/*/*"))

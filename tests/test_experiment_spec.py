@@ -191,3 +191,24 @@ def test_experiment_refuses_a_test_monitor_before_any_run(tmp_path, capsys, monk
     assert exit_info.value.code == 2
     assert "ModelCheckpoint monitors 'test/UA'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()  # refused before the first run started
+
+
+def test_folds_of_a_random_split_are_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["mts-lightning"])
+    spec = tmp_path / "exp.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "configs": [str(REPO / "configs" / "synthetic_conv.yaml")],
+                "overrides": ["--data.split=random"],
+                "variants": {"conv": []},
+                "folds": [0, 1],
+                "seeds": [0],
+                "conditions": [{"name": "plain"}],
+            }
+        )
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", f"--config={spec}", f"--output_dir={tmp_path / 'out'}", "--", *TINY])
+    assert exit_info.value.code == 2
+    assert "uses data.split 'random', which has no folds" in capsys.readouterr().err

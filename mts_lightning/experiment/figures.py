@@ -139,7 +139,7 @@ def log_to_wandb(
         project=settings.get("project") or "mts-lightning",
         name=f"{description['name']}_summary",
         dir=str(output_dir),
-        mode="offline" if settings.get("offline", True) else "online",
+        mode="offline" if settings.get("offline") else None,  # else W&B's own setting
         job_type="experiment_summary",
         config={"experiment": description},
     )

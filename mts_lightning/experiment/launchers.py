@@ -54,7 +54,10 @@ def submit_runs(
         executor = submitit.AutoExecutor(folder=output_dir / "submitit" / "%j", cluster=cluster)
     except Exception as err:  # submitit raises plain exceptions when SLURM is not reachable
         raise ExperimentError(f"--launcher: submitit cannot use {cluster!r} here: {err}") from err
-    executor.update_parameters(name=spec.name, **spec.slurm)
+    try:
+        executor.update_parameters(name=spec.name, **spec.slurm)
+    except (ValueError, TypeError) as err:
+        raise ExperimentError(f"{spec.path}: slurm: {err}") from err
     jobs = [
         (key, executor.submit(run_job, str(spec.path), str(output_dir), key, list(extra)))
         for key in keys

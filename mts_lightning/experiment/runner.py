@@ -128,7 +128,13 @@ def preflight(spec: ExperimentSpec, key: RunKey, output_dir: Path, extra: Sequen
     monitor surface now, before any run starts). Writes nothing."""
     args = spec.fit_args(key, extra)[1:]
     with _own_argv():
-        _RunCLI(run_folder(output_dir, key), args=args, run=False)
+        cli = _RunCLI(run_folder(output_dir, key), args=args, run=False)
+    if getattr(cli.datamodule, "split", None) == "random" and len(spec.folds) > 1:
+        raise ExperimentError(
+            f"{spec.path}: variant {key.variant!r} uses data.split 'random', which has no folds "
+            f"(every fold would be the same split); give folds: [0] and vary the split's seed "
+            "in the variants or use a speaker-independent split"
+        )
 
 
 def run_one(
@@ -150,7 +156,7 @@ def run_one(
                 "--output_dir, or delete that run folder to redo it"
             )
         return record
-    if folder.exists():
+    if folder.exists() and _first_process():
         print(
             f"{key.variant} fold {key.fold} seed {key.seed}: interrupted before; redone", flush=True
         )
@@ -171,6 +177,10 @@ def _fit_and_test(
     fit = _RunCLI(folder, args=fit_args)
     _finish_wandb(fit.trainer)
     trainer = fit.trainer
+    if trainer.interrupted:  # never record a fit that did not finish
+        raise ExperimentError(
+            f"{key.variant} fold {key.fold} seed {key.seed}: the fit was interrupted"
+        )
     checkpoint = trainer.checkpoint_callback
     best = Path(getattr(checkpoint, "best_model_path", "") or "")
     if not best.is_file():
@@ -214,6 +224,12 @@ def _fit_and_test(
         "results": results,
         "global_zero": trainer.is_global_zero,
     }
+
+
+def _first_process() -> bool:
+    """Whether this is the first process of the run (a run may start one process per device:
+    only the first clears an interrupted run's folder)."""
+    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
 
 
 def _relative(path: Path, folder: Path) -> str:
