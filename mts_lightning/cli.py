@@ -20,11 +20,8 @@ experiment. The resolved config of every run is saved as ``config.yaml`` in the 
 
 from __future__ import annotations
 
-import csv
 import os
 import sys
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +30,11 @@ import torch
 import yaml
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 
+from mts_lightning.callbacks import FitSummary, PredictionCSVWriter
 from mts_lightning.data import SpectrogramDataModule
 from mts_lightning.data.audio import BadAudioError
 from mts_lightning.data.datamodule import list_audio_files
@@ -106,98 +103,6 @@ class SaveRunConfig(SaveConfigCallback):
             logger.experiment.config.update(config, allow_val_change=True)
 
 
-class PredictionCSVWriter(BasePredictionWriter):
-    """Writes the predictions of ``predict`` to a CSV file, one row per audio file.
-
-    Columns: ``file``, ``predicted_emotion`` and one ``prob_<class>`` column per class, in
-    the order of the files given to the datamodule. Works with batches of
-    ``EmotionClassifier.predict_step`` (``{"probabilities", "class_names", "paths"}``).
-
-    Args:
-        output_path: the CSV file; by default ``predictions.csv`` in the run's folder.
-        print_path: print where the file went (and how many rows) when done.
-    """
-
-    def __init__(self, output_path: str | None = None, print_path: bool = True) -> None:
-        super().__init__(write_interval="batch")
-        self.output_path = output_path
-        self.print_path = print_path
-        self.written_path: str | None = None
-        self._rows: list[tuple[int, str, list[float]]] = []
-        self._class_names: list[str] = []
-
-    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._rows = []
-
-    def write_on_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        prediction: Any,
-        batch_indices: Sequence[int] | None,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if not isinstance(prediction, dict) or "probabilities" not in prediction:
-            raise TypeError(
-                "PredictionCSVWriter expects predict_step to return a dict with 'probabilities' "
-                f"(as EmotionClassifier does), got {type(prediction).__name__}"
-            )
-        probabilities = prediction["probabilities"].detach().float().cpu().tolist()
-        self._class_names = list(prediction.get("class_names") or [])
-        if batch_indices is None:  # no sampler indices: this rank's running count
-            start = len(self._rows)
-            batch_indices = list(range(start, start + len(probabilities)))
-        paths = prediction.get("paths")
-        if paths is None:  # unnamed inputs: name them by their place in the dataset
-            paths = [f"item_{i}" for i in batch_indices]
-        self._rows += list(zip(batch_indices, map(str, paths), probabilities, strict=True))
-
-    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        rows = self._rows
-        if trainer.world_size > 1 and torch.distributed.is_initialized():
-            gathered: list[Any] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(gathered, rows)
-            rows = [row for part in gathered for row in part]
-        path = self.output_path or os.path.join(run_dir(trainer), "predictions.csv")
-        path = trainer.strategy.broadcast(path)
-        if trainer.is_global_zero:
-            # Distributed samplers interleave the items: restore the dataset's order.
-            self._write(path, sorted(rows, key=lambda row: row[0]))
-        self.written_path = path
-
-    def _write(self, path: str, rows: list[tuple[int, str, list[float]]]) -> None:
-        names = self._class_names or [str(i) for i in range(len(rows[0][2]) if rows else 0)]
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "predicted_emotion", *(f"prob_{n}" for n in names)])
-            for _, file, probs in rows:
-                best = max(range(len(probs)), key=probs.__getitem__)
-                writer.writerow([file, names[best], *(f"{p:.6f}" for p in probs)])
-        if self.print_path:
-            print(f"Wrote {len(rows)} predictions to {path}", flush=True)
-
-
-class _ValidationHistory(Callback):
-    """Keeps the validation metrics of every (non-sanity) validation run, for the summary."""
-
-    def __init__(self) -> None:
-        self.epochs: dict[int, dict[str, float]] = {}
-        self.start_time = time.monotonic()
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.start_time = time.monotonic()
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit":
-            return
-        self.epochs[trainer.current_epoch] = {
-            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
-        }
-
-
 class MTSLightningCLI(LightningCLI):
     """``LightningCLI`` for ``EmotionClassifier`` and ``SpectrogramDataModule``.
 
@@ -241,10 +146,6 @@ class MTSLightningCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
 
     # ------------------------------------------------------------------ before building
-    def _parse_ckpt_path(self) -> None:
-        super()._parse_ckpt_path()
-        self._restore_feature_args()
-
     def _restore_feature_args(self) -> None:
         """Take the datamodule's feature settings from the checkpoint (evaluation, predict)."""
         subcommand = self.config.get("subcommand")
@@ -265,6 +166,7 @@ class MTSLightningCLI(LightningCLI):
                 data[key] = list(value) if isinstance(value, tuple) else value
 
     def before_instantiate_classes(self) -> None:
+        self._restore_feature_args()
         self._name_loggers()
         self._resume_in_run_folder()
 
@@ -329,8 +231,8 @@ class MTSLightningCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
-        self.validation_history = _ValidationHistory()
-        trainer.callbacks.append(self.validation_history)
+        self.fit_summary = FitSummary()
+        trainer.callbacks.append(self.fit_summary)
         if self._resumed_run is not None:
             self._keep_logged_rows(trainer, self._resumed_run)
         return trainer
@@ -367,69 +269,13 @@ class MTSLightningCLI(LightningCLI):
             datamodule.load_corpus()  # scans the folder: fails now if it is missing or empty
             datamodule._make_split()  # fails now if the split cannot be made
 
-    # ------------------------------------------------------------------ after running
-    def after_fit(self) -> None:
-        self._print_fit_summary()
-
-    @rank_zero_only
-    def _print_fit_summary(self) -> None:
-        trainer = self.trainer
-        history = self.validation_history.epochs
-        folder = run_dir(trainer)
-        lines = [
-            "",
-            f"Training finished: {trainer.current_epoch} epochs, {trainer.global_step} steps, "
-            f"{time.monotonic() - self.validation_history.start_time:.0f} s.",
-        ]
-        checkpoint = trainer.checkpoint_callback
-        best_path = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
-        best_epoch = None
-        if best_path and os.path.isfile(best_path):
-            best_epoch = torch.load(best_path, map_location="cpu", weights_only=True).get("epoch")
-            score = checkpoint.best_model_score
-            monitor = f", {checkpoint.monitor} {float(score):.3f}" if score is not None else ""
-            lines.append(f"  best checkpoint:  {best_path} (epoch {best_epoch}{monitor})")
-        if history:
-            last_epoch = max(history)
-            shown = [("best", best_epoch)] if best_epoch in history else []
-            shown.append(("last", last_epoch))
-            for label, epoch in shown:
-                metrics = history[epoch]
-                lines.append(
-                    f"  validation ({label} epoch {epoch}): "
-                    f"WA {metrics.get('val/WA', float('nan')):.3f}  "
-                    f"UA {metrics.get('val/UA', float('nan')):.3f}  "
-                    f"macro-F1 {metrics.get('val/macro_F1', float('nan')):.3f}"
-                )
-        lines.append(f"  run folder (logs): {folder}")
-        files = [
-            os.path.join(folder, name)
-            for name in ("config.yaml", "metrics.csv", "split_speakers.json", "stretch_usage.png")
-        ]
-        matrices = sorted(Path(folder, "confusion_matrix").glob("val_epoch*.png"))
-        if best_epoch is not None:
-            matrices = [
-                m for m in matrices if m.name == f"val_epoch{best_epoch:03d}.png"
-            ] or matrices
-        files += [os.fspath(m) for m in matrices[-1:]]
-        for path in files:
-            if os.path.isfile(path):
-                lines.append(f"    {path}")
-        if best_path:
-            config_path = os.path.join(folder, "config.yaml")
-            lines.append(
-                f"  test it:  mts-lightning test --config {config_path} --ckpt_path {best_path}"
-            )
-        print("\n".join(lines), flush=True)
-
 
 def _finish_wandb(trainer: pl.Trainer | None) -> None:
-    """End the W&B runs of ``trainer``, so their files are complete when the command returns."""
-    if trainer is None:
-        return
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
-            logger.experiment.finish()
+    """End the W&B run of ``trainer``, so its files are complete when the command returns."""
+    if trainer is not None and any(isinstance(lg, WandbLogger) for lg in trainer.loggers):
+        import wandb
+
+        wandb.finish()
 
 
 def cli_main(args: list[str] | None = None) -> MTSLightningCLI:
