@@ -593,3 +593,34 @@ def test_every_shipped_config_keeps_the_latest_checkpoint():
         assert {"filename": "last", "enable_version_counter": False} in latest, path
         assert not any(args.get("save_last") for args in latest), path
     assert len(configs) >= 20
+
+
+def test_config_with_the_old_flat_mts_keys_shows_the_new_spelling(tmp_path, capsys):
+    config = yaml.safe_load((CONFIGS / "synthetic.yaml").read_text())
+    config["model"]["backbone_kwargs"] = {
+        "conv_type": "mts",
+        "kernel_sharing": "autograd",
+        "scale_factors": [[0.7, 1.0], [1.428, 1.0]],
+    }
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", f"--config={old}", f"--trainer.logger.init_args.save_dir={tmp_path}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.endswith(
+        "mts-lightning fit: error: ValueError: backbone_kwargs: kernel_sharing, scale_factors now "
+        "go in one mapping `mts`; write backbone_kwargs: {conv_type: mts, mts: {kernel_sharing: "
+        "autograd, scale_factors: [[0.7, 1.0], [1.428, 1.0]]}} (in Python: mts={'kernel_sharing': "
+        "'autograd', 'scale_factors': [[0.7, 1.0], [1.428, 1.0]]})\n"
+    )
+    # The new spelling, as written in the message, builds the model.
+    config["model"]["backbone_kwargs"] = yaml.safe_load(
+        "{conv_type: mts, mts: {kernel_sharing: autograd, scale_factors: [[0.7, 1.0], [1.428, 1.0]]}}"
+    )
+    new = tmp_path / "new.yaml"
+    new.write_text(yaml.safe_dump(config))
+    cli = MTSLightningCLI(args=[f"--config={new}", *TINY_SYNTHETIC], run=False)
+    layer = cli.model.backbone.features[0]
+    assert layer.kernel_sharing == "autograd" and layer.scale_factors == ((0.7, 1.0), (1.428, 1.0))

@@ -77,7 +77,7 @@ def fake_zoo(monkeypatch):
 
     def build_model(name, **kwargs):
         calls.append((name, kwargs))
-        return TinyNet(num_classes=kwargs["num_classes"], kernel_sharing=kwargs["kernel_sharing"])
+        return TinyNet(num_classes=kwargs["num_classes"], **kwargs["mts"])
 
     monkeypatch.setattr("mts_lightning.models.build_model", build_model)
     return calls
@@ -112,7 +112,9 @@ def test_wa_and_ua_differ_on_imbalanced_data_and_figures_are_saved(tmp_path):
 
 
 def test_fit_logs_every_metric_per_stage(tmp_path, fake_zoo):
-    model = EmotionClassifier("tiny", backbone_kwargs={"kernel_sharing": "autograd"}, num_classes=3)
+    model = EmotionClassifier(
+        "tiny", backbone_kwargs={"mts": {"kernel_sharing": "autograd"}}, num_classes=3
+    )
     trainer = make_trainer(tmp_path, limit_train_batches=3, limit_val_batches=2)
     trainer.fit(model, make_loader(), make_loader(seed=1))
     expected = {f"{s}/{m}" for s in ("train", "val") for m in ("loss", "WA", "UA", "macro_F1")}
@@ -145,7 +147,7 @@ def test_predict_returns_probabilities_class_names_and_paths(tmp_path):
 def test_load_from_checkpoint_alone_with_a_named_backbone(tmp_path, fake_zoo):
     model = EmotionClassifier(
         "tiny",
-        backbone_kwargs={"kernel_sharing": "average"},
+        backbone_kwargs={"mts": {"kernel_sharing": "average"}},
         class_names=CLASSES,
         input_shape=(1, 12, 10),
         class_weights=[1.0, 2.0, 0.5],
@@ -158,7 +160,7 @@ def test_load_from_checkpoint_alone_with_a_named_backbone(tmp_path, fake_zoo):
     trainer.fit(model, make_loader())
     assert fake_zoo[0] == (
         "tiny",
-        {"kernel_sharing": "average", "num_classes": 3, "input_shape": (1, 12, 10)},
+        {"mts": {"kernel_sharing": "average"}, "num_classes": 3, "input_shape": (1, 12, 10)},
     )
 
     loaded = EmotionClassifier.load_from_checkpoint(checkpoint.best_model_path)
