@@ -21,6 +21,7 @@ experiment. The resolved config of every run is saved as ``config.yaml`` in the 
 from __future__ import annotations
 
 import os
+import secrets
 import sys
 from pathlib import Path
 from typing import Any
@@ -124,6 +125,7 @@ class MTSLightningCLI(LightningCLI):
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("parser_kwargs", {"prog": "mts-lightning"})
         self._resumed_run: Path | None = None
+        self._pinned_versions: list[Namespace] = []
         try:
             super().__init__(*args, **kwargs)
         except _USER_ERRORS as err:
@@ -169,6 +171,7 @@ class MTSLightningCLI(LightningCLI):
         self._restore_feature_args()
         self._name_loggers()
         self._resume_in_run_folder()
+        self._share_wandb_run_folder()
 
     def _resume_in_run_folder(self) -> None:
         """``fit --ckpt_path RUN/checkpoints/...``: the first logger writes into ``RUN`` again
@@ -187,7 +190,7 @@ class MTSLightningCLI(LightningCLI):
         save_dir = init_args.get("save_dir") or config.trainer.get("default_root_dir") or "."
         if Path(save_dir, str(init_args.get("name") or "")).resolve() != run.parent.resolve():
             return
-        init_args.version = run.name
+        self._pin_version(init_args, run.name)
         self._resumed_run = run
 
     def _name_loggers(self) -> None:
@@ -202,6 +205,43 @@ class MTSLightningCLI(LightningCLI):
                 init_args = logger.init_args
                 if "name" in init_args and init_args.name is None:
                     init_args.name = name
+
+    def _share_wandb_run_folder(self) -> None:
+        """With a W&B logger first, the run's folder is ``save_dir/project/<run id>`` (where
+        ``ModelCheckpoint`` puts ``checkpoints/``): fix the id now and send the loggers listed
+        after it that write files (CSV, TensorBoard) into that folder too."""
+        config = self.config.get(str(self.subcommand), self.config)
+        loggers = config.trainer.get("logger")
+        if not isinstance(loggers, list) or len(loggers) < 2:
+            return
+        first, others = loggers[0], loggers[1:]
+        if not (isinstance(first, Namespace) and str(first.class_path).endswith("WandbLogger")):
+            return
+        wandb_args = first.init_args
+        if wandb_args.get("version") is None and wandb_args.get("id") is None:
+            # A W&B run id; `secrets` leaves the seeded generators alone.
+            self._pin_version(wandb_args, secrets.token_hex(4))
+        save_dir = wandb_args.get("save_dir") or wandb_args.get("dir") or "."
+        project = wandb_args.get("project") or os.environ.get("WANDB_PROJECT", "lightning_logs")
+        for logger in others:
+            if not (isinstance(logger, Namespace) and "init_args" in logger):
+                continue
+            init_args = logger.init_args
+            keys = ("save_dir", "name", "version")
+            if all(k in init_args for k in keys) and init_args.version is None:
+                init_args.save_dir = save_dir
+                init_args.name = project
+                self._pin_version(init_args, wandb_args.get("version") or wandb_args.get("id"))
+
+    def _pin_version(self, init_args: Namespace, version: str) -> None:
+        """Give a logger its run folder's version for this command only: the saved
+        ``config.yaml`` keeps ``version: null``, so a later command with it starts a new run."""
+        init_args.version = version
+        self._pinned_versions.append(init_args)
+
+    def after_instantiate_classes(self) -> None:
+        for init_args in self._pinned_versions:
+            init_args.version = None
 
     @staticmethod
     def _experiment_name(config: Namespace) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -624,3 +625,101 @@ def test_config_with_the_old_flat_mts_keys_shows_the_new_spelling(tmp_path, caps
     cli = MTSLightningCLI(args=[f"--config={new}", *TINY_SYNTHETIC], run=False)
     layer = cli.model.backbone.features[0]
     assert layer.kernel_sharing == "autograd" and layer.scale_factors == ((0.7, 1.0), (1.428, 1.0))
+
+
+@pytest.mark.parametrize("mode", ["average", "average_updates", "autograd"])
+def test_readme_backbone_overrides_build_the_model(mode):
+    """The README's ``--model.backbone_kwargs "..."`` lines, as written there."""
+    readme = (REPO / "README.md").read_text()
+    overrides = re.findall(r'--model\.backbone_kwargs "([^"]+)"', readme)
+    assert len(overrides) >= 2
+    for override in overrides:
+        args = [f"--config={CONFIGS / 'synthetic.yaml'}", *TINY_SYNTHETIC]
+        value = override.replace("$m", mode).replace("average_updates", mode)
+        cli = MTSLightningCLI(args=[*args, "--model.backbone_kwargs", value], run=False)
+        assert cli.model.backbone.features[0].kernel_sharing == mode
+
+
+# ---------------------------------------------------------------------- one folder per run
+def _logger(kind: str, save_dir: Path) -> dict:
+    classes = {"csv": "CSVLogger", "tensorboard": "TensorBoardLogger", "wandb": "WandbLogger"}
+    init_args = {"save_dir": str(save_dir), "name": None}
+    if kind == "wandb":
+        init_args.update(project="mts-lightning", offline=True)
+    return {"class_path": f"lightning.pytorch.loggers.{classes[kind]}", "init_args": init_args}
+
+
+@pytest.mark.parametrize(
+    "loggers",
+    [
+        ("csv",),  # configs/loggers/csv.yaml
+        ("tensorboard",),  # configs/loggers/tensorboard.yaml
+        ("csv", "wandb"),  # configs/loggers/wandb.yaml
+        ("wandb", "csv"),
+        ("wandb",),
+    ],
+    ids="+".join,
+)
+def test_every_file_of_a_run_lands_in_its_folder(tmp_path, capsys, loggers):
+    save_dir = tmp_path / "logs"
+    shipped = {("csv",): "csv", ("tensorboard",): "tensorboard", ("csv", "wandb"): "wandb"}
+    if loggers in shipped:  # the shipped logger config, as users compose it
+        logger_args = [
+            f"--config={CONFIGS / 'loggers' / f'{shipped[loggers]}.yaml'}",
+            *(f"--trainer.logger.init_args.save_dir={save_dir}" for _ in loggers[:1]),
+        ]
+        if len(loggers) > 1:
+            logger_args = [
+                f"--config={CONFIGS / 'loggers' / 'wandb.yaml'}",
+                f"--trainer.logger={yaml.safe_dump([_logger(k, save_dir) for k in loggers])}",
+            ]
+    else:
+        logger_args = [
+            f"--trainer.logger={yaml.safe_dump([_logger(k, save_dir) for k in loggers])}"
+        ]
+    fit = cli_main(
+        [
+            "fit",
+            f"--config={CONFIGS / 'synthetic.yaml'}",
+            *logger_args,
+            *TINY_SYNTHETIC,
+            *TINY_TRAINER,
+        ]
+    )
+    out = capsys.readouterr().out
+    run = Path(out.split("run folder (logs): ")[1].split("\n")[0])
+    assert run.parent.parent == save_dir
+    best = Path(fit.trainer.checkpoint_callback.best_model_path)
+    expected = {
+        "config.yaml",
+        f"checkpoints/{best.name}",
+        "checkpoints/last.ckpt",
+        "confusion_matrix/val_epoch000.png",
+        "stretch_usage.png",
+        "split_speakers.json",
+    } | ({"metrics.csv"} if "csv" in loggers else set())
+    files = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+    assert expected <= files
+    listed = {line.strip() for line in out.splitlines() if line.startswith("    ")}
+    assert {str(run / name) for name in expected} <= listed
+    # Nothing of the run anywhere else under save_dir, but W&B's own run files.
+    elsewhere = [
+        p
+        for p in save_dir.rglob("*")
+        if p.is_file() and run not in p.parents and "wandb" not in p.parts
+    ]
+    assert elsewhere == []
+
+    capsys.readouterr()
+    cli_main(
+        [
+            "predict",
+            f"--config={run / 'config.yaml'}",
+            f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            f"--data.predict_paths=[{make_ravdess_folder(tmp_path / 'clips', [1], [1])[0]}]",
+        ]
+    )
+    written = Path(capsys.readouterr().out.split("predictions to ")[-1].strip())
+    predict_run = written.parent
+    assert written.name == "predictions.csv" and predict_run != run
+    assert predict_run.parent == run.parent and (predict_run / "config.yaml").is_file()
