@@ -14,8 +14,10 @@ Every experiment is a YAML file in ``configs/``::
 (argument links), so a config names the corpus once. Loggers whose ``name`` is left ``null``
 are named after the experiment config (``configs/ravdess/paper_mts.yaml`` ->
 ``ravdess_paper_mts``), so the logger configs in ``configs/loggers/`` compose with any
-experiment. The resolved config of every run is saved as ``config.yaml`` in the run's folder
-(next to ``checkpoints/``) and, with a W&B logger, into the W&B run's config.
+experiment. Every file of a run goes into one folder (:func:`~mts_lightning.run_dir.run_dir`),
+whatever the logger order; the resolved config is saved there as ``config.yaml`` and, with a
+W&B logger, into the W&B run's config. ``fit --ckpt_path RUN/checkpoints/last.ckpt`` resumes
+a stopped run in its folder (:mod:`mts_lightning.resume`).
 """
 
 from __future__ import annotations
@@ -108,12 +110,15 @@ class MTSLightningCLI(LightningCLI):
     """``LightningCLI`` for ``EmotionClassifier`` and ``SpectrogramDataModule``.
 
     On top of Lightning's CLI: data -> model argument links; loggers named after the
-    experiment config; the resolved config in the run's folder and in W&B; feature settings
-    taken from ``--ckpt_path`` for evaluation and prediction; configuration errors that only
-    show when the classes are built (a missing corpus folder, a model name that does not
-    exist, a missing checkpoint) reported as one-line CLI errors with exit code 2; a summary
-    after ``fit`` (validation WA/UA of the best checkpoint, where the files are); and a
-    :class:`PredictionCSVWriter` (``--prediction_writer.output_path``) for ``predict``.
+    experiment config, and the loggers after a first W&B logger sent into its run folder; the
+    resolved config in the run's folder and in W&B; feature settings taken from
+    ``--ckpt_path`` for evaluation and prediction; a resumed fit in its own folder;
+    configuration errors that only show when the classes are built (a missing corpus folder,
+    a model name that does not exist, a missing checkpoint) and data or Lightning
+    configuration errors raised while the subcommand runs, reported as one-line CLI errors
+    with exit code 2; a :class:`~mts_lightning.callbacks.FitSummary` after ``fit``; and a
+    :class:`~mts_lightning.callbacks.PredictionCSVWriter` (``--prediction_writer.output_path``)
+    for ``predict``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
