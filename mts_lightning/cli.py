@@ -14,17 +14,17 @@ Every experiment is a YAML file in ``configs/``::
 (argument links), so a config names the corpus once. Loggers whose ``name`` is left ``null``
 are named after the experiment config (``configs/ravdess/paper_mts.yaml`` ->
 ``ravdess_paper_mts``), so the logger configs in ``configs/loggers/`` compose with any
-experiment. The resolved config of every run is saved as ``config.yaml`` in the run's folder
-(next to ``checkpoints/``) and, with a W&B logger, into the W&B run's config.
+experiment. Every file of a run goes into one folder (:func:`~mts_lightning.run_dir.run_dir`),
+whatever the logger order; the resolved config is saved there as ``config.yaml`` and, with a
+W&B logger, into the W&B run's config. ``fit --ckpt_path RUN/checkpoints/last.ckpt`` resumes
+a stopped run in its folder (:mod:`mts_lightning.resume`).
 """
 
 from __future__ import annotations
 
-import csv
 import os
+import secrets
 import sys
-import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,11 +33,11 @@ import torch
 import yaml
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
+from lightning.pytorch.utilities import rank_zero_info
 
+from mts_lightning.callbacks import FitSummary, PredictionCSVWriter
 from mts_lightning.data import SpectrogramDataModule, list_audio_files, restored_settings
 from mts_lightning.data.errors import DataError
 from mts_lightning.experiment.monitors import refuse_test_monitors
@@ -89,108 +89,19 @@ class SaveRunConfig(SaveConfigCallback):
             logger.experiment.config.update(config, allow_val_change=True)
 
 
-class PredictionCSVWriter(BasePredictionWriter):
-    """Writes the predictions of ``predict`` to a CSV file, one row per audio file.
-
-    Columns: ``file``, ``predicted_emotion`` and one ``prob_<class>`` column per class, in
-    the order of the files given to the datamodule. Works with batches of
-    ``EmotionClassifier.predict_step`` (``{"probabilities", "class_names", "paths"}``).
-
-    Args:
-        output_path: the CSV file; by default ``predictions.csv`` in the run's folder.
-        print_path: print where the file went (and how many rows) when done.
-    """
-
-    def __init__(self, output_path: str | None = None, print_path: bool = True) -> None:
-        super().__init__(write_interval="batch")
-        self.output_path = output_path
-        self.print_path = print_path
-        self.written_path: str | None = None
-        self._rows: list[tuple[int, str, list[float]]] = []
-        self._class_names: list[str] = []
-
-    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._rows = []
-
-    def write_on_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        prediction: Any,
-        batch_indices: Sequence[int] | None,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
-        if not isinstance(prediction, dict) or "probabilities" not in prediction:
-            raise TypeError(
-                "PredictionCSVWriter expects predict_step to return a dict with 'probabilities' "
-                f"(as EmotionClassifier does), got {type(prediction).__name__}"
-            )
-        probabilities = prediction["probabilities"].detach().float().cpu().tolist()
-        self._class_names = list(prediction.get("class_names") or [])
-        if batch_indices is None:  # no sampler indices: this rank's running count
-            start = len(self._rows)
-            batch_indices = list(range(start, start + len(probabilities)))
-        paths = prediction.get("paths")
-        if paths is None:  # unnamed inputs: name them by their place in the dataset
-            paths = [f"item_{i}" for i in batch_indices]
-        self._rows += list(zip(batch_indices, map(str, paths), probabilities, strict=True))
-
-    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        rows = self._rows
-        if trainer.world_size > 1 and torch.distributed.is_initialized():
-            gathered: list[Any] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(gathered, rows)
-            rows = [row for part in gathered for row in part]
-        path = self.output_path or os.path.join(run_dir(trainer), "predictions.csv")
-        path = trainer.strategy.broadcast(path)
-        if trainer.is_global_zero:
-            # Distributed samplers interleave the items: restore the dataset's order.
-            self._write(path, sorted(rows, key=lambda row: row[0]))
-        self.written_path = path
-
-    def _write(self, path: str, rows: list[tuple[int, str, list[float]]]) -> None:
-        names = self._class_names or [str(i) for i in range(len(rows[0][2]) if rows else 0)]
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path, "w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(["file", "predicted_emotion", *(f"prob_{n}" for n in names)])
-            for _, file, probs in rows:
-                best = max(range(len(probs)), key=probs.__getitem__)
-                writer.writerow([file, names[best], *(f"{p:.6f}" for p in probs)])
-        if self.print_path:
-            print(f"Wrote {len(rows)} predictions to {path}", flush=True)
-
-
-class _ValidationHistory(Callback):
-    """Keeps the validation metrics of every (non-sanity) validation run, for the summary."""
-
-    def __init__(self) -> None:
-        self.epochs: dict[int, dict[str, float]] = {}
-        self.start_time = time.monotonic()
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.start_time = time.monotonic()
-
-    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != "fit":
-            return
-        self.epochs[trainer.current_epoch] = {
-            k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")
-        }
-
-
 class MTSLightningCLI(LightningCLI):
     """``LightningCLI`` for ``EmotionClassifier`` and ``SpectrogramDataModule``.
 
     On top of Lightning's CLI: data -> model argument links; loggers named after the
-    experiment config; the resolved config in the run's folder and in W&B; feature settings
-    taken from ``--ckpt_path`` for evaluation and prediction; configuration errors that only
-    show when the classes are built (a missing corpus folder, a model name that does not
-    exist, a missing checkpoint) reported as one-line CLI errors with exit code 2; a summary
-    after ``fit`` (validation WA/UA of the best checkpoint, where the files are); and a
-    :class:`PredictionCSVWriter` (``--prediction_writer.output_path``) for ``predict``.
+    experiment config, and the loggers after a first W&B logger sent into its run folder; the
+    resolved config in the run's folder and in W&B; feature settings taken from
+    ``--ckpt_path`` for evaluation and prediction; a resumed fit in its own folder;
+    configuration errors that only show when the classes are built (a missing corpus folder,
+    a model name that does not exist, a missing checkpoint) and data or Lightning
+    configuration errors raised while the subcommand runs, reported as one-line CLI errors
+    with exit code 2; a :class:`~mts_lightning.callbacks.FitSummary` after ``fit``; and a
+    :class:`~mts_lightning.callbacks.PredictionCSVWriter` (``--prediction_writer.output_path``)
+    for ``predict``.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -202,6 +113,7 @@ class MTSLightningCLI(LightningCLI):
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("parser_kwargs", {"prog": "mts-lightning"})
         self._resumed_run: Path | None = None
+        self._pinned_versions: list[Namespace] = []
         try:
             super().__init__(*args, **kwargs)
         except _USER_ERRORS as err:
@@ -224,10 +136,6 @@ class MTSLightningCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
 
     # ------------------------------------------------------------------ before building
-    def _parse_ckpt_path(self) -> None:
-        super()._parse_ckpt_path()
-        self._restore_feature_args()
-
     def _restore_feature_args(self) -> None:
         """Take the datamodule's feature settings from the checkpoint (evaluation, predict)."""
         subcommand = self.config.get("subcommand")
@@ -249,8 +157,10 @@ class MTSLightningCLI(LightningCLI):
                 data[key] = list(value) if isinstance(value, tuple) else value
 
     def before_instantiate_classes(self) -> None:
+        self._restore_feature_args()
         self._name_loggers()
         self._resume_in_run_folder()
+        self._share_wandb_run_folder()
 
     def _resume_in_run_folder(self) -> None:
         """``fit --ckpt_path RUN/checkpoints/...``: the first logger writes into ``RUN`` again
@@ -269,7 +179,7 @@ class MTSLightningCLI(LightningCLI):
         save_dir = init_args.get("save_dir") or config.trainer.get("default_root_dir") or "."
         if Path(save_dir, str(init_args.get("name") or "")).resolve() != run.parent.resolve():
             return
-        init_args.version = run.name
+        self._pin_version(init_args, run.name)
         self._resumed_run = run
 
     def _name_loggers(self) -> None:
@@ -284,6 +194,43 @@ class MTSLightningCLI(LightningCLI):
                 init_args = logger.init_args
                 if "name" in init_args and init_args.name is None:
                     init_args.name = name
+
+    def _share_wandb_run_folder(self) -> None:
+        """With a W&B logger first, the run's folder is ``save_dir/project/<run id>`` (where
+        ``ModelCheckpoint`` puts ``checkpoints/``): fix the id now and send the loggers listed
+        after it that write files (CSV, TensorBoard) into that folder too."""
+        config = self.config.get(str(self.subcommand), self.config)
+        loggers = config.trainer.get("logger")
+        if not isinstance(loggers, list) or len(loggers) < 2:
+            return
+        first, others = loggers[0], loggers[1:]
+        if not (isinstance(first, Namespace) and str(first.class_path).endswith("WandbLogger")):
+            return
+        wandb_args = first.init_args
+        if wandb_args.get("version") is None and wandb_args.get("id") is None:
+            # A W&B run id; `secrets` leaves the seeded generators alone.
+            self._pin_version(wandb_args, secrets.token_hex(4))
+        save_dir = wandb_args.get("save_dir") or wandb_args.get("dir") or "."
+        project = wandb_args.get("project") or os.environ.get("WANDB_PROJECT", "lightning_logs")
+        for logger in others:
+            if not (isinstance(logger, Namespace) and "init_args" in logger):
+                continue
+            init_args = logger.init_args
+            keys = ("save_dir", "name", "version")
+            if all(k in init_args for k in keys) and init_args.version is None:
+                init_args.save_dir = save_dir
+                init_args.name = project
+                self._pin_version(init_args, wandb_args.get("version") or wandb_args.get("id"))
+
+    def _pin_version(self, init_args: Namespace, version: str) -> None:
+        """Give a logger its run folder's version for this command only: the saved
+        ``config.yaml`` keeps ``version: null``, so a later command with it starts a new run."""
+        init_args.version = version
+        self._pinned_versions.append(init_args)
+
+    def after_instantiate_classes(self) -> None:
+        for init_args in self._pinned_versions:
+            init_args.version = None
 
     @staticmethod
     def _experiment_name(config: Namespace) -> str:
@@ -313,8 +260,8 @@ class MTSLightningCLI(LightningCLI):
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
-        self.validation_history = _ValidationHistory()
-        trainer.callbacks.append(self.validation_history)
+        self.fit_summary = FitSummary()
+        trainer.callbacks.append(self.fit_summary)
         if self._resumed_run is not None:
             self._keep_logged_rows(trainer, self._resumed_run)
         return trainer
@@ -353,69 +300,13 @@ class MTSLightningCLI(LightningCLI):
             datamodule.load_corpus()  # scans the folder: fails now if it is missing or empty
             datamodule.make_split()  # fails now if the split cannot be made
 
-    # ------------------------------------------------------------------ after running
-    def after_fit(self) -> None:
-        self._print_fit_summary()
-
-    @rank_zero_only
-    def _print_fit_summary(self) -> None:
-        trainer = self.trainer
-        history = self.validation_history.epochs
-        folder = run_dir(trainer)
-        lines = [
-            "",
-            f"Training finished: {trainer.current_epoch} epochs, {trainer.global_step} steps, "
-            f"{time.monotonic() - self.validation_history.start_time:.0f} s.",
-        ]
-        checkpoint = trainer.checkpoint_callback
-        best_path = checkpoint.best_model_path if isinstance(checkpoint, ModelCheckpoint) else ""
-        best_epoch = None
-        if best_path and os.path.isfile(best_path):
-            best_epoch = torch.load(best_path, map_location="cpu", weights_only=True).get("epoch")
-            score = checkpoint.best_model_score
-            monitor = f", {checkpoint.monitor} {float(score):.3f}" if score is not None else ""
-            lines.append(f"  best checkpoint:  {best_path} (epoch {best_epoch}{monitor})")
-        if history:
-            last_epoch = max(history)
-            shown = [("best", best_epoch)] if best_epoch in history else []
-            shown.append(("last", last_epoch))
-            for label, epoch in shown:
-                metrics = history[epoch]
-                lines.append(
-                    f"  validation ({label} epoch {epoch}): "
-                    f"WA {metrics.get('val/WA', float('nan')):.3f}  "
-                    f"UA {metrics.get('val/UA', float('nan')):.3f}  "
-                    f"macro-F1 {metrics.get('val/macro_F1', float('nan')):.3f}"
-                )
-        lines.append(f"  run folder (logs): {folder}")
-        files = [
-            os.path.join(folder, name)
-            for name in ("config.yaml", "metrics.csv", "split_speakers.json", "stretch_usage.png")
-        ]
-        matrices = sorted(Path(folder, "confusion_matrix").glob("val_epoch*.png"))
-        if best_epoch is not None:
-            matrices = [
-                m for m in matrices if m.name == f"val_epoch{best_epoch:03d}.png"
-            ] or matrices
-        files += [os.fspath(m) for m in matrices[-1:]]
-        for path in files:
-            if os.path.isfile(path):
-                lines.append(f"    {path}")
-        if best_path:
-            config_path = os.path.join(folder, "config.yaml")
-            lines.append(
-                f"  test it:  mts-lightning test --config {config_path} --ckpt_path {best_path}"
-            )
-        print("\n".join(lines), flush=True)
-
 
 def _finish_wandb(trainer: pl.Trainer | None) -> None:
-    """End the W&B runs of ``trainer``, so their files are complete when the command returns."""
-    if trainer is None:
-        return
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger) and logger._experiment is not None:
-            logger.experiment.finish()
+    """End the W&B run of ``trainer``, so its files are complete when the command returns."""
+    if trainer is not None and any(isinstance(lg, WandbLogger) for lg in trainer.loggers):
+        import wandb
+
+        wandb.finish()
 
 
 def cli_main(args: list[str] | None = None) -> MTSLightningCLI:

@@ -52,13 +52,17 @@ class EmotionClassifier(pl.LightningModule):
             as LightningCLI builds it from ``class_path``/``init_args``); Adam, lr 1e-3.
         lr_scheduler: a callable from the optimizer to an LR scheduler, or ``None``.
         lr_scheduler_interval: ``"epoch"`` or ``"step"``: when the scheduler steps.
-        lr_scheduler_monitor: metric a ``ReduceLROnPlateau`` scheduler watches.
+        lr_scheduler_monitor: metric a ``ReduceLROnPlateau`` scheduler watches; for a
+            validation metric the scheduler steps only after validations, and a trainer whose
+            validation rhythm it cannot follow is refused at train start
+            (:func:`mts_lightning.scheduling.plateau_frequency`).
         confusion_matrix: log and save a confusion-matrix figure after each validation and
             test epoch.
 
     Logged (epoch level, summed across devices): ``{stage}/loss``, ``{stage}/WA`` (overall
-    accuracy), ``{stage}/UA`` (mean per-class recall) and ``{stage}/macro_F1``, stage in
-    ``train``, ``val``, ``test``. Confusion matrices go to TensorBoard and W&B as
+    accuracy), ``{stage}/UA`` (mean recall over the classes present in the targets, i.e.
+    balanced accuracy) and ``{stage}/macro_F1`` (mean F1 over the same classes), stage in
+    ``train``, ``val``, ``test`` (see :mod:`mts_lightning.metrics`). Confusion matrices go to TensorBoard and W&B as
     ``{stage}/confusion_matrix`` and to ``{log_dir}/confusion_matrix/{stage}_epoch{N:03d}.png``.
 
     Checkpoints: hyperparameters are saved, so ``EmotionClassifier.load_from_checkpoint(path)``
@@ -66,7 +70,9 @@ class EmotionClassifier(pl.LightningModule):
     ``class_path``). A backbone given as an ``nn.Module`` object, and an optimizer or
     scheduler given as Python callables, cannot be stored as configuration: pass them again,
     ``load_from_checkpoint(path, backbone=MyNet(...))`` (the weights still come from the
-    checkpoint); without them the reloaded model uses the defaults.
+    checkpoint); without them the reloaded model uses the defaults. Checkpoints also hold the
+    random generators' states (``random_state``), set again when ``fit`` resumes from one, so
+    a resumed run draws the batches and dropout masks the uninterrupted run would have.
     """
 
     def __init__(

@@ -73,7 +73,7 @@ def plateau_frequency(
     if check_val_every_n_epoch is not None and check_val_every_n_epoch > 1:
         raise MisconfigurationException(
             f"{what} and steps every few training batches (--model.lr_scheduler_interval "
-            f"step), but validation runs only in every {check_val_every_n_epoch}-th epoch: use "
+            f"step), but validation runs only once every {check_val_every_n_epoch} epochs: use "
             "--model.lr_scheduler_interval epoch, or --trainer.check_val_every_n_epoch 1"
         )
     if math.isinf(val_check_batch) or math.isinf(num_training_batches):

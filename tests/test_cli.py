@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -24,6 +25,7 @@ from data_fixtures import (
 )
 
 from mts_lightning.cli import MTSLightningCLI, cli_main
+from mts_lightning.data import SpectrogramDataModule
 from mts_lightning.data.corpora import CORPUS_CLASSES
 
 REPO = Path(__file__).resolve().parents[1]
@@ -254,6 +256,59 @@ def test_predict_errors(tmp_path, capsys):
         assert message in capsys.readouterr().err
 
 
+def test_unreadable_file_found_inside_fit_exits_with_one_line(tmp_path, capsys):
+    """A damaged file is only found when ``trainer.fit`` sets the data up (reading it): the
+    user still gets one line naming it, not a traceback."""
+    root = tmp_path / "RAVDESS"
+    files = make_ravdess_folder(root, actors=range(1, 6), emotions=range(1, 5), seconds=0.5)
+    files[3].write_bytes(b"version https://git-lfs.github.com/spec/v1\noid sha256:0\n")
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(
+            [
+                "fit",
+                f"--config={CONFIGS / 'ravdess' / 'modern.yaml'}",
+                f"--data.root={root}",
+                "--data.duration=0.5",
+                "--data.num_workers=0",
+                f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
+                *TINY_TRAINER,
+            ]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "error:" in line]
+    assert line.startswith("mts-lightning fit: error: ") and str(files[3]) in line
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("subcommand", ["fit", "validate", "test"])
+def test_data_error_raised_while_running_exits_with_one_line(
+    tmp_path, capsys, monkeypatch, subcommand
+):
+    from mts_lightning.data.errors import DataError
+
+    def setup(self, stage=None):
+        raise DataError("ravdess: no usable clip left in the val split (12 files skipped)")
+
+    monkeypatch.setattr(SpectrogramDataModule, "setup", setup)
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(
+            [
+                subcommand,
+                f"--config={CONFIGS / 'synthetic.yaml'}",
+                *TINY_SYNTHETIC,
+                f"--trainer.logger.init_args.save_dir={tmp_path}",
+            ]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.endswith(
+        f"mts-lightning {subcommand}: error: DataError: ravdess: no usable clip left in the "
+        "val split (12 files skipped)\n"
+    )
+    assert "Traceback" not in err
+
+
 def test_module_entry_point_reports_a_missing_root_without_traceback(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MTS_LIGHTNING_CACHE": str(tmp_path)}
     result = subprocess.run(
@@ -419,3 +474,252 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
         # Checkpoint callbacks hold paths: the same files, in each run's folder.
         assert str(a[key]).replace(str(reference), "RUN") == str(b[key]).replace(str(run), "RUN")
     assert _read_rows(metrics) == _read_rows(reference / "metrics.csv")
+
+
+# ---------------------------------------------------------------------- plateau schedulers
+PLATEAU = ["--model.lr_scheduler=torch.optim.lr_scheduler.ReduceLROnPlateau"]
+
+
+@pytest.fixture
+def training_steps(monkeypatch):
+    """A list that gains one entry per training step of EmotionClassifier."""
+    from mts_lightning.module import EmotionClassifier
+
+    steps, training_step = [], EmotionClassifier.training_step
+
+    def counted(self, batch, batch_idx):
+        steps.append(batch_idx)
+        return training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(EmotionClassifier, "training_step", counted)
+    return steps
+
+
+@pytest.mark.parametrize(
+    ("args", "frequency", "scheduler_steps"),
+    [
+        # Validation after epochs 1 and 3: the scheduler steps then, and only then.
+        (["--trainer.check_val_every_n_epoch=2"], 2, 2),
+        # Validation every 2 batches, counted across epochs of 2 batches: a step after each.
+        (
+            [
+                "--trainer.check_val_every_n_epoch=null",
+                "--trainer.val_check_interval=2",
+                "--model.lr_scheduler_interval=step",
+            ],
+            2,
+            4,
+        ),
+        # Validation twice an epoch (after batch 1 and 2), epoch steps after the second.
+        (["--trainer.val_check_interval=0.5"], 1, 4),
+    ],
+    ids=["every_2_epochs", "every_2_batches", "twice_an_epoch"],
+)
+def test_plateau_scheduler_steps_after_validations(tmp_path, args, frequency, scheduler_steps):
+    cli = cli_main(
+        [
+            "fit",
+            f"--config={CONFIGS / 'synthetic.yaml'}",
+            *TINY_SYNTHETIC,
+            *TINY_TRAINER,
+            "--trainer.max_epochs=4",
+            f"--trainer.logger.init_args.save_dir={tmp_path}",
+            *PLATEAU,
+            *args,
+        ]
+    )
+    assert cli.trainer.current_epoch == 4
+    (config,) = cli.trainer.lr_scheduler_configs
+    assert (config.monitor, config.frequency, config.strict) == ("val/loss", frequency, True)
+    assert config.scheduler.last_epoch == scheduler_steps  # one per step() call
+
+
+@pytest.mark.parametrize(
+    ("args", "fix"),
+    [
+        (
+            ["--trainer.check_val_every_n_epoch=null", "--trainer.val_check_interval=2"],
+            "set --trainer.check_val_every_n_epoch N",
+        ),
+        (
+            ["--trainer.check_val_every_n_epoch=2", "--model.lr_scheduler_interval=step"],
+            "use --model.lr_scheduler_interval epoch",
+        ),
+        (
+            [
+                "--trainer.check_val_every_n_epoch=null",
+                "--trainer.val_check_interval=3",
+                "--model.lr_scheduler_interval=step",
+            ],
+            "use a val_check_interval that divides 2",
+        ),
+        (["--trainer.limit_val_batches=0"], "--model.lr_scheduler_monitor train/loss"),
+    ],
+    ids=["epoch_steps_batch_validation", "step_with_every_2_epochs", "misaligned", "no_val"],
+)
+def test_plateau_scheduler_that_cannot_follow_validation_is_refused_before_training(
+    tmp_path, capsys, training_steps, args, fix
+):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(
+            [
+                "fit",
+                f"--config={CONFIGS / 'synthetic.yaml'}",
+                *TINY_SYNTHETIC,
+                *TINY_TRAINER,
+                f"--trainer.logger.init_args.save_dir={tmp_path}",
+                *PLATEAU,
+                *args,
+            ]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "error:" in line]
+    assert line.startswith("mts-lightning fit: error: MisconfigurationException: the lr scheduler")
+    assert fix in line and "Traceback" not in err
+    assert training_steps == []
+
+
+def test_every_shipped_config_keeps_the_latest_checkpoint():
+    """``checkpoints/last.ckpt`` after every epoch, whatever the best one: a ModelCheckpoint
+    without a monitor, named ``last`` (``save_last`` alone follows the best checkpoint)."""
+    configs = [p for p in sorted(CONFIGS.rglob("*.yaml")) if "loggers" not in p.parts]
+    for path in configs:
+        trainer = yaml.safe_load(path.read_text()).get("trainer") or {}
+        latest = [
+            cb.get("init_args") or {}
+            for cb in trainer.get("callbacks") or []
+            if cb["class_path"].endswith("ModelCheckpoint")
+        ]
+        assert {"filename": "last", "enable_version_counter": False} in latest, path
+        assert not any(args.get("save_last") for args in latest), path
+    assert len(configs) >= 20
+
+
+def test_config_with_the_old_flat_mts_keys_shows_the_new_spelling(tmp_path, capsys):
+    config = yaml.safe_load((CONFIGS / "synthetic.yaml").read_text())
+    config["model"]["backbone_kwargs"] = {
+        "conv_type": "mts",
+        "kernel_sharing": "autograd",
+        "scale_factors": [[0.7, 1.0], [1.428, 1.0]],
+    }
+    old = tmp_path / "old.yaml"
+    old.write_text(yaml.safe_dump(config))
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(["fit", f"--config={old}", f"--trainer.logger.init_args.save_dir={tmp_path}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.endswith(
+        "mts-lightning fit: error: ValueError: backbone_kwargs: kernel_sharing, scale_factors now "
+        "go in one mapping `mts`; write backbone_kwargs: {conv_type: mts, mts: {kernel_sharing: "
+        "autograd, scale_factors: [[0.7, 1.0], [1.428, 1.0]]}} (in Python: mts={'kernel_sharing': "
+        "'autograd', 'scale_factors': [[0.7, 1.0], [1.428, 1.0]]})\n"
+    )
+    # The new spelling, as written in the message, builds the model.
+    config["model"]["backbone_kwargs"] = yaml.safe_load(
+        "{conv_type: mts, mts: {kernel_sharing: autograd, scale_factors: [[0.7, 1.0], [1.428, 1.0]]}}"
+    )
+    new = tmp_path / "new.yaml"
+    new.write_text(yaml.safe_dump(config))
+    cli = MTSLightningCLI(args=[f"--config={new}", *TINY_SYNTHETIC], run=False)
+    layer = cli.model.backbone.features[0]
+    assert layer.kernel_sharing == "autograd" and layer.scale_factors == ((0.7, 1.0), (1.428, 1.0))
+
+
+@pytest.mark.parametrize("mode", ["average", "average_updates", "autograd"])
+def test_readme_backbone_overrides_build_the_model(mode):
+    """The README's ``--model.backbone_kwargs "..."`` lines, as written there."""
+    readme = (REPO / "README.md").read_text()
+    overrides = re.findall(r'--model\.backbone_kwargs "([^"]+)"', readme)
+    assert len(overrides) >= 2
+    for override in overrides:
+        args = [f"--config={CONFIGS / 'synthetic.yaml'}", *TINY_SYNTHETIC]
+        value = override.replace("$m", mode).replace("average_updates", mode)
+        cli = MTSLightningCLI(args=[*args, "--model.backbone_kwargs", value], run=False)
+        assert cli.model.backbone.features[0].kernel_sharing == mode
+
+
+# ---------------------------------------------------------------------- one folder per run
+def _logger(kind: str, save_dir: Path) -> dict:
+    classes = {"csv": "CSVLogger", "tensorboard": "TensorBoardLogger", "wandb": "WandbLogger"}
+    init_args = {"save_dir": str(save_dir), "name": None}
+    if kind == "wandb":
+        init_args.update(project="mts-lightning", offline=True)
+    return {"class_path": f"lightning.pytorch.loggers.{classes[kind]}", "init_args": init_args}
+
+
+@pytest.mark.parametrize(
+    "loggers",
+    [
+        ("csv",),  # configs/loggers/csv.yaml
+        ("tensorboard",),  # configs/loggers/tensorboard.yaml
+        ("csv", "wandb"),  # configs/loggers/wandb.yaml
+        ("wandb", "csv"),
+        ("wandb",),
+    ],
+    ids="+".join,
+)
+def test_every_file_of_a_run_lands_in_its_folder(tmp_path, capsys, loggers):
+    save_dir = tmp_path / "logs"
+    shipped = {("csv",): "csv", ("tensorboard",): "tensorboard", ("csv", "wandb"): "wandb"}
+    if loggers in shipped:  # the shipped logger config, as users compose it
+        logger_args = [
+            f"--config={CONFIGS / 'loggers' / f'{shipped[loggers]}.yaml'}",
+            *(f"--trainer.logger.init_args.save_dir={save_dir}" for _ in loggers[:1]),
+        ]
+        if len(loggers) > 1:
+            logger_args = [
+                f"--config={CONFIGS / 'loggers' / 'wandb.yaml'}",
+                f"--trainer.logger={yaml.safe_dump([_logger(k, save_dir) for k in loggers])}",
+            ]
+    else:
+        logger_args = [
+            f"--trainer.logger={yaml.safe_dump([_logger(k, save_dir) for k in loggers])}"
+        ]
+    fit = cli_main(
+        [
+            "fit",
+            f"--config={CONFIGS / 'synthetic.yaml'}",
+            *logger_args,
+            *TINY_SYNTHETIC,
+            *TINY_TRAINER,
+        ]
+    )
+    out = capsys.readouterr().out
+    run = Path(out.split("run folder (logs): ")[1].split("\n")[0])
+    assert run.parent.parent == save_dir
+    best = Path(fit.trainer.checkpoint_callback.best_model_path)
+    expected = {
+        "config.yaml",
+        f"checkpoints/{best.name}",
+        "checkpoints/last.ckpt",
+        "confusion_matrix/val_epoch000.png",
+        "stretch_usage.png",
+        "split_speakers.json",
+    } | ({"metrics.csv"} if "csv" in loggers else set())
+    files = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+    assert expected <= files
+    listed = {line.strip() for line in out.splitlines() if line.startswith("    ")}
+    assert {str(run / name) for name in expected} <= listed
+    # Nothing of the run anywhere else under save_dir, but W&B's own run files.
+    elsewhere = [
+        p
+        for p in save_dir.rglob("*")
+        if p.is_file() and run not in p.parents and "wandb" not in p.parts
+    ]
+    assert elsewhere == []
+
+    capsys.readouterr()
+    cli_main(
+        [
+            "predict",
+            f"--config={run / 'config.yaml'}",
+            f"--ckpt_path={run / 'checkpoints' / 'last.ckpt'}",
+            f"--data.predict_paths=[{make_ravdess_folder(tmp_path / 'clips', [1], [1])[0]}]",
+        ]
+    )
+    written = Path(capsys.readouterr().out.split("predictions to ")[-1].strip())
+    predict_run = written.parent
+    assert written.name == "predictions.csv" and predict_run != run
+    assert predict_run.parent == run.parent and (predict_run / "config.yaml").is_file()

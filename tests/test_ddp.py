@@ -7,6 +7,7 @@ import glob
 import os
 
 import lightning.pytorch as pl
+import pytest
 import torch
 import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback
@@ -23,7 +24,7 @@ class TinyNet(nn.Module):
     def __init__(self) -> None:
         super().__init__()
         self.conv = MultiscaleConv2d(1, 3, 3, padding=1)
-        self.head = nn.Linear(3, 2)
+        self.head = nn.Linear(3, 3)
 
     def forward(self, x):
         return self.head(F.relu(self.conv(x)).mean(dim=(2, 3)))
@@ -36,6 +37,8 @@ class RankDump(Callback):
         self.folder = folder
         self.local = {"train": 0, "val": 0}
         self.val_hits: list[torch.Tensor] = []
+        self.val_preds: list[torch.Tensor] = []
+        self.val_targets: list[torch.Tensor] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         conv = pl_module.backbone.conv
@@ -44,7 +47,10 @@ class RankDump(Callback):
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, *args):
         conv = pl_module.backbone.conv
         self.local["val"] = self.local["val"] + conv.last_stretch_usage_counts.clone()
-        self.val_hits.append(pl_module(batch[0]).argmax(-1) == batch[1])
+        preds = pl_module(batch[0]).argmax(-1)
+        self.val_hits.append(preds == batch[1])
+        self.val_preds.append(preds)
+        self.val_targets.append(batch[1])
 
     def on_fit_end(self, trainer, pl_module):
         usage = next(cb for cb in trainer.callbacks if isinstance(cb, StretchUsageLogger))
@@ -54,6 +60,8 @@ class RankDump(Callback):
                 "counters_shared": pl_module.backbone.conv.stretch_usage_counts.is_shared(),
                 "local": self.local,
                 "val_hits": torch.cat(self.val_hits),
+                "val_preds": torch.cat(self.val_preds),
+                "val_targets": torch.cat(self.val_targets),
                 "history_counts": usage.history_counts,
             },
             os.path.join(self.folder, f"rank{trainer.global_rank}.pt"),
@@ -63,7 +71,9 @@ class RankDump(Callback):
 def test_ddp_spawn_same_weights_and_summed_usage(tmp_path):
     pl.seed_everything(0)
     g = torch.Generator().manual_seed(0)
-    x, y = torch.randn(16, 1, 8, 6, generator=g), torch.randint(0, 2, (16,), generator=g)
+    # Rank 0 gets the even items (classes 0 and 1), rank 1 the odd ones (class 1 only); class 2
+    # is never a target. A mean of per-rank UAs, or one over every class, would differ.
+    x, y = torch.randn(16, 1, 8, 6, generator=g), (torch.arange(16) % 4 != 0).long()
     loader = DataLoader(TensorDataset(x, y), batch_size=4)
     trainer = pl.Trainer(
         accelerator="cpu",
@@ -82,7 +92,7 @@ def test_ddp_spawn_same_weights_and_summed_usage(tmp_path):
         num_sanity_val_steps=0,
         default_root_dir=tmp_path,
     )
-    model = EmotionClassifier(TinyNet(), num_classes=2, optimizer=torch.optim.Adam)
+    model = EmotionClassifier(TinyNet(), num_classes=3, optimizer=torch.optim.Adam)
     trainer.fit(model, loader, loader)
 
     # The ranks ran in spawned processes: read what they wrote, wherever rank zero's logger went.
@@ -110,5 +120,11 @@ def test_ddp_spawn_same_weights_and_summed_usage(tmp_path):
     assert len(hits) == 16
     val_wa = float(next(row["val/WA"] for row in rows if row.get("val/WA")))
     assert val_wa == float(hits.float().mean())
+    # UA: recall averaged over the classes present in both ranks' targets together.
+    preds = torch.cat([r["val_preds"] for r in ranks])
+    targets = torch.cat([r["val_targets"] for r in ranks])
+    recalls = [float((preds[targets == c] == c).float().mean()) for c in targets.unique()]
+    val_ua = float(next(row["val/UA"] for row in rows if row.get("val/UA")))
+    assert len(recalls) == 2 and val_ua == pytest.approx(sum(recalls) / 2, abs=1e-6)
     assert os.path.isfile(os.path.join(log_dir, "stretch_usage.png"))
     assert os.path.isfile(os.path.join(log_dir, "confusion_matrix", "val_epoch000.png"))

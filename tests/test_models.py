@@ -117,7 +117,7 @@ def test_trains_a_few_steps(name, conv_type, input_shape):
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_conv_and_mts_have_the_same_trainable_parameters_in_autograd_mode(name):
     conv = small_model(name, conv_type="conv")
-    mts = small_model(name, conv_type="mts", kernel_sharing="autograd")
+    mts = small_model(name, conv_type="mts", mts={"kernel_sharing": "autograd"})
     assert trainable(mts) == trainable(conv)
     # MTS layers sit exactly where the plain model has its convs (1x1 shortcuts stay plain).
     conv_modules = dict(conv.named_modules())
@@ -136,8 +136,10 @@ def test_mts_options_reach_every_layer(name):
         training_mode="only_eval",
         stretch_penalty_lambda=0.1,
         fmap_align="crop",
+        track_stretch_usage=False,
+        fuse_branches="never",
     )
-    model = small_model(name, SIZES[1], **options)
+    model = small_model(name, SIZES[1], mts=options)
     layers = mts_layers(model)
     expected = {"resnet18": 17, "alexnet": 5, "compact_cnn": 3, "paper_2conv": 2}.get(name, 1)
     assert len(layers) == expected
@@ -145,13 +147,14 @@ def test_mts_options_reach_every_layer(name):
         assert layer.branch_scales == ((1.0, 1.0), (0.5, 1.0), (1.5, 1.25))
         assert layer.kernel_sharing == "autograd" and layer.training_mode == "only_eval"
         assert layer.stretch_penalty_lambda == 0.1 and layer.fmap_align == "crop"
+        assert not layer.track_stretch_usage and layer.fuse_branches == "never"
     model.eval()
     assert model(torch.randn(2, *SIZES[1])).shape == (2, NUM_CLASSES)
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_interleave_chdim_doubles_the_channels(name):
-    model = small_model(name, output_type="interleave_chdim")
+    model = small_model(name, mts={"output_type": "interleave_chdim"})
     assert all(layer.output_type == "interleave_chdim" for layer in mts_layers(model))
     loss = model(torch.randn(2, *SIZES[0])).sum()
     loss.backward()
@@ -160,13 +163,13 @@ def test_interleave_chdim_doubles_the_channels(name):
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_concat_fmaps_only_in_the_paper_networks(name):
     if name in PAPER:
-        model = small_model(name, output_type="concat_fmaps")
+        model = small_model(name, mts={"output_type": "concat_fmaps"})
         assert model(torch.randn(2, *SIZES[0])).shape == (2, NUM_CLASSES)
         plain = small_model(name, conv_type="conv")
         assert model.classifier[1].in_features > plain.classifier[1].in_features
     else:
         with pytest.raises(ValueError, match="concat_fmaps"):
-            small_model(name, output_type="concat_fmaps")
+            small_model(name, mts={"output_type": "concat_fmaps"})
 
 
 def test_paper_network_needs_its_input_shape():
@@ -187,7 +190,7 @@ def test_dry_run_leaves_no_stretch_usage():
 
 def test_make_conv_picks_the_layer():
     assert type(make_conv("conv", 1, 4, 3, padding=1)) is nn.Conv2d
-    layer = make_conv("mts", 1, 4, 3, mts_options={"scale_factors": [2.0]}, padding=1)
+    layer = make_conv("mts", 1, 4, 3, mts={"scale_factors": [2.0]}, padding=1)
     assert isinstance(layer, MultiscaleConv2d) and layer.branch_scales == ((1.0, 1.0), (2.0, 1.0))
     with pytest.raises(ValueError, match="conv_type"):
         make_conv("Conv2d", 1, 4, 3)
@@ -206,12 +209,48 @@ def test_instantiable_from_a_lightning_cli_config(cls):
           init_args:
             num_classes: 3
             input_shape: [1, 64, 48]
-            scale_factors: [[0.5, 1.0], 2.0]
-            kernel_sharing: autograd
+            mts:
+              scale_factors: [[0.5, 1.0], 2.0]
+              kernel_sharing: autograd
+              fuse_branches: never
+              track_stretch_usage: false
         """
     )
     model = parser.instantiate_classes(config).model
     assert type(model) is cls
-    assert all(
-        layer.branch_scales == ((1.0, 1.0), (0.5, 1.0), (2.0, 1.0)) for layer in mts_layers(model)
+    layers = mts_layers(model)
+    assert layers and all(
+        layer.branch_scales == ((1.0, 1.0), (0.5, 1.0), (2.0, 1.0)) for layer in layers
+    )
+    assert all(m.fuse_branches == "never" and not m.track_stretch_usage for m in layers)
+
+
+def test_mts_options_are_checked_by_the_layer_and_by_name():
+    # Values: the layer's own checks, naming the option.
+    with pytest.raises(ValueError, match="kernel_sharing"):
+        small_model("compact_cnn", mts={"kernel_sharing": "sometimes"})
+    with pytest.raises(ValueError, match="fuse_branches"):
+        small_model("paper_2conv", mts={"fuse_branches": "maybe"})
+    # Names: an option the layer does not have is named, with the ones it has.
+    with pytest.raises(ValueError, match=r"mts: unknown option\(s\) kernel_size; .*fuse_branches"):
+        small_model("resnet18", mts={"kernel_size": 3})
+    with pytest.raises(ValueError, match="mts must be a mapping"):
+        small_model("alexnet", mts=[0.7, 1.428])
+    # Plain convolutions ignore them.
+    assert not mts_layers(small_model("alexnet", conv_type="conv", mts={"scale_factors": [2.0]}))
+
+
+def test_flat_mts_options_show_the_new_spelling():
+    with pytest.raises(ValueError) as info:
+        build_model(
+            "compact_cnn",
+            num_classes=3,
+            conv_type="mts",
+            scale_factors=[[0.7, 1.0], [1.428, 1.0]],
+            kernel_sharing="autograd",
+        )
+    assert str(info.value).startswith(
+        "backbone_kwargs: scale_factors, kernel_sharing now go in one mapping `mts`; write "
+        "backbone_kwargs: {conv_type: mts, mts: {scale_factors: [[0.7, 1.0], [1.428, 1.0]], "
+        "kernel_sharing: autograd}}"
     )

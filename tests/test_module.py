@@ -77,7 +77,7 @@ def fake_zoo(monkeypatch):
 
     def build_model(name, **kwargs):
         calls.append((name, kwargs))
-        return TinyNet(num_classes=kwargs["num_classes"], kernel_sharing=kwargs["kernel_sharing"])
+        return TinyNet(num_classes=kwargs["num_classes"], **kwargs["mts"])
 
     monkeypatch.setattr("mts_lightning.models.build_model", build_model)
     return calls
@@ -112,7 +112,9 @@ def test_wa_and_ua_differ_on_imbalanced_data_and_figures_are_saved(tmp_path):
 
 
 def test_fit_logs_every_metric_per_stage(tmp_path, fake_zoo):
-    model = EmotionClassifier("tiny", backbone_kwargs={"kernel_sharing": "autograd"}, num_classes=3)
+    model = EmotionClassifier(
+        "tiny", backbone_kwargs={"mts": {"kernel_sharing": "autograd"}}, num_classes=3
+    )
     trainer = make_trainer(tmp_path, limit_train_batches=3, limit_val_batches=2)
     trainer.fit(model, make_loader(), make_loader(seed=1))
     expected = {f"{s}/{m}" for s in ("train", "val") for m in ("loss", "WA", "UA", "macro_F1")}
@@ -145,7 +147,7 @@ def test_predict_returns_probabilities_class_names_and_paths(tmp_path):
 def test_load_from_checkpoint_alone_with_a_named_backbone(tmp_path, fake_zoo):
     model = EmotionClassifier(
         "tiny",
-        backbone_kwargs={"kernel_sharing": "average"},
+        backbone_kwargs={"mts": {"kernel_sharing": "average"}},
         class_names=CLASSES,
         input_shape=(1, 12, 10),
         class_weights=[1.0, 2.0, 0.5],
@@ -158,7 +160,7 @@ def test_load_from_checkpoint_alone_with_a_named_backbone(tmp_path, fake_zoo):
     trainer.fit(model, make_loader())
     assert fake_zoo[0] == (
         "tiny",
-        {"kernel_sharing": "average", "num_classes": 3, "input_shape": (1, 12, 10)},
+        {"mts": {"kernel_sharing": "average"}, "num_classes": 3, "input_shape": (1, 12, 10)},
     )
 
     loaded = EmotionClassifier.load_from_checkpoint(checkpoint.best_model_path)
@@ -321,3 +323,147 @@ def test_optimizer_and_scheduler_callables():
 def test_bad_arguments_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         EmotionClassifier(TinyNet(), **kwargs)
+
+
+# ---------------------------------------------------------------------- UA and macro-F1
+EMOTIONS = ["angry", "happy", "sad", "neutral"]
+# (targets, predictions, UA, macro-F1), computed by hand over the classes present in targets.
+PRESENT_CLASS_CASES = {
+    # The reported case: angry x3, happy x3, one angry clip predicted sad (never a target).
+    # UA (2/3 + 1) / 2; F1 angry 2*2/(2+3) = 0.8, happy 1.
+    "missing_classes": ([0, 0, 0, 1, 1, 1], [0, 0, 2, 1, 1, 1], 5 / 6, 0.9),
+    # Every class present: recalls 1/2, 1, 1, 1/2; F1 2/4, 4/5, 1, 2/3.
+    "all_present": (
+        [0, 1, 2, 3, 0, 1, 2, 3],
+        [0, 1, 2, 3, 1, 1, 2, 0],
+        0.75,
+        (0.5 + 0.8 + 1.0 + 2 / 3) / 4,
+    ),
+    # Classes 2 and 3 only predicted: they count in neither mean (F1 2/3 for 0 and 1).
+    "only_predicted": ([0, 0, 1, 1], [2, 0, 1, 3], 0.5, 2 / 3),
+    # One class: its recall 3/4 and F1 2*3/(3+4).
+    "one_class": ([1, 1, 1, 1], [1, 1, 0, 1], 0.75, 6 / 7),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PRESENT_CLASS_CASES))
+def test_ua_and_macro_f1_count_the_classes_present(case):
+    from mts_lightning.metrics import PresentClassF1, PresentClassRecall
+
+    targets, preds, ua, f1 = PRESENT_CLASS_CASES[case]
+    targets, preds = torch.tensor(targets), torch.tensor(preds)
+    for metric, expected in ((PresentClassRecall(4), ua), (PresentClassF1(4), f1)):
+        half = len(targets) // 2  # two batches sum to the same counts
+        metric.update(preds[:half], targets[:half])
+        metric.update(F.one_hot(preds[half:], 4).float(), targets[half:])  # scores work too
+        assert metric.compute().item() == pytest.approx(expected, abs=1e-6)
+
+
+def test_present_class_metrics_without_data_and_with_bad_labels():
+    from mts_lightning.metrics import PresentClassRecall
+
+    assert torch.isnan(PresentClassRecall(3).compute())
+    with pytest.raises(ValueError, match=r"target must be class indices in \[0, 2\]"):
+        PresentClassRecall(3).update(torch.tensor([0]), torch.tensor([3]))
+    with pytest.raises(ValueError, match="num_classes"):
+        PresentClassRecall(1)
+
+
+class IndexNet(nn.Module):
+    """Predicts the class written in each input's first element (logits 5 there, 0 elsewhere),
+    through a trainable scale so an optimizer has something to hold."""
+
+    def __init__(self, num_classes: int) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.scale = nn.Parameter(torch.tensor(5.0))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.one_hot(x[:, 0, 0, 0].long(), self.num_classes).float()
+
+
+@pytest.mark.parametrize("case", sorted(PRESENT_CLASS_CASES))
+def test_every_stage_logs_ua_over_the_classes_present(tmp_path, monkeypatch, case):
+    targets, preds, ua, f1 = PRESENT_CLASS_CASES[case]
+    x = torch.zeros(len(preds), 1, 2, 2)
+    x[:, 0, 0, 0] = torch.tensor(preds, dtype=torch.float)
+    loader = DataLoader(TensorDataset(x, torch.tensor(targets)), batch_size=3)
+    figures = []
+
+    def record(matrix, class_names, title):
+        figures.append((matrix, list(class_names)))
+        return confusion_matrix_figure(matrix, class_names, title)
+
+    from mts_lightning.plotting import confusion_matrix_figure
+
+    monkeypatch.setattr("mts_lightning.module.confusion_matrix_figure", record)
+    model = EmotionClassifier(
+        IndexNet(4), class_names=EMOTIONS, optimizer=lambda p: torch.optim.SGD(p, lr=0.0)
+    )
+    trainer = make_trainer(tmp_path)
+    trainer.fit(model, loader, loader)
+    logged = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    (test,) = trainer.test(model, loader, verbose=False)
+    for stage, results in (("train", logged), ("val", logged), ("test", test)):
+        assert results[f"{stage}/UA"] == pytest.approx(ua, abs=1e-6)
+        assert results[f"{stage}/macro_F1"] == pytest.approx(f1, abs=1e-6)
+    # The confusion matrix still shows every class, absent ones as empty rows.
+    matrix, names = figures[-1]
+    assert names == EMOTIONS and matrix.shape == (4, 4)
+    assert matrix.sum(axis=1).tolist() == [targets.count(c) for c in range(4)]
+
+
+# ---------------------------------------------------------------------- plateau schedulers
+def _frequency(**kwargs):
+    from mts_lightning.scheduling import plateau_frequency
+
+    settings = dict(
+        monitor="val/loss",
+        interval="epoch",
+        validates=True,
+        check_val_every_n_epoch=1,
+        val_check_batch=10,
+        num_training_batches=10,
+        accumulate_grad_batches=1,
+    )
+    return plateau_frequency(**{**settings, **kwargs})
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "frequency"),
+    [
+        ({}, 1),
+        ({"check_val_every_n_epoch": 3}, 3),
+        ({"check_val_every_n_epoch": 3, "val_check_batch": 4}, 3),  # within every 3rd epoch
+        ({"val_check_batch": float("inf"), "num_training_batches": float("inf")}, 1),
+        ({"interval": "step", "val_check_batch": 5}, 5),
+        ({"interval": "step", "check_val_every_n_epoch": None, "val_check_batch": 5}, 5),
+        ({"interval": "step", "val_check_batch": 6, "accumulate_grad_batches": 3}, 6),
+        # Validation after batch 10 only, the last one, where the optimizer always steps.
+        ({"interval": "step", "accumulate_grad_batches": 3}, 10),
+    ],
+)
+def test_plateau_frequency_follows_validation(kwargs, frequency):
+    assert _frequency(**kwargs) == frequency
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"validates": False}, "never validates"),
+        ({"val_check_batch": None}, "on a clock"),
+        ({"check_val_every_n_epoch": None}, "check_val_every_n_epoch is null"),
+        ({"interval": "step", "check_val_every_n_epoch": 2}, "only once every 2 epochs"),
+        ({"interval": "step", "val_check_batch": float("inf")}, "has no length"),
+        (
+            {"interval": "step", "check_val_every_n_epoch": None, "val_check_batch": 4},
+            "divides 10",
+        ),
+        ({"interval": "step", "val_check_batch": 5, "accumulate_grad_batches": 2}, "multiple of 2"),
+    ],
+)
+def test_plateau_frequency_refuses_what_cannot_follow_validation(kwargs, match):
+    from lightning.fabric.utilities.exceptions import MisconfigurationException
+
+    with pytest.raises(MisconfigurationException, match=match):
+        _frequency(**kwargs)

@@ -8,6 +8,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import nn
+from typing_extensions import override
 
 from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d
 from mts_lightning.nn.multiscale_conv import AVERAGING_MODES
@@ -67,6 +68,7 @@ class KernelAveraging(Callback):
         self._last_global_step: int | None = None
         self._scale_before_step: float | None = None
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # Collected here, after `configure_model` and checkpoint restoring, where the global
         # step is the one training goes on from.
@@ -74,20 +76,15 @@ class KernelAveraging(Callback):
         self._last_global_step = trainer.global_step
         self._scale_before_step = None
 
-    def on_before_optimizer_step(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
-    ) -> None:
+    @override
+    def on_before_optimizer_step(self, trainer: pl.Trainer, *args: Any) -> None:
         scaler = _grad_scaler(trainer)
         if self._layers and scaler is not None and scaler.is_enabled():
             self._scale_before_step = scaler.get_scale()
 
+    @override
     def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any
     ) -> None:
         step = trainer.global_step
         if self._last_global_step is None:
@@ -118,6 +115,7 @@ class KernelAveraging(Callback):
             return False
         return scaler.get_scale() < scale_before
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         return {
             "every_n_steps": self.every_n_steps,
@@ -126,6 +124,7 @@ class KernelAveraging(Callback):
             "steps_since_average": self._steps_since_average,
         }
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self.num_optimizer_steps = int(state_dict["num_optimizer_steps"])
         self.num_averagings = int(state_dict["num_averagings"])

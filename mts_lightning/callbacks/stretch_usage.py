@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 from torch import Tensor
+from typing_extensions import override
 
 from mts_lightning.callbacks.kernel_averaging import MTS_LAYER_TYPES
 from mts_lightning.plotting import (
@@ -91,6 +92,7 @@ class StretchUsageLogger(Callback):
         self._trainer: pl.Trainer | None = None
 
     # ------------------------------------------------------------------ set-up
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         self._trainer = trainer
         self._layers = {
@@ -100,9 +102,11 @@ class StretchUsageLogger(Callback):
             name: [format_scale(s) for s in m.branch_scales] for name, m in self._layers.items()
         }
 
-    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+    @override
+    def teardown(self, *args: Any, **kwargs: Any) -> None:
         self._trainer = None
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         restored, self._restored_train = self._restored_train, None
         if restored is None:
@@ -221,7 +225,8 @@ class StretchUsageLogger(Callback):
                     {f"stretch_usage/{stage}/table": table}, step=trainer.global_step
                 )
 
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    @override
+    def on_fit_end(self, trainer: pl.Trainer, *args: Any) -> None:
         if not (self.save_png and trainer.is_global_zero and self.branch_labels):
             return
         if not any(self.history[s] for s in self.stages):
@@ -230,82 +235,56 @@ class StretchUsageLogger(Callback):
         save_figure(fig, os.path.join(run_dir(trainer), "stretch_usage.png"))
 
     # ------------------------------------------------------------------ hooks
-    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    @override
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         self._start_epoch("train", trainer)
 
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    @override
+    def on_validation_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         self._start_epoch("val", trainer)
 
-    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    @override
+    def on_test_epoch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         self._start_epoch("test", trainer)
 
-    def on_train_batch_start(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
-    ) -> None:
+    @override
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         self._start_batch("train", trainer)
 
-    def on_validation_batch_start(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    @override
+    def on_validation_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         self._start_batch("val", trainer)
 
-    def on_test_batch_start(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    @override
+    def on_test_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
         self._start_batch("test", trainer)
 
-    def on_train_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-    ) -> None:
+    @override
+    def on_train_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._end_batch("train", trainer)
 
-    def on_validation_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    @override
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._end_batch("val", trainer)
 
-    def on_test_batch_end(
-        self,
-        trainer: pl.Trainer,
-        pl_module: pl.LightningModule,
-        outputs: Any,
-        batch: Any,
-        batch_idx: int,
-        dataloader_idx: int = 0,
-    ) -> None:
+    @override
+    def on_test_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._end_batch("test", trainer)
 
-    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._end_epoch("train", trainer)
 
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    @override
+    def on_validation_epoch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._end_epoch("val", trainer)
 
-    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+    @override
+    def on_test_epoch_end(self, trainer: pl.Trainer, *args: Any) -> None:
         self._end_epoch("test", trainer)
 
     # ------------------------------------------------------------------ state
+    @override
     def state_dict(self) -> dict[str, Any]:
         train_totals = self._totals.get("train")
         pending = None
@@ -328,6 +307,7 @@ class StretchUsageLogger(Callback):
             "pending_train": pending,
         }
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         for stage in self.stages:
             self.history[stage], self.history_counts[stage] = [], []

@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from mts_lightning.models.layers import DEFAULT_SCALE_FACTORS, ConvFactory, ConvType, ScaleFactors
+from mts_lightning.models.layers import ConvFactory, ConvType, MTSOptions
 from mts_lightning.models.registry import register_model
 
 
@@ -18,8 +18,10 @@ class AlexNet(nn.Module):
     9 frames works (default factors); adaptive pooling makes the head independent of the size.
 
     Input ``(B, input_shape[0], time, freq)``; output logits ``(B, num_classes)``.
-    ``output_type`` ``"pooled_map"`` and ``"interleave_chdim"`` (doubled channels) are supported;
-    ``"concat_fmaps"`` raises ``ValueError``.
+    ``mts`` holds the options of its MTS layers, keyword arguments of ``MultiscaleConv2d`` (e.g.
+    ``{"scale_factors": [0.7, 1.428], "kernel_sharing": "autograd"}``), ignored for
+    ``conv_type="conv"``. Its ``output_type`` ``"pooled_map"`` and ``"interleave_chdim"``
+    (doubled channels) are supported; ``"concat_fmaps"`` raises ``ValueError``.
     """
 
     def __init__(
@@ -31,23 +33,10 @@ class AlexNet(nn.Module):
         hidden_units: int = 4096,
         pool_size: tuple[int, int] = (6, 6),
         dropout: float = 0.5,
-        scale_factors: ScaleFactors = DEFAULT_SCALE_FACTORS,
-        output_type: str = "pooled_map",
-        kernel_sharing: str = "average",
-        training_mode: str = "train_and_eval",
-        stretch_penalty_lambda: float = 0.0,
-        fmap_align: str = "interpolate",
+        mts: MTSOptions | None = None,
     ) -> None:
         super().__init__()
-        conv = ConvFactory(
-            conv_type,
-            scale_factors=scale_factors,
-            output_type=output_type,
-            kernel_sharing=kernel_sharing,
-            training_mode=training_mode,
-            stretch_penalty_lambda=stretch_penalty_lambda,
-            fmap_align=fmap_align,
-        )
+        conv = ConvFactory(conv_type, mts)
         conv.reject_concat_fmaps(type(self).__name__)
         m = conv.channel_multiplier
         c1, c2, c3, c4, c5 = width, 3 * width, 6 * width, 4 * width, 4 * width

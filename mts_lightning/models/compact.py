@@ -5,7 +5,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mts_lightning.models.layers import DEFAULT_SCALE_FACTORS, ConvFactory, ConvType, ScaleFactors
+from mts_lightning.models.layers import ConvFactory, ConvType, MTSOptions
 from mts_lightning.models.registry import register_model
 
 
@@ -20,8 +20,10 @@ class CompactCNN(nn.Module):
     intended use.
 
     Input ``(B, input_shape[0], time, freq)``; output logits ``(B, num_classes)``.
-    ``output_type`` ``"pooled_map"`` and ``"interleave_chdim"`` (doubled channels) are supported;
-    ``"concat_fmaps"`` raises ``ValueError``.
+    ``mts`` holds the options of its MTS layers, keyword arguments of ``MultiscaleConv2d`` (e.g.
+    ``{"scale_factors": [0.7, 1.428], "kernel_sharing": "autograd"}``), ignored for
+    ``conv_type="conv"``. Its ``output_type`` ``"pooled_map"`` and ``"interleave_chdim"``
+    (doubled channels) are supported; ``"concat_fmaps"`` raises ``ValueError``.
     """
 
     def __init__(
@@ -32,23 +34,10 @@ class CompactCNN(nn.Module):
         channels: Sequence[int] = (16, 32, 64),
         kernel_size: tuple[int, int] = (5, 3),
         dropout: float = 0.2,
-        scale_factors: ScaleFactors = DEFAULT_SCALE_FACTORS,
-        output_type: str = "pooled_map",
-        kernel_sharing: str = "average",
-        training_mode: str = "train_and_eval",
-        stretch_penalty_lambda: float = 0.0,
-        fmap_align: str = "interpolate",
+        mts: MTSOptions | None = None,
     ) -> None:
         super().__init__()
-        conv = ConvFactory(
-            conv_type,
-            scale_factors=scale_factors,
-            output_type=output_type,
-            kernel_sharing=kernel_sharing,
-            training_mode=training_mode,
-            stretch_penalty_lambda=stretch_penalty_lambda,
-            fmap_align=fmap_align,
-        )
+        conv = ConvFactory(conv_type, mts)
         conv.reject_concat_fmaps(type(self).__name__)
         padding = (kernel_size[0] // 2, kernel_size[1] // 2)
         layers, in_channels = [], input_shape[0]

@@ -1,7 +1,12 @@
-"""The one place where the zoo chooses between ``nn.Conv2d`` and ``MultiscaleConv2d``."""
+"""The one place where the zoo chooses between ``nn.Conv2d`` and ``MultiscaleConv2d``, and
+where the zoo's models receive the MTS options: one mapping ``mts`` per model."""
 
-from collections.abc import Sequence
-from typing import Literal
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -9,45 +14,74 @@ from torch import nn
 from mts_lightning.nn import MultiscaleConv2d
 
 ConvType = Literal["mts", "conv"]
-ScaleFactors = Sequence[float | tuple[float, float]]
+#: The MTS options of a zoo model: keyword arguments of ``MultiscaleConv2d``, e.g.
+#: ``{"scale_factors": [[0.7, 1.0], [1.428, 1.0]], "kernel_sharing": "autograd"}``.
+MTSOptions = Mapping[str, Any]
 
 CONV_TYPES: tuple[str, ...] = ("mts", "conv")
-DEFAULT_SCALE_FACTORS: tuple[tuple[float, float], ...] = ((0.7, 1.0), (1.428, 1.0))
+# The layer's keyword-only arguments are its MTS options: read from its signature, so every
+# option it gains is reachable from YAML, and its own defaults and checks apply.
+_LAYER_OPTIONS = {
+    name: parameter.default
+    for name, parameter in inspect.signature(MultiscaleConv2d.__init__).parameters.items()
+    if parameter.kind is inspect.Parameter.KEYWORD_ONLY
+}
+MTS_OPTIONS: tuple[str, ...] = tuple(_LAYER_OPTIONS)
+
+
+def reject_flat_mts_options(model_kwargs: Mapping[str, Any]) -> None:
+    """Raise for MTS options given one by one to a zoo model (``scale_factors=...``), the
+    spelling before ``mts``; the message shows the new one with the same values."""
+    flat = {k: v for k, v in model_kwargs.items() if k in MTS_OPTIONS}
+    if not flat:
+        return
+    given = ", ".join(f"{k}: {_yaml_value(v)}" for k, v in flat.items())
+    conv_type = model_kwargs.get("conv_type", "mts")
+    raise ValueError(
+        f"backbone_kwargs: {', '.join(flat)} now go in one mapping `mts`; write "
+        f"backbone_kwargs: {{conv_type: {conv_type}, mts: {{{given}}}}} "
+        f"(in Python: mts={dict(flat)!r})"
+    )
+
+
+def _yaml_value(value: Any) -> str:
+    """``value`` in YAML flow style (tuples as lists)."""
+    return json.dumps(value) if not isinstance(value, str) else value
 
 
 class ConvFactory:
     """Builds every MTS-able conv of a model: ``nn.Conv2d`` for ``conv_type="conv"``, else
-    ``MultiscaleConv2d`` with the model's MTS options (see ``MultiscaleConv2d`` for their meaning).
+    ``MultiscaleConv2d`` with the model's MTS options.
 
     ``conv(in_channels, out_channels, kernel_size, **conv2d_kwargs)`` returns the layer;
     ``channel_multiplier`` is how many channels each requested output channel becomes (2 with
-    ``output_type="interleave_chdim"``), so the next layer's ``in_channels`` can follow. The MTS
-    options are ignored for ``conv_type="conv"``.
+    ``output_type="interleave_chdim"``), so the next layer's ``in_channels`` can follow.
+
+    Args:
+        conv_type: ``"mts"`` or ``"conv"``.
+        mts: keyword arguments of ``MultiscaleConv2d`` for every MTS layer (any of
+            ``MTS_OPTIONS``: ``scale_factors``, ``output_type``, ``kernel_sharing``,
+            ``training_mode``, ``stretch_penalty_lambda``, ``fmap_align``,
+            ``track_stretch_usage``, ``fuse_branches``); the layer checks their values.
+            Ignored for ``conv_type="conv"``.
     """
 
-    def __init__(
-        self,
-        conv_type: str,
-        *,
-        scale_factors: ScaleFactors = DEFAULT_SCALE_FACTORS,
-        output_type: str = "pooled_map",
-        kernel_sharing: str = "average",
-        training_mode: str = "train_and_eval",
-        stretch_penalty_lambda: float = 0.0,
-        fmap_align: str = "interpolate",
-    ) -> None:
+    def __init__(self, conv_type: str, mts: MTSOptions | None = None) -> None:
         if conv_type not in CONV_TYPES:
             raise ValueError(f"conv_type must be one of {CONV_TYPES}, got {conv_type!r}")
+        if mts is not None and not isinstance(mts, Mapping):
+            raise ValueError(f"mts must be a mapping of MTS options, got {type(mts).__name__}")
+        options = dict(mts or {})
+        unknown = [k for k in options if k not in MTS_OPTIONS]
+        if unknown:
+            raise ValueError(
+                f"mts: unknown option(s) {', '.join(unknown)}; MultiscaleConv2d takes "
+                f"{', '.join(MTS_OPTIONS)}"
+            )
         self.conv_type = conv_type
+        self.mts_options = options
+        output_type = options.get("output_type", _LAYER_OPTIONS["output_type"])
         self.output_type = output_type if conv_type == "mts" else "pooled_map"
-        self.mts_options = dict(
-            scale_factors=tuple(scale_factors),
-            output_type=output_type,
-            kernel_sharing=kernel_sharing,
-            training_mode=training_mode,
-            stretch_penalty_lambda=stretch_penalty_lambda,
-            fmap_align=fmap_align,
-        )
 
     @property
     def channel_multiplier(self) -> int:
@@ -77,13 +111,12 @@ def make_conv(
     in_channels: int,
     out_channels: int,
     kernel_size: int | tuple[int, int],
-    mts_options: dict | None = None,
+    mts: MTSOptions | None = None,
     **conv2d_kwargs,
 ) -> nn.Conv2d:
     """One conv layer: ``nn.Conv2d`` (``conv_type="conv"``) or ``MultiscaleConv2d`` (``"mts"``,
-    configured by ``mts_options``, the keyword arguments of ``ConvFactory``)."""
-    factory = ConvFactory(conv_type, **(mts_options or {}))
-    return factory(in_channels, out_channels, kernel_size, **conv2d_kwargs)
+    configured by ``mts``, as in :class:`ConvFactory`)."""
+    return ConvFactory(conv_type, mts)(in_channels, out_channels, kernel_size, **conv2d_kwargs)
 
 
 def flat_size(features: nn.Module, input_shape: tuple[int, int, int]) -> int:

@@ -9,35 +9,40 @@ size, ``input_shape``; the flattened size comes from a dry run at construction, 
 import torch
 from torch import nn
 
-from mts_lightning.models.layers import (
-    DEFAULT_SCALE_FACTORS,
-    ConvFactory,
-    ConvType,
-    ScaleFactors,
-    flat_size,
-)
+from mts_lightning.models.layers import ConvFactory, ConvType, MTSOptions, flat_size
 from mts_lightning.models.registry import register_model
 
 
 class _PaperNet(nn.Module):
-    """``features`` -> flatten -> hidden layer -> ReLU -> linear; checks the input shape."""
+    """``features(conv, ...)`` -> flatten -> hidden layer -> ReLU -> linear; checks the input
+    shape. A subclass gives ``features``, the conv stack, and its constructor's defaults."""
 
     def __init__(
         self,
-        features: nn.Sequential,
-        input_shape: tuple[int, int, int],
-        hidden_units: int,
         num_classes: int,
+        input_shape: tuple[int, int, int],
+        conv_type: ConvType,
+        channels: int,
+        kernel_size: tuple[int, int],
+        hidden_units: int,
+        mts: MTSOptions | None,
     ) -> None:
         super().__init__()
         self.input_shape = tuple(input_shape)
-        self.features = features
+        conv = ConvFactory(conv_type, mts)
+        self.features = self.conv_stack(conv, self.input_shape[0], channels, kernel_size)
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(flat_size(features, self.input_shape), hidden_units),
+            nn.Linear(flat_size(self.features, self.input_shape), hidden_units),
             nn.ReLU(),
             nn.Linear(hidden_units, num_classes),
         )
+
+    @staticmethod
+    def conv_stack(
+        conv: ConvFactory, in_channels: int, channels: int, kernel_size: tuple[int, int]
+    ) -> nn.Sequential:
+        raise NotImplementedError
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, *input_shape)`` spectrograms -> ``(B, num_classes)`` logits."""
@@ -58,7 +63,8 @@ class PaperSingleConvNet(_PaperNet):
     channels (``paper_1conv_10ch``).
 
     Input ``(B, *input_shape)`` with ``input_shape = (channels, time, freq)``; output logits
-    ``(B, num_classes)``.
+    ``(B, num_classes)``. ``mts`` holds the options of the MTS layer, keyword arguments of
+    ``MultiscaleConv2d``, ignored for ``conv_type="conv"``.
     """
 
     def __init__(
@@ -69,24 +75,17 @@ class PaperSingleConvNet(_PaperNet):
         channels: int = 1,
         kernel_size: tuple[int, int] = (10, 5),
         hidden_units: int = 200,
-        scale_factors: ScaleFactors = DEFAULT_SCALE_FACTORS,
-        output_type: str = "pooled_map",
-        kernel_sharing: str = "average",
-        training_mode: str = "train_and_eval",
-        stretch_penalty_lambda: float = 0.0,
-        fmap_align: str = "interpolate",
+        mts: MTSOptions | None = None,
     ) -> None:
-        conv = ConvFactory(
-            conv_type,
-            scale_factors=scale_factors,
-            output_type=output_type,
-            kernel_sharing=kernel_sharing,
-            training_mode=training_mode,
-            stretch_penalty_lambda=stretch_penalty_lambda,
-            fmap_align=fmap_align,
+        super().__init__(
+            num_classes, input_shape, conv_type, channels, kernel_size, hidden_units, mts
         )
-        features = nn.Sequential(conv(input_shape[0], channels, kernel_size), nn.ReLU())
-        super().__init__(features, input_shape, hidden_units, num_classes)
+
+    @staticmethod
+    def conv_stack(
+        conv: ConvFactory, in_channels: int, channels: int, kernel_size: tuple[int, int]
+    ) -> nn.Sequential:
+        return nn.Sequential(conv(in_channels, channels, kernel_size), nn.ReLU())
 
 
 @register_model("paper_2conv")
@@ -95,7 +94,8 @@ class PaperTwoConvNet(_PaperNet):
     10x5 kernels) -> flatten -> 200-unit hidden layer -> ReLU -> linear.
 
     Input ``(B, *input_shape)`` with ``input_shape = (channels, time, freq)``; output logits
-    ``(B, num_classes)``.
+    ``(B, num_classes)``. ``mts`` holds the options of the MTS layers, keyword arguments of
+    ``MultiscaleConv2d``, ignored for ``conv_type="conv"``.
     """
 
     def __init__(
@@ -106,27 +106,20 @@ class PaperTwoConvNet(_PaperNet):
         channels: int = 10,
         kernel_size: tuple[int, int] = (10, 5),
         hidden_units: int = 200,
-        scale_factors: ScaleFactors = DEFAULT_SCALE_FACTORS,
-        output_type: str = "pooled_map",
-        kernel_sharing: str = "average",
-        training_mode: str = "train_and_eval",
-        stretch_penalty_lambda: float = 0.0,
-        fmap_align: str = "interpolate",
+        mts: MTSOptions | None = None,
     ) -> None:
-        conv = ConvFactory(
-            conv_type,
-            scale_factors=scale_factors,
-            output_type=output_type,
-            kernel_sharing=kernel_sharing,
-            training_mode=training_mode,
-            stretch_penalty_lambda=stretch_penalty_lambda,
-            fmap_align=fmap_align,
+        super().__init__(
+            num_classes, input_shape, conv_type, channels, kernel_size, hidden_units, mts
         )
-        features = nn.Sequential(
-            conv(input_shape[0], channels, kernel_size),
+
+    @staticmethod
+    def conv_stack(
+        conv: ConvFactory, in_channels: int, channels: int, kernel_size: tuple[int, int]
+    ) -> nn.Sequential:
+        return nn.Sequential(
+            conv(in_channels, channels, kernel_size),
             nn.ReLU(),
             nn.MaxPool2d(2),
             conv(conv.channel_multiplier * channels, channels, kernel_size),
             nn.ReLU(),
         )
-        super().__init__(features, input_shape, hidden_units, num_classes)

@@ -5,6 +5,8 @@ from typing import Any, TypeVar
 
 from torch import nn
 
+from mts_lightning.models.layers import reject_flat_mts_options
+
 M = TypeVar("M", bound=type[nn.Module])
 
 _MODELS: dict[str, tuple[type[nn.Module], dict[str, Any]]] = {}
@@ -24,9 +26,11 @@ def register_model(name: str, **defaults: Any) -> Callable[[M], M]:
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """The model registered as ``name``, e.g. ``build_model("compact_cnn", num_classes=8)``."""
+    """The model registered as ``name``, e.g. ``build_model("compact_cnn", num_classes=8,
+    mts={"kernel_sharing": "autograd"})``."""
     if name not in _MODELS:
         raise ValueError(f"unknown model name {name!r}; known models: {', '.join(list_models())}")
+    reject_flat_mts_options(kwargs)
     cls, defaults = _MODELS[name]
     return cls(**{**defaults, **kwargs})
 
