@@ -22,6 +22,9 @@ from mts_lightning.models.registry import register_model
 class _PaperNet(nn.Module):
     """``features`` -> flatten -> hidden layer -> ReLU -> linear; checks the input shape."""
 
+    #: The flattened size fixes the input length: a test must keep the trained one.
+    accepts_any_length = False
+
     def __init__(
         self,
         features: nn.Sequential,
