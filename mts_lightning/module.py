@@ -294,6 +294,11 @@ class EmotionClassifier(pl.LightningModule):
 
     def _shared_step(self, batch: Any, stage: str) -> tuple[Tensor, Tensor, Tensor]:
         x, y, *clip_index = batch
+        if len(clip_index) > 1:
+            raise ValueError(
+                "a batch is (spectrograms, labels) or (spectrograms, labels, clip_index), got "
+                f"{len(batch)} items"
+            )
         logits = self._logits(x, clip_index[0] if clip_index else None, y.shape[0])
         loss = self.loss(logits, y)
         preds = logits.argmax(dim=-1)

@@ -42,7 +42,9 @@ LENGTH_SETTINGS = ("duration", "segment_duration")
 def restored_settings() -> tuple[str, ...]:
     """The DataModule arguments that shape a trained model's input and output: ``corpus``,
     every feature setting, the length settings and the arguments that decide a registered
-    corpus's classes. ``predict``, ``validate`` and ``test`` take them from the checkpoint."""
+    corpus's classes. ``predict``, ``validate`` and ``test`` take them from the checkpoint
+    unless given explicitly, which the CLI honours only where the model can take the value
+    (:class:`~mts_lightning.cli.MTSLightningCLI`)."""
     class_options = (option for name in list_corpora() for option in get_corpus(name).class_options)
     return ("corpus", *FEATURE_SETTINGS, *LENGTH_SETTINGS, *dict.fromkeys(class_options))
 
