@@ -25,6 +25,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +40,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from mts_lightning.callbacks import FitSummary, PredictionCSVWriter
 from mts_lightning.data import SpectrogramDataModule, list_audio_files, restored_settings
+from mts_lightning.data.datamodule import LENGTH_SETTINGS
 from mts_lightning.data.errors import DataError
 from mts_lightning.experiment.monitors import refuse_test_monitors
 from mts_lightning.module import EmotionClassifier
@@ -50,6 +52,21 @@ from mts_lightning.run_dir import run_dir
 _USER_ERRORS = (DataError, MisconfigurationException)  # BadAudioError is a DataError
 #: ``ckpt_path`` values that Lightning resolves itself (not file paths).
 _SPECIAL_CKPT_PATHS = ("best", "last", "hpc", "registry")
+
+
+def given_data_settings(args: Sequence[str]) -> set[str]:
+    """The DataModule arguments named on a command line (``--data.KEY`` or
+    ``--data.KEY=VALUE``): the settings a user gave explicitly."""
+    given = set()
+    for arg in args:
+        if isinstance(arg, str) and arg.startswith("--data."):
+            given.add(arg[len("--data.") :].split("=", 1)[0])
+    return given
+
+
+def _plain(value: Any) -> Any:
+    """``value`` with tuples as lists, as configs hold them."""
+    return list(value) if isinstance(value, tuple) else value
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -102,6 +119,17 @@ class MTSLightningCLI(LightningCLI):
     with exit code 2; a :class:`~mts_lightning.callbacks.FitSummary` after ``fit``; and a
     :class:`~mts_lightning.callbacks.PredictionCSVWriter` (``--prediction_writer.output_path``)
     for ``predict``.
+
+    Settings with ``--ckpt_path`` (``validate``, ``test``, ``predict``): the datamodule
+    arguments that shape the model's input and classes (:func:`restored_settings`) come from
+    the checkpoint unless given on the command line (``--data.KEY``; a run's ``config.yaml``
+    holds every setting, so config files do not count as explicit). An explicit value that
+    differs from the checkpoint's is honoured when it keeps the model's input contract (the
+    length settings for a backbone that declares ``accepts_any_length``, as the zoo's globally
+    pooled models do; a fixed-size backbone as long as the input length stays the same), and
+    refused with a one-line error naming the setting, the checkpoint's and the given value
+    otherwise (the corpus, feature settings, class options). ``segment_overlap`` and
+    ``test_tempo`` never change the input contract: they always follow the user.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -114,6 +142,10 @@ class MTSLightningCLI(LightningCLI):
         kwargs.setdefault("parser_kwargs", {"prog": "mts-lightning"})
         self._resumed_run: Path | None = None
         self._pinned_versions: list[Namespace] = []
+        self._given_data: set[str] = set()
+        #: Explicit length settings that differ from the checkpoint's: key -> (saved, given).
+        self._length_overrides: dict[str, tuple[Any, Any]] = {}
+        self._saved_input_shape: list[int] | None = None
         try:
             super().__init__(*args, **kwargs)
         except _USER_ERRORS as err:
@@ -125,7 +157,11 @@ class MTSLightningCLI(LightningCLI):
         The parser's own errors print the whole usage first; these concern values that parsed
         fine, so the message alone says more.
         """
-        prog = " ".join(filter(None, ("mts-lightning", getattr(self, "subcommand", None))))
+        config = getattr(self, "config", None)
+        subcommand = getattr(self, "subcommand", None) or (
+            config.get("subcommand") if isinstance(config, Namespace) else None
+        )
+        prog = " ".join(filter(None, ("mts-lightning", subcommand)))
         sys.stderr.write(f"{prog}: error: {type(err).__name__}: {err}\n")
         sys.exit(2)
 
@@ -136,8 +172,15 @@ class MTSLightningCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
 
     # ------------------------------------------------------------------ before building
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        command_line = sys.argv[1:] if args is None else args
+        if isinstance(command_line, (list, tuple)):
+            self._given_data = given_data_settings(command_line)
+        super().parse_arguments(parser, args)
+
     def _restore_feature_args(self) -> None:
-        """Take the datamodule's feature settings from the checkpoint (evaluation, predict)."""
+        """Take the datamodule's input settings from the checkpoint (evaluation, predict),
+        except those given explicitly (see the class docstring)."""
         subcommand = self.config.get("subcommand")
         if subcommand in (None, "fit"):
             return
@@ -146,18 +189,30 @@ class MTSLightningCLI(LightningCLI):
             return
         ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         saved = ckpt.get("datamodule_hyper_parameters") or {}
+        self._saved_input_shape = (ckpt.get("hyper_parameters") or {}).get("input_shape")
         data = self.config[subcommand].data
         # The datamodule arguments that shape the model's input and classes.
         for key in restored_settings():
-            if key in saved and data.get(key) != saved[key]:
-                value = saved[key]
-                rank_zero_info(
-                    f"data.{key}: {value!r} from the checkpoint (given: {data.get(key)!r})"
+            if key not in saved or _plain(data.get(key)) == _plain(saved[key]):
+                continue
+            value, given = _plain(saved[key]), data.get(key)
+            if key not in self._given_data:
+                rank_zero_info(f"data.{key}: {value!r} from the checkpoint (config: {given!r})")
+                data[key] = value
+            elif key in LENGTH_SETTINGS:
+                self._length_overrides[key] = (value, given)  # checked once the model exists
+            else:
+                raise ValueError(
+                    f"data.{key}: the checkpoint's model was trained with {value!r}, given "
+                    f"{given!r}; it changes the model's input or classes (leave --data.{key} "
+                    "out to use the checkpoint's value)"
                 )
-                data[key] = list(value) if isinstance(value, tuple) else value
 
     def before_instantiate_classes(self) -> None:
-        self._restore_feature_args()
+        try:
+            self._restore_feature_args()
+        except ValueError as err:
+            self._exit_with_error(err)
         self._name_loggers()
         self._resume_in_run_folder()
         self._share_wandb_run_folder()
@@ -254,6 +309,7 @@ class MTSLightningCLI(LightningCLI):
         """Build the classes; report configuration errors found on the way as CLI errors."""
         try:
             super().instantiate_classes()
+            self._check_length_overrides()
             self._check_inputs()
         except (ValueError, OSError) as err:
             self._exit_with_error(err)
@@ -273,6 +329,28 @@ class MTSLightningCLI(LightningCLI):
             if isinstance(logger, CSVLogger) and Path(logger.log_dir).resolve() == run.resolve():
                 rows = logged_rows(Path(logger.log_dir, "metrics.csv"), checkpoint["epoch"])
                 relog(logger, rows)
+
+    def _check_length_overrides(self) -> None:
+        """Refuse explicit length settings that change the input length of a backbone built
+        for one length (one that does not declare ``accepts_any_length``)."""
+        if not self._length_overrides:
+            return
+        backbone = getattr(self.model, "backbone", self.model)
+        if getattr(backbone, "accepts_any_length", False):
+            return
+        datamodule = self.datamodule
+        if (
+            self._saved_input_shape is not None
+            and isinstance(datamodule, SpectrogramDataModule)
+            and list(datamodule.input_shape) == list(self._saved_input_shape)
+        ):
+            return  # another setting, the same input length (e.g. segments of the trained length)
+        key, (value, given) = next(iter(self._length_overrides.items()))
+        raise ValueError(
+            f"data.{key}: the checkpoint's model ({type(backbone).__name__}) was trained with "
+            f"{value!r}, given {given!r}; it takes inputs of one length only (it does not "
+            f"declare accepts_any_length), so leave --data.{key} out"
+        )
 
     def _check_inputs(self) -> None:
         """Find what would fail deep inside the run: the corpus, the split, the checkpoint,

@@ -32,6 +32,19 @@ def _is_config(value: Any) -> bool:
     return value is None or isinstance(value, (str, dict))
 
 
+def average_per_clip(logits: Tensor, clip_index: Tensor, num_clips: int) -> Tensor:
+    """Mean of the segment logits ``(S, C)`` of each clip: ``(num_clips, C)``, where
+    ``clip_index`` ``(S,)`` gives the clip (``0..num_clips-1``) of every segment."""
+    if clip_index.shape != logits.shape[:1]:
+        raise ValueError(
+            f"clip_index must give one clip per segment: {tuple(clip_index.shape)} for "
+            f"{logits.shape[0]} segments"
+        )
+    sums = logits.new_zeros(num_clips, logits.shape[1]).index_add_(0, clip_index, logits)
+    counts = torch.bincount(clip_index, minlength=num_clips).clamp_min(1).to(logits.dtype)
+    return sums / counts[:, None]
+
+
 class EmotionClassifier(pl.LightningModule):
     """Speech emotion classifier: a backbone, cross-entropy, WA/UA/macro-F1 and confusion matrices.
 
@@ -58,6 +71,12 @@ class EmotionClassifier(pl.LightningModule):
             (:func:`mts_lightning.scheduling.plateau_frequency`).
         confusion_matrix: log and save a confusion-matrix figure after each validation and
             test epoch.
+
+    Batches are ``(spectrograms, labels)``, or, for clips cut into segments, ``(spectrograms
+    (S, 1, T, F), labels (B,), clip_index (S,))`` (see ``SpectrogramDataModule``): then the
+    segment logits of each clip are averaged (:func:`average_per_clip`) before the loss, the
+    metrics, the confusion matrix (which counts clips) and the predictions, so a clip is
+    scored once whatever its length.
 
     Logged (epoch level, summed across devices): ``{stage}/loss``, ``{stage}/WA`` (overall
     accuracy), ``{stage}/UA`` (mean recall over the classes present in the targets, i.e.
@@ -274,9 +293,19 @@ class EmotionClassifier(pl.LightningModule):
             label_smoothing=self.label_smoothing,
         )
 
-    def _shared_step(self, batch: Any, stage: str) -> tuple[Tensor, Tensor, Tensor]:
-        x, y = batch
+    def _logits(self, x: Tensor, clip_index: Tensor | None, num_clips: int) -> Tensor:
+        """Logits per item: per clip when ``clip_index`` maps segments to clips."""
         logits = self(x)
+        return logits if clip_index is None else average_per_clip(logits, clip_index, num_clips)
+
+    def _shared_step(self, batch: Any, stage: str) -> tuple[Tensor, Tensor, Tensor]:
+        x, y, *clip_index = batch
+        if len(clip_index) > 1:
+            raise ValueError(
+                "a batch is (spectrograms, labels) or (spectrograms, labels, clip_index), got "
+                f"{len(batch)} items"
+            )
+        logits = self._logits(x, clip_index[0] if clip_index else None, y.shape[0])
         loss = self.loss(logits, y)
         preds = logits.argmax(dim=-1)
         metrics = getattr(self, f"{stage}_metrics")
@@ -307,22 +336,25 @@ class EmotionClassifier(pl.LightningModule):
         self.test_confmat.update(preds, y)
 
     def predict_step(self, batch: Any, batch_idx: int, dataloader_idx: int = 0) -> dict[str, Any]:
-        """Class probabilities of a batch: a tensor, or ``(spectrograms, paths)``.
+        """Class probabilities of a batch: a tensor, ``(spectrograms, paths)``, or, for clips
+        cut into segments, ``(spectrograms, paths, clip_index)`` (one row per clip).
 
         Returns ``{"probabilities": (B, C), "class_names": [...]}``, plus ``"paths"`` when
-        the batch carries them. A ``(spectrograms, labels)`` batch is accepted too.
+        the batch carries them. Labels in place of the paths are accepted too.
         """
-        paths = None
+        paths, clip_index = None, None
         if isinstance(batch, (tuple, list)):
-            if len(batch) != 2:
+            if len(batch) not in (2, 3):
                 raise ValueError(
-                    "a predict batch is a tensor or a pair (spectrograms, paths), got a "
-                    f"sequence of {len(batch)} items"
+                    "a predict batch is a tensor, a pair (spectrograms, paths) or a triple "
+                    f"(spectrograms, paths, clip_index), got a sequence of {len(batch)} items"
                 )
-            batch, paths = batch
-            if isinstance(paths, Tensor):
-                paths = None  # a labelled batch: the labels play no part in prediction
-        probabilities = torch.softmax(self(batch), dim=-1)
+            batch, paths, *rest = batch
+            clip_index = rest[0] if rest else None
+        num_clips = len(paths) if paths is not None else 0
+        if isinstance(paths, Tensor):
+            paths = None  # a labelled batch: the labels play no part in prediction
+        probabilities = torch.softmax(self._logits(batch, clip_index, num_clips), dim=-1)
         result: dict[str, Any] = {
             "probabilities": probabilities,
             "class_names": list(self.class_names),

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -143,15 +144,17 @@ def test_synthetic_fit_validate_test_predict(tmp_path, capsys, monkeypatch):
     # and the feature settings come from the checkpoint (here against a config that differs).
     monkeypatch.setenv("MTS_LIGHTNING_CACHE", str(tmp_path / "fresh-cache"))
     output = tmp_path / "again.csv"
+    other = tmp_path / "other.yaml"  # settings from a config file are not explicit ones
+    other.write_text(yaml.safe_dump({"data": {"n_mels": 32}}))
     cli = cli_main(
         [
             "predict",
+            f"--config={other}",
             f"--ckpt_path={best}",
             f"--data.predict_paths=[{audio[0]}]",
             f"--prediction_writer.output_path={output}",
             f"--trainer.default_root_dir={tmp_path / 'predict-root'}",
             "--trainer.logger=false",
-            "--data.n_mels=32",
         ]
     )
     assert cli.datamodule.input_shape == (1, 32, 64)  # duration and n_mels of the checkpoint
@@ -723,3 +726,120 @@ def test_every_file_of_a_run_lands_in_its_folder(tmp_path, capsys, loggers):
     predict_run = written.parent
     assert written.name == "predictions.csv" and predict_run != run
     assert predict_run.parent == run.parent and (predict_run / "config.yaml").is_file()
+
+
+# ---------------------------------------------------------------------- test-time settings
+def fit_tiny(tmp_path: Path, *extra: str) -> tuple[Path, Path]:
+    """A tiny synthetic fit; returns its saved config and best checkpoint."""
+    save_dir = tmp_path / "logs"
+    logger = f"--trainer.logger.init_args.save_dir={save_dir}"
+    fit = cli_main(
+        [
+            "fit",
+            f"--config={CONFIGS / 'synthetic.yaml'}",
+            *TINY_SYNTHETIC,
+            *TINY_TRAINER,
+            logger,
+            *extra,
+        ]
+    )
+    run = run_dirs(save_dir, "synthetic")[-1]
+    return run / "config.yaml", Path(fit.trainer.checkpoint_callback.best_model_path)
+
+
+def run_test(config: Path, best: Path, *args: str) -> MTSLightningCLI:
+    return cli_main(
+        [
+            "test",
+            f"--config={config}",
+            f"--ckpt_path={best}",
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={config.parent / 'tests'}",
+            "--trainer.enable_progress_bar=false",
+            *args,
+        ]
+    )
+
+
+def refused(capsys, call, *words: str) -> None:
+    """``call`` exits with code 2 and one error line holding every word."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        call()
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("mts-lightning test: error:") and len(err.splitlines()) == 1, err
+    for word in words:
+        assert word in err, (word, err)
+
+
+def test_test_tempo_and_input_length_follow_the_user(tmp_path, capsys):
+    """A globally pooled model (compact_cnn): test tempo, duration and segments as given."""
+    config, best = fit_tiny(tmp_path)
+    trained = torch.load(best, weights_only=True, map_location="cpu")["SpectrogramDataModule"]
+
+    slow = run_test(config, best, "--data.test_tempo", "0.7")
+    data = slow.datamodule
+    assert data.hparams.test_tempo == 0.7 and data.train_dataset is None
+    assert data.val_dataset is None
+    # 1 s synthetic test clips, 1/0.7 times longer before the features (then cropped to 1 s).
+    lengths = {np.load(item.feature).shape[0] for item in data.test_dataset.items}
+    assert lengths == {1 + round(16000 / 0.7) // 512}
+    assert data.frames == 1 + 16000 // 512
+    assert torch.equal(data.normalizer.mean, torch.as_tensor(trained["norm_mean"]))
+    assert torch.equal(data.normalizer.std, torch.as_tensor(trained["norm_std"]).clamp_min(1e-5))
+    assert {"test/WA", "test/UA", "test/macro_F1"} <= set(slow.trainer.callback_metrics)
+
+    longer = run_test(config, best, "--data.duration=2.0")
+    assert longer.datamodule.hparams.duration == 2.0
+    assert longer.datamodule.frames == 1 + 32000 // 512
+    assert "test/WA" in longer.trainer.callback_metrics
+
+    segmented = run_test(config, best, "--data.segment_duration=0.5", "--data.test_tempo=0.5")
+    assert segmented.datamodule.segmented and segmented.datamodule.frames == 1 + 8000 // 512
+    assert "test/UA" in segmented.trainer.callback_metrics
+
+    # predict with segments: one row per file
+    audio = make_ravdess_folder(tmp_path / "audio", actors=[1], emotions=[1, 2], seconds=1.5)
+    output = tmp_path / "predictions.csv"
+    cli_main(
+        [
+            "predict",
+            f"--config={config}",
+            f"--ckpt_path={best}",
+            "--trainer.logger=false",
+            f"--trainer.default_root_dir={tmp_path / 'predict'}",
+            "--data.segment_duration=0.5",
+            f"--data.predict_paths=[{tmp_path / 'audio'}]",
+            f"--prediction_writer.output_path={output}",
+        ]
+    )
+    check_predictions(read_csv(output), [str(p) for p in audio], [f"pattern_{c}" for c in range(6)])
+
+    # Settings that change the model's input or classes are refused, naming both values.
+    for args, words in [
+        (["--data.n_mels=32"], ("data.n_mels", "64", "32")),
+        (["--data.features=stft"], ("data.features", "'logmel'", "'stft'")),
+        (["--data.sample_rate", "8000"], ("data.sample_rate", "16000", "8000")),
+        (["--data.synthetic_classes=4"], ("data.synthetic_classes", "6", "4")),
+    ]:
+        refused(capsys, lambda args=args: run_test(config, best, *args), *words)
+
+    # Not given on the command line: from the checkpoint, as before (a config file that
+    # differs does not count as explicit: a run's config.yaml holds every setting).
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump({"data": {"n_mels": 32, "duration": 2.0}}))
+    restored = run_test(config, best, f"--config={other}")
+    assert restored.datamodule.hparams.n_mels == 64 and restored.datamodule.hparams.duration == 1.0
+
+
+def test_a_fixed_size_model_refuses_another_input_length(tmp_path, capsys):
+    config, best = fit_tiny(tmp_path, "--model.backbone=paper_1conv_1ch")
+    call = lambda: run_test(config, best, "--data.duration=2.0")  # noqa: E731
+    refused(capsys, call, "data.duration", "1.0", "2.0", "PaperSingleConvNet")
+    call = lambda: run_test(config, best, "--data.segment_duration=0.5")  # noqa: E731
+    refused(capsys, call, "data.segment_duration", "None", "0.5")
+    # Segments of the trained length, and a test tempo, keep the input: accepted.
+    same = run_test(config, best, "--data.segment_duration=1.0", "--data.test_tempo=1.4")
+    assert same.datamodule.input_shape == (1, 32, 64)
+    assert "test/WA" in same.trainer.callback_metrics

@@ -577,3 +577,101 @@ def test_damaged_statistics_are_recomputed():
     again.val_dataloader()
     assert torch.equal(again.normalizer.mean, dm.normalizer.mean)
     assert np.load(stats)["mean"].shape == (32,)
+
+
+# ---------------------------------------------------------------------- test tempo
+def test_test_tempo_changes_the_test_audio_only_and_is_cached_by_it(count_features):
+    from mts_lightning.data.cache import CACHE_VERSION, stable_hash
+
+    plain = SpectrogramDataModule(**SMALL)
+    plain.setup(None)
+    plain.test_dataloader()
+    slow = SpectrogramDataModule(**SMALL, test_tempo=0.5)
+    slow.setup(None)
+    x, _ = next(iter(slow.test_dataloader()))
+    assert len(count_features) == 40 + 8  # every clip, then the test clips again at 0.5
+    # Tempo 0.5: the 1 s test clips last 2 s; the other parts are the same entries.
+    assert {np.load(i.feature).shape[0] for i in slow.test_dataset.items} == {1 + 16000 // 128}
+    assert {np.load(i.feature).shape[0] for i in plain.test_dataset.items} == {1 + 8000 // 128}
+    for part in ("train", "val"):
+        ours, theirs = getattr(slow, f"{part}_dataset"), getattr(plain, f"{part}_dataset")
+        assert [i.feature for i in ours.items] == [i.feature for i in theirs.items]
+    # Fixed duration: the slowed clip is cropped to its first second.
+    assert x.shape[2] == slow.frames == plain.frames
+    first = np.load(slow.test_dataset.items[0].feature)[: slow.frames]
+    assert torch.allclose(x[0, 0], slow.normalizer(torch.from_numpy(first)))
+    # Normalisation statistics: the training split's, whatever the test tempo.
+    assert torch.equal(slow.normalizer.mean, plain.normalizer.mean)
+    assert torch.equal(slow.normalizer.std, plain.normalizer.std)
+    # Tempo 1.0 keeps the cache keys of features without tempo; another tempo has its own.
+    key = {**plain.feature_config.key(), "cache_version": CACHE_VERSION}
+    plain_dir = Path(plain.test_dataset.items[0].feature).parents[2]
+    assert plain_dir.name == stable_hash(key)[:16]
+    slow_dir = Path(slow.test_dataset.items[0].feature).parents[2]
+    assert slow_dir != plain_dir
+    assert json.loads((slow_dir / "settings.json").read_text())["tempo"] == 0.5
+    again = SpectrogramDataModule(**SMALL, test_tempo=0.5)
+    again.setup("test")
+    assert torch.equal(next(iter(again.test_dataloader()))[0], x)
+    assert len(count_features) == 48  # the second run reads the cache
+
+
+def test_test_tempo_with_segments_gives_more_segments(tmp_path):
+    make_ravdess_folder(tmp_path, actors=range(1, 6), emotions=(1, 2), seconds=1.0)
+    settings = dict(corpus="ravdess", root=str(tmp_path), segment_duration=0.4, **FIXTURE)
+    counts = {}
+    for tempo in (1.0, 0.5, 2.0):
+        dm = SpectrogramDataModule(**settings, test_tempo=tempo)
+        dm.setup("test")
+        _, labels, clip_index = next(iter(dm.test_dataloader()))
+        counts[tempo] = torch.bincount(clip_index).tolist()
+        assert len(labels) == len(counts[tempo])
+    frames = {t: 1 + round(8000 / t) // 128 for t in counts}
+    hop = round(dm.frames * 0.5)
+    for tempo, per_clip in counts.items():
+        assert set(per_clip) == {math.ceil((frames[tempo] - dm.frames) / hop) + 1}
+    assert counts[0.5][0] > counts[1.0][0] > counts[2.0][0]
+
+
+@pytest.mark.parametrize("tempo", [0, -0.5, float("nan"), float("inf"), "fast", True])
+def test_a_bad_test_tempo_is_refused(tempo):
+    with pytest.raises(ValueError, match="test_tempo must be"):
+        SpectrogramDataModule(**SMALL, test_tempo=tempo)
+
+
+def test_synthetic_test_tempo_applies_on_top_of_the_test_stretch():
+    settings = {**SMALL, "synthetic_test_stretch": (0.4, 0.5), "duration": None}
+    plain = SpectrogramDataModule(**settings)
+    plain.setup("test")
+    slow = SpectrogramDataModule(**settings, test_tempo=0.8)
+    slow.setup("test")
+    plain_frames = np.load(plain.test_dataset.items[0].feature).shape[0]
+    slow_frames = np.load(slow.test_dataset.items[0].feature).shape[0]
+    assert (plain_frames, slow_frames) == (1 + 8000 // 128, 1 + 10000 // 128)
+    # duration=None pads to the longest training clip: the slowed clips are cropped to it.
+    assert slow.frames == plain.frames == 1 + 8000 // 128
+
+
+# ---------------------------------------------------------------------- segments -> clips
+def test_segmented_clips_are_scored_whole_and_trained_per_segment(tmp_path):
+    audio = make_ravdess_folder(tmp_path / "corpus", actors=range(1, 6), emotions=(1, 2))
+    long_clip = tmp_path / "predict" / "long.wav"
+    write_tone(long_clip, seconds=1.0)
+    dm = SpectrogramDataModule(
+        corpus="ravdess",
+        root=str(tmp_path / "corpus"),
+        segment_duration=0.4,
+        predict_paths=[str(long_clip), str(audio[0])],
+        **{**FIXTURE, "batch_size": 2},
+    )
+    dm.setup(None)
+    x, y = next(iter(dm.train_dataloader()))
+    assert x.shape == (2, 1, dm.frames, 24) and y.shape == (2,)  # pairs, one segment each
+    assert len(dm.val_dataset) == len(dm.make_split()["val"])  # one item per clip
+    x, y, clip_index = next(iter(dm.val_dataloader()))
+    assert y.shape == (2,) and x.shape == (len(clip_index), 1, dm.frames, 24)
+    dm.setup("predict")
+    x, paths, clip_index = next(iter(dm.predict_dataloader()))
+    assert paths == [str(long_clip), str(audio[0])]
+    per_clip = math.ceil((1 + 8000 // 128 - dm.frames) / round(dm.frames * 0.5)) + 1
+    assert torch.bincount(clip_index).tolist() == [per_clip, 1]  # a short clip: one segment

@@ -350,3 +350,34 @@ def test_slurm_launcher_without_slurm_says_so(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--launcher: submitit cannot use 'slurm' here" in err and "srun" in err
     assert not list((tmp_path / "out").glob("runs/*/*"))
+
+
+def test_a_tempo_sweep_tests_each_run_at_every_tempo(tmp_path, capsys, monkeypatch):
+    cache_dir = tmp_path / "cache"
+    monkeypatch.setenv("MTS_LIGHTNING_CACHE", str(cache_dir))
+    spec = write_experiment(
+        tmp_path,
+        variants={"conv": ["--model.backbone_kwargs={conv_type: conv}"]},
+        folds=[0],
+        seeds=[0],
+        conditions=[],
+        tempo_sweep=[0.7, 1.0, 1.4],
+        reference_condition="tempo_1",
+    )
+    out = tmp_path / "out"
+    experiment(f"--config={spec}", f"--output_dir={out}", "--", *TINY)
+    rows = read_results(out / "results.csv")
+    assert [r["condition"] for r in rows] == ["tempo_0.7", "tempo_1", "tempo_1.4"]
+    assert all(0.0 <= r["UA"] <= 1.0 for r in rows)
+    run = out / "runs" / "conv" / "fold0_seed0"
+    for name, tempo in (("tempo_0.7", 0.7), ("tempo_1", 1.0), ("tempo_1.4", 1.4)):
+        saved = yaml.safe_load((run / "test" / name / "config.yaml").read_text())
+        assert saved["data"]["test_tempo"] == tempo
+    # The test features at each tempo other than 1.0 are cached apart, keyed by it.
+    tempos = sorted(
+        json.loads(path.read_text()).get("tempo", 1.0)
+        for path in cache_dir.glob("synthetic/*/settings.json")
+    )
+    assert tempos == [0.7, 1.0, 1.4]
+    assert (out / "ua_by_condition.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "| tempo_0.7 | conv | 1 |" in (out / "summary.md").read_text()

@@ -467,3 +467,117 @@ def test_plateau_frequency_refuses_what_cannot_follow_validation(kwargs, match):
 
     with pytest.raises(MisconfigurationException, match=match):
         _frequency(**kwargs)
+
+
+# ---------------------------------------------------------------------- segments -> clips
+class FirstBinsNet(nn.Module):
+    """Hand-built: a segment's logits are the time-mean of its first ``num_classes`` bins."""
+
+    def __init__(self, num_classes: int = 2) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.unused = nn.Parameter(torch.zeros(()))  # an optimizer needs a parameter
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, 0, :, : self.num_classes].mean(dim=1) + 0 * self.unused
+
+
+def write_segmented_clips(folder) -> list[tuple[str, int]]:
+    """Two clips of three 4-frame segments each (no overlap): two segments strongly for the
+    clip's class, one weakly for the other; so per segment 4 of 6 are right, per clip 2 of 2."""
+    import numpy as np
+
+    features = []
+    for label in (0, 1):
+        right, wrong = np.zeros(2, np.float32), np.zeros(2, np.float32)
+        right[label], wrong[1 - label] = 2.0, 1.0
+        frames = np.concatenate([np.tile(v, (4, 1)) for v in (right, wrong, right)])
+        path = folder / f"clip{label}.npy"
+        np.save(path, np.pad(frames, ((0, 0), (0, 2))))  # 4 bins: 2 read by the net, 2 not
+        features.append((str(path), label))
+    return features
+
+
+def segment_loaders(tmp_path):
+    from mts_lightning.data.dataset import (
+        Normalizer,
+        SegmentedClipDataset,
+        SpectrogramDataset,
+        collate_segments,
+        make_items,
+    )
+
+    features = write_segmented_clips(tmp_path)
+    normalizer = Normalizer()
+    normalizer.set(torch.zeros(4), torch.ones(4))
+    per_segment = SpectrogramDataset(make_items(features, 4, 0.0), normalizer, 4)
+    per_clip = SegmentedClipDataset(make_items(features, 4), normalizer, 4, 0.0)
+    segments = DataLoader(per_segment, batch_size=6)
+    clips = DataLoader(per_clip, batch_size=2, collate_fn=collate_segments)
+    return segments, clips, per_clip
+
+
+def test_segment_logits_are_averaged_per_clip(tmp_path, monkeypatch):
+    segments, clips, _ = segment_loaders(tmp_path)
+    x, y, clip_index = next(iter(clips))
+    assert x.shape == (6, 1, 4, 4) and y.tolist() == [0, 1]
+    assert clip_index.tolist() == [0, 0, 0, 1, 1, 1]
+
+    model = EmotionClassifier(backbone=FirstBinsNet(), num_classes=2)
+    per_segment = make_trainer(tmp_path).test(model, dataloaders=segments, verbose=False)[0]
+    assert per_segment["test/WA"] == pytest.approx(4 / 6)
+
+    matrices = []
+    monkeypatch.setattr(
+        "mts_lightning.module.confusion_matrix_figure",
+        lambda matrix, *args, **kwargs: matrices.append(matrix) or plt_figure(),
+    )
+    per_clip = make_trainer(tmp_path).test(model, dataloaders=clips, verbose=False)[0]
+    assert per_clip["test/WA"] == 1.0 and per_clip["test/UA"] == 1.0
+    # Loss of the averaged logits: (4/3, 1/3) for class 0 and its mirror image.
+    expected = F.cross_entropy(torch.tensor([[4 / 3, 1 / 3], [1 / 3, 4 / 3]]), torch.tensor([0, 1]))
+    assert per_clip["test/loss"] == pytest.approx(float(expected), abs=1e-5)
+    assert matrices[-1].tolist() == [[1, 0], [0, 1]]  # counts clips, not segments
+
+    metrics = make_trainer(tmp_path).validate(model, dataloaders=clips, verbose=False)[0]
+    assert metrics["val/WA"] == 1.0
+
+
+def plt_figure():
+    import matplotlib.pyplot as plt
+
+    return plt.figure()
+
+
+def test_predict_gives_one_row_per_segmented_clip(tmp_path):
+    from mts_lightning.data.dataset import Item, SegmentedClipDataset, collate_segments
+
+    segments, clips, per_clip = segment_loaders(tmp_path)
+    named = SegmentedClipDataset(
+        [Item(item.feature, f"clip{i}.wav") for i, item in enumerate(per_clip.items)],
+        per_clip.normalizer,
+        4,
+        0.0,
+    )
+    loader = DataLoader(named, batch_size=2, collate_fn=collate_segments)
+    model = EmotionClassifier(backbone=FirstBinsNet(), num_classes=2)
+    (out,) = make_trainer(tmp_path).predict(model, dataloaders=loader)
+    assert out["paths"] == ["clip0.wav", "clip1.wav"]
+    assert out["probabilities"].shape == (2, 2)
+    assert out["probabilities"].argmax(dim=1).tolist() == [0, 1]
+    # A labelled triple gives the same rows, without paths.
+    (labelled,) = make_trainer(tmp_path).predict(model, dataloaders=clips)
+    assert torch.allclose(labelled["probabilities"], out["probabilities"])
+    assert "paths" not in labelled
+
+
+def test_average_per_clip_checks_the_index():
+    from mts_lightning.module import average_per_clip
+
+    logits = torch.tensor([[1.0, 0.0], [3.0, 2.0], [0.0, 5.0]])
+    assert average_per_clip(logits, torch.tensor([0, 0, 1]), 2).tolist() == [
+        [2.0, 1.0],
+        [0.0, 5.0],
+    ]
+    with pytest.raises(ValueError, match="one clip per segment"):
+        average_per_clip(logits, torch.tensor([0, 1]), 2)

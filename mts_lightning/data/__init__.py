@@ -28,7 +28,7 @@ from .corpora import (
     scan_tess,
 )
 from .datamodule import SpectrogramDataModule, restored_settings
-from .dataset import Normalizer, SpectrogramDataset
+from .dataset import Normalizer, SegmentedClipDataset, SpectrogramDataset, collate_segments
 from .errors import DataError
 from .features import (
     FeatureConfig,
@@ -40,6 +40,7 @@ from .features import (
     segment_starts,
 )
 from .splits import SPLIT_METHODS, make_split, split_speakers
+from .tempo import change_tempo
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -58,6 +59,7 @@ __all__ = [
     "Normalizer",
     "SCANNERS",
     "SPLIT_METHODS",
+    "SegmentedClipDataset",
     "SkippedFile",
     "SpecAugment",
     "SpectrogramDataModule",
@@ -65,6 +67,8 @@ __all__ = [
     "SpectrogramFeature",
     "SyntheticConfig",
     "SyntheticCorpus",
+    "change_tempo",
+    "collate_segments",
     "default_cache_dir",
     "fix_length",
     "get_corpus",

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 from .audio import BadAudioError
 from .corpora import Clip, Corpus
 from .features import FeatureConfig, FeatureExtractor
+from .tempo import change_tempo
 
 #: Bumped when the cache layout or the feature code changes in a way the key does not capture.
 CACHE_VERSION = 1
@@ -93,11 +94,26 @@ def write_json(path: Path, content: object) -> None:
 
 class FeatureCache:
     """Cached features of one corpus under one feature configuration (``settings``), whose
-    frames have ``num_bins`` frequency bins."""
+    frames have ``num_bins`` frequency bins, computed from the audio played ``tempo`` times as
+    fast (:func:`~mts_lightning.data.tempo.change_tempo`).
 
-    def __init__(self, root: str | Path | None, corpus: str, settings: dict, num_bins: int) -> None:
+    The tempo is part of the key only when it is not 1.0, so the entries of unchanged audio
+    keep the keys they had before tempo changes existed.
+    """
+
+    def __init__(
+        self,
+        root: str | Path | None,
+        corpus: str,
+        settings: dict,
+        num_bins: int,
+        tempo: float = 1.0,
+    ) -> None:
         self.num_bins = num_bins
+        self.tempo = float(tempo)
         self.settings = {**settings, "cache_version": CACHE_VERSION}
+        if self.tempo != 1.0:
+            self.settings["tempo"] = self.tempo
         base = Path(root).expanduser() if root is not None else default_cache_dir()
         self.dir = base / corpus / stable_hash(self.settings)[:16]
 
@@ -212,6 +228,7 @@ class _FeatureJobs(Dataset):
             except BadAudioError as err:
                 self.cache.mark_bad(key, clip.path, err.reason)
                 return [str(w.message) for w in caught]
+        waveform = change_tempo(waveform, self.config.sample_rate, self.cache.tempo)
         self.cache.save(key, self.extractor(waveform).numpy())
         return [str(w.message) for w in caught]
 
@@ -230,7 +247,8 @@ def fill_cache(
     what: str = "",
 ) -> None:
     """Compute and store the features of ``clips`` (entry ``keys``) that are not cached yet,
-    in ``num_workers`` worker processes when > 0, with a progress bar.
+    in ``num_workers`` worker processes when > 0, with a progress bar. The audio is played at
+    the cache's tempo (:attr:`FeatureCache.tempo`) before the features are computed.
 
     A damaged entry is discarded first, with a warning naming the clip; a clip whose audio
     is unusable is marked bad (:meth:`FeatureCache.bad_reason`) instead.
@@ -248,7 +266,8 @@ def fill_cache(
         return
     jobs = _FeatureJobs(corpus, [clips[i] for i in todo], [keys[i] for i in todo], cache, config)
     loader = DataLoader(jobs, batch_size=None, num_workers=num_workers, collate_fn=_identity)
-    desc = f"Computing {config.features} features ({what})"
+    at = f" at tempo {cache.tempo:g}" if cache.tempo != 1.0 else ""
+    desc = f"Computing {config.features} features ({what}{at})"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny transforms: intra-op threads only add overhead
     try:

@@ -19,10 +19,19 @@ from .bad_files import BadFiles
 from .cache import FeatureCache, fill_cache, training_statistics, write_json
 from .corpora import Clip, Corpus, FileCorpus, SkippedFile, get_corpus, list_corpora
 from .corpora.protocols import SPLIT_NAMES
-from .dataset import Item, Normalizer, SpectrogramDataset, class_weights, make_items
+from .dataset import (
+    Item,
+    Normalizer,
+    SegmentedClipDataset,
+    SpectrogramDataset,
+    class_weights,
+    collate_segments,
+    make_items,
+)
 from .errors import DataError
 from .features import FEATURE_SETTINGS, FeatureConfig
 from .splits import make_split, split_speakers
+from .tempo import check_tempo
 
 #: With ``duration=None``, a longest clip this many times the median one is warned about.
 LONG_CLIP_RATIO = 4.0
@@ -33,13 +42,23 @@ LENGTH_SETTINGS = ("duration", "segment_duration")
 def restored_settings() -> tuple[str, ...]:
     """The DataModule arguments that shape a trained model's input and output: ``corpus``,
     every feature setting, the length settings and the arguments that decide a registered
-    corpus's classes. ``predict``, ``validate`` and ``test`` take them from the checkpoint."""
+    corpus's classes. ``predict``, ``validate`` and ``test`` take them from the checkpoint
+    unless given explicitly, which the CLI honours only where the model can take the value
+    (:class:`~mts_lightning.cli.MTSLightningCLI`)."""
     class_options = (option for name in list_corpora() for option in get_corpus(name).class_options)
     return ("corpus", *FEATURE_SETTINGS, *LENGTH_SETTINGS, *dict.fromkeys(class_options))
 
 
 class SpectrogramDataModule(pl.LightningDataModule):
     """Spectrogram batches ``(B, 1, time, freq)`` float32 with labels ``(B,)`` int64.
+
+    With ``segment_duration`` the clips are cut into overlapping segments. Training batches
+    stay pairs, one segment per item. Validation, test and predict batches are scored per
+    clip (utterance): each item is a whole clip with all its segments, and a batch is the
+    triple ``(spectrograms (S, 1, time, freq), labels (B,) or paths, clip_index (S,))`` of the
+    ``S`` segments of ``B`` clips (:func:`collate_segments`); ``EmotionClassifier`` averages
+    the segment logits of each clip. ``batch_size`` then counts clips, and samplers (DDP's
+    too) split clips, not segments.
 
     Args:
         corpus: a registered corpus (:func:`list_corpora`): ``synthetic`` (embedded, the
@@ -60,10 +79,19 @@ class SpectrogramDataModule(pl.LightningDataModule):
             ``~/.cache/mts-lightning``.
         sample_rate, n_fft, hop_length, win_length, n_mels, f_min, f_max: feature settings.
         duration: fixed length in seconds (crop or zero-pad); ``None`` pads to the longest
-            usable clip (:meth:`longest_usable_duration`).
+            usable clip of the training corpus (:meth:`longest_usable_duration`).
         segment_duration: when set, clips are cut into segments of this many seconds with
-            ``segment_overlap`` (e.g. 4.0 and 0.5 for IEMOCAP, as in the paper); each segment is
-            an item with its clip's label.
+            ``segment_overlap`` (e.g. 4.0 and 0.5 for IEMOCAP, as in the paper); each segment
+            is a training item with its clip's label, and clips are scored from all their
+            segments (see above).
+        test_tempo: the test split's audio is played this many times as fast, pitch kept,
+            before the features are computed (:func:`~mts_lightning.data.tempo.change_tempo`):
+            0.7 makes every test clip 1/0.7 times longer. Train, validation, predict and the
+            normalisation statistics are untouched. With a fixed ``duration`` a slowed clip
+            is cropped like any long clip (a sped-up one padded); with segments a slowed clip
+            gives more segments. The synthetic corpus applies it on top of its render-time
+            ``synthetic_test_stretch``. Features at a tempo other than 1.0 are cached apart,
+            keyed by it.
         augment: SpecAugment-style masks, random time stretch (``augment_stretch``) and random
             crops on the training split only.
         include_song: use RAVDESS song files too.
@@ -96,6 +124,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
         duration: float | None = 3.0,
         segment_duration: float | None = None,
         segment_overlap: float = 0.5,
+        test_tempo: float = 1.0,
         augment: bool = False,
         time_masks: int = 2,
         time_mask_frames: int = 10,
@@ -128,6 +157,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} must be positive seconds or None, got {value}")
         if not 0 <= segment_overlap < 1:
             raise ValueError(f"segment_overlap must be in [0, 1), got {segment_overlap}")
+        check_tempo("test_tempo", test_tempo)
         self.feature_config = FeatureConfig(
             **{name: self.hparams[name] for name in FEATURE_SETTINGS}
         )
@@ -233,9 +263,9 @@ class SpectrogramDataModule(pl.LightningDataModule):
         return longest
 
     # ------------------------------------------------------------------ cache and items
-    def _cache(self, name: str) -> FeatureCache:
+    def _cache(self, name: str, tempo: float = 1.0) -> FeatureCache:
         config = self.feature_config
-        return FeatureCache(self.hparams.cache_dir, name, config.key(), config.num_bins)
+        return FeatureCache(self.hparams.cache_dir, name, config.key(), config.num_bins, tempo)
 
     def _fill(
         self, corpus: Corpus, clips: list[Clip], cache: FeatureCache, what: str
@@ -259,7 +289,9 @@ class SpectrogramDataModule(pl.LightningDataModule):
         return [key if r is None else None for key, r in zip(keys, reasons, strict=True)]
 
     def _part(self, name: str) -> list[Item]:
-        """Fill the cache for one part of the split and return its items."""
+        """Fill the cache for one part of the split (the test part at ``test_tempo``) and
+        return its items: one per clip, or one per segment for the training part when clips
+        are cut into segments."""
         hp = self.hparams
         corpus = self.load_corpus(name)
         clips = [corpus.clips[i] for i in self.make_split()[name]]
@@ -268,7 +300,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 f"the {name} split of {self.corpus} is empty (split={hp.split!r}, "
                 f"fold={hp.fold}); choose another split or fold"
             )
-        cache = self._cache(self.corpus)
+        cache = self._cache(self.corpus, hp.test_tempo if name == "test" else 1.0)
         self._keys[name] = keys = self._fill(corpus, clips, cache, f"{self.corpus} {name}")
         self._check_usable(name, clips, keys)
         features = [
@@ -276,8 +308,29 @@ class SpectrogramDataModule(pl.LightningDataModule):
             for clip, key in zip(clips, keys, strict=True)
             if key is not None
         ]
-        overlap = None if hp.segment_duration is None else hp.segment_overlap
-        return make_items(features, self.frames, overlap)
+        per_segment = name == "train" and self.segmented
+        return make_items(features, self.frames, hp.segment_overlap if per_segment else None)
+
+    @property
+    def segmented(self) -> bool:
+        """Whether clips are cut into segments (``segment_duration`` is set)."""
+        return self.hparams.segment_duration is not None
+
+    def _dataset(self, items: list[Item], training: bool = False) -> SpectrogramDataset:
+        """The dataset of a part: whole clips with their segments when scoring segmented
+        clips, single spectrograms otherwise."""
+        if self.segmented and not training:
+            return SegmentedClipDataset(
+                items, self.normalizer, self.frames, self.hparams.segment_overlap
+            )
+        crop = training and self.augmenter is not None and not self.segmented
+        return SpectrogramDataset(
+            items,
+            self.normalizer,
+            self.frames,
+            augment=self.augmenter if training else None,
+            random_crop=crop,
+        )
 
     def _check_usable(self, name: str, clips: list[Clip], keys: list[str | None]) -> None:
         """Refuse a part that skipping emptied; note the classes the training part lost (the
@@ -303,16 +356,8 @@ class SpectrogramDataModule(pl.LightningDataModule):
         parts = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
             stage or "", SPLIT_NAMES
         )
-        crop = self.augmenter is not None and self.hparams.segment_duration is None
         for name in parts:
-            training = name == "train"
-            dataset = SpectrogramDataset(
-                self._part(name),
-                self.normalizer,
-                self.frames,
-                augment=self.augmenter if training else None,
-                random_crop=training and crop,
-            )
+            dataset = self._dataset(self._part(name), training=name == "train")
             setattr(self, f"{name}_dataset", dataset)
         self.class_weights = self._class_weights()
         self.bad_files.report()
@@ -348,7 +393,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
         kept = [(f, k) for f, k in zip(files, keys, strict=True) if k is not None]
         self.predict_files = [f for f, _ in kept]
         items = [Item(str(cache.feature_path(k)), f) for f, k in kept]
-        self.predict_dataset = SpectrogramDataset(items, self.normalizer, self.frames)
+        self.predict_dataset = self._dataset(items)
         self.bad_files.report()
 
     def _nothing_left(self, missing: str) -> DataError:
@@ -393,6 +438,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
             num_workers=workers,
             pin_memory=on_gpu,
             persistent_workers=workers > 0,
+            collate_fn=collate_segments if isinstance(dataset, SegmentedClipDataset) else None,
         )
 
     def train_dataloader(self) -> DataLoader:

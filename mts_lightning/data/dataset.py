@@ -1,4 +1,10 @@
-"""What the loaders serve: items of cached features, normalised with the training statistics."""
+"""What the loaders serve: items of cached features, normalised with the training statistics.
+
+Training items are single spectrograms (one per clip, or one per segment of a clip cut into
+segments). For scoring, a clip cut into segments is one item holding all its segments
+(:class:`SegmentedClipDataset`), batched by :func:`collate_segments` with the index of each
+segment's clip, so that a model can average its segment logits into one score per clip.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, default_collate
 
 from .augment import SpecAugment
 from .features import fix_length, segment_starts
@@ -108,3 +114,41 @@ class SpectrogramDataset(Dataset):
         if self.augment is not None:
             spec = self.augment(spec)
         return spec.unsqueeze(0), item.target
+
+
+class SegmentedClipDataset(SpectrogramDataset):
+    """Whole clips cut into overlapping segments: item ``i`` is ``(segments (n, 1, frames,
+    freq), target)`` with every segment of clip ``i`` (:func:`segment_starts`, ``n >= 1``).
+
+    For validation, test and prediction of corpora cut into segments: a clip is scored once,
+    from all its segments, and a sampler (a distributed one too) splits clips, not segments.
+    Batch the items with :func:`collate_segments`.
+    """
+
+    def __init__(
+        self, items: Sequence[Item], normalizer: Normalizer, frames: int, overlap: float
+    ) -> None:
+        super().__init__(items, normalizer, frames)
+        self.overlap = overlap
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int | str]:
+        item = self.items[index]
+        spec = self.normalizer(torch.from_numpy(np.load(item.feature, allow_pickle=False)))
+        starts = segment_starts(spec.shape[0], self.frames, self.overlap)
+        segments = torch.stack([fix_length(spec, self.frames, s) for s in starts])
+        return segments.unsqueeze(1), item.target
+
+
+def collate_segments(
+    batch: Sequence[tuple[torch.Tensor, int | str]],
+) -> tuple[torch.Tensor, torch.Tensor | list[str], torch.Tensor]:
+    """Batch :class:`SegmentedClipDataset` items: ``(spectrograms (S, 1, frames, freq),
+    targets, clip_index (S,))`` where ``S`` counts the segments of the ``B`` clips, targets are
+    ``(B,)`` labels (or the ``B`` paths of predict items) and ``clip_index[s]`` is the clip
+    (``0..B-1``) of segment ``s``."""
+    segments = [item[0] for item in batch]
+    clip_index = torch.cat(
+        [torch.full((len(s),), i, dtype=torch.long) for i, s in enumerate(segments)]
+    )
+    targets = default_collate([item[1] for item in batch])
+    return torch.cat(segments), targets, clip_index

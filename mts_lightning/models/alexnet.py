@@ -24,6 +24,9 @@ class AlexNet(nn.Module):
     (doubled channels) are supported; ``"concat_fmaps"`` raises ``ValueError``.
     """
 
+    #: Any number of frames works (adaptive pooling): a test may change the input length.
+    accepts_any_length = True
+
     def __init__(
         self,
         num_classes: int,

@@ -24,6 +24,9 @@ class BagOfFrames(nn.Module):
         dropout: dropout on the ``2 * channels * freq`` statistics before the linear layer.
     """
 
+    #: Any number of frames works (statistics over time): a test may change the input length.
+    accepts_any_length = True
+
     def __init__(
         self,
         num_classes: int,

@@ -26,6 +26,9 @@ class CompactCNN(nn.Module):
     (doubled channels) are supported; ``"concat_fmaps"`` raises ``ValueError``.
     """
 
+    #: Any number of frames works (global average pooling): a test may change the input length.
+    accepts_any_length = True
+
     def __init__(
         self,
         num_classes: int,

@@ -17,6 +17,9 @@ class _PaperNet(nn.Module):
     """``features(conv, ...)`` -> flatten -> hidden layer -> ReLU -> linear; checks the input
     shape. A subclass gives ``features``, the conv stack, and its constructor's defaults."""
 
+    #: The flattened size fixes the input length: a test must keep the trained one.
+    accepts_any_length = False
+
     def __init__(
         self,
         num_classes: int,

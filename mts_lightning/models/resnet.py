@@ -54,6 +54,9 @@ class ResNet18(nn.Module):
     ``ValueError``.
     """
 
+    #: Any number of frames works (global average pooling): a test may change the input length.
+    accepts_any_length = True
+
     def __init__(
         self,
         num_classes: int,
