@@ -398,3 +398,16 @@ def test_stretch_usage_arguments_and_labels():
     assert format_scale((0.7, 1.0)) == "x0.7"
     assert format_scale((1.428, 1.0)) == "x1.428"
     assert format_scale((0.7, 1.2)) == "x0.7_f1.2"
+
+
+def test_fit_summary_lists_a_run_folder_without_confusion_matrices(tmp_path):
+    from mts_lightning.callbacks.fit_summary import run_files
+
+    (tmp_path / "checkpoints").mkdir()
+    for name in ("config.yaml", "metrics.csv", "checkpoints/last.ckpt"):
+        (tmp_path / name).write_text("x")
+    assert run_files(tmp_path, best_epoch=3) == [
+        str(tmp_path / "checkpoints" / "last.ckpt"),
+        str(tmp_path / "config.yaml"),
+        str(tmp_path / "metrics.csv"),
+    ]

@@ -103,7 +103,7 @@ def run_files(folder: Path, best_epoch: int | None = None) -> list[str]:
         if path in matrices and path not in shown:
             continue
         entry = str(path)
-        if path == shown[-1] and len(matrices) > len(shown):
+        if shown and path == shown[-1] and len(matrices) > len(shown):
             entry += f" (and {len(matrices) - len(shown)} more in {path.parent.name}/)"
         entries.append(entry)
     return entries
