@@ -10,7 +10,7 @@ from lightning.pytorch.callbacks import Callback
 from torch import nn
 
 from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d
-from mts_lightning.nn.multiscale_conv import AVERAGING_MODES
+from mts_lightning.nn.options import AVERAGING_MODES
 
 MTS_LAYER_TYPES = (MultiscaleConv2d, MultiscaleConv1d)
 

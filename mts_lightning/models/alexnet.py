@@ -3,8 +3,9 @@
 import torch
 from torch import nn
 
-from mts_lightning.models.layers import DEFAULT_SCALE_FACTORS, ConvFactory, ConvType, ScaleFactors
+from mts_lightning.models.layers import ConvFactory, ConvType, ScaleFactors
 from mts_lightning.models.registry import register_model
+from mts_lightning.nn.options import DEFAULT_SCALE_FACTORS
 
 
 @register_model("alexnet")

@@ -5,8 +5,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from mts_lightning.models.layers import DEFAULT_SCALE_FACTORS, ConvFactory, ConvType, ScaleFactors
+from mts_lightning.models.layers import ConvFactory, ConvType, ScaleFactors
 from mts_lightning.models.registry import register_model
+from mts_lightning.nn.options import DEFAULT_SCALE_FACTORS
 
 
 @register_model("compact_cnn")

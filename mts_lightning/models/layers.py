@@ -7,12 +7,12 @@ import torch
 from torch import nn
 
 from mts_lightning.nn import MultiscaleConv2d
+from mts_lightning.nn.options import DEFAULT_SCALE_FACTORS
 
 ConvType = Literal["mts", "conv"]
 ScaleFactors = Sequence[float | tuple[float, float]]
 
 CONV_TYPES: tuple[str, ...] = ("mts", "conv")
-DEFAULT_SCALE_FACTORS: tuple[tuple[float, float], ...] = ((0.7, 1.0), (1.428, 1.0))
 
 
 class ConvFactory:

@@ -9,14 +9,9 @@ size, ``input_shape``; the flattened size comes from a dry run at construction, 
 import torch
 from torch import nn
 
-from mts_lightning.models.layers import (
-    DEFAULT_SCALE_FACTORS,
-    ConvFactory,
-    ConvType,
-    ScaleFactors,
-    flat_size,
-)
+from mts_lightning.models.layers import ConvFactory, ConvType, ScaleFactors, flat_size
 from mts_lightning.models.registry import register_model
+from mts_lightning.nn.options import DEFAULT_SCALE_FACTORS
 
 
 class _PaperNet(nn.Module):

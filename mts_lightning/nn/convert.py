@@ -9,7 +9,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mts_lightning.nn.multiscale_conv import DEFAULT_SCALE_FACTORS, MultiscaleConv2d
+from mts_lightning.nn.multiscale_conv import MultiscaleConv2d
+from mts_lightning.nn.options import DEFAULT_SCALE_FACTORS
 
 
 def _matches(name: str, patterns: Iterable[str] | None) -> bool:
