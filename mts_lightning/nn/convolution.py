@@ -32,10 +32,15 @@ def conv_branch(
 
 
 def own_fmaps(
-    x: Tensor, kernels: Sequence[Tensor], bias: Tensor | None, geometry: BranchGeometry
+    x: Tensor,
+    kernels: Sequence[Tensor],
+    bias: Tensor | None,
+    geometry: BranchGeometry,
+    reorder: bool = True,
 ) -> list[Tensor]:
-    """One convolution per branch, each map at its own size."""
-    if x.device.type == "cpu" and x.shape[1] >= CHANNELS_LAST_MIN_IN:
+    """One convolution per branch, each map at its own size. ``reorder=False`` keeps the
+    input's memory layout (a graph being recorded has no use for the reorder)."""
+    if reorder and x.device.type == "cpu" and x.shape[1] >= CHANNELS_LAST_MIN_IN:
         # oneDNN reorders an NCHW input for every convolution; reorder it once instead.
         x = x.contiguous(memory_format=torch.channels_last)
     return [conv_branch(x, kernel, bias, geometry, i) for i, kernel in enumerate(kernels)]

@@ -26,7 +26,7 @@ from mts_lightning.nn.geometry import BranchGeometry, fusion_blockers
 from mts_lightning.nn.merge import native
 from mts_lightning.nn.merge.reference import align_and_penalise, penalise
 from mts_lightning.nn.merge.stacked import fused_interpolated_max, stacked_branch_max, zero_edges_
-from mts_lightning.nn.merge.stock import branch_max
+from mts_lightning.nn.merge.stock import branch_max, count_wins, winning_branch
 
 # On the stock path, "auto" fuses the branches into one convolution up to this many input
 # channels: there a convolution is memory-bound, and one wide convolution and one stacked
@@ -191,6 +191,48 @@ def pooled_merge(
     """Convolve ``x`` (``(B, C_in, T, F)``) with every branch kernel and merge by maximum."""
     backend = choose_backend(x, geometry, fuse_branches)
     return backend.pooled(x, kernels, bias, geometry, fuse_branches, keep_base)
+
+
+def merged_output(
+    x: Tensor,
+    kernels: Sequence[Tensor],
+    bias: Tensor | None,
+    geometry: BranchGeometry,
+    output_type: str,
+    fuse_branches: str,
+    keep_base: bool,
+    log_time_scales: Tensor,
+    count: bool,
+) -> tuple[Tensor, Tensor | None]:
+    """The layer's output (2-D view) for ``output_type``, and the wins of each branch when
+    ``count`` (else ``None``).
+
+    ``keep_base`` (``training_mode="only_gradients"``): the base map's value with the pooled
+    map's gradient. ``log_time_scales``: the index map's value for each branch.
+    """
+    if output_type == "concat_fmaps":
+        fmaps = aligned_fmaps(x, kernels, bias, geometry)
+        counts = None
+        if count:
+            with torch.no_grad():
+                winner = winning_branch([f.detach() for f in fmaps])[1]
+                counts = count_wins(winner, geometry.num_branches)
+        return torch.cat(fmaps, dim=2), counts
+    base, pooled, winner, counts = pooled_merge(
+        x, kernels, bias, geometry, fuse_branches, keep_base
+    )
+    if count and counts is None:
+        counts = count_wins(winner, geometry.num_branches)
+    if output_type == "interleave_chdim":
+        log_scales = log_time_scales.to(pooled.dtype)[winner.long()]
+        output = torch.stack((pooled, log_scales), dim=2).flatten(1, 2)
+    elif keep_base:
+        # Value of the base map, gradient of the pooled map only. The literal
+        # ``base + (pooled - pooled.detach())`` would add the base's gradient twice.
+        output = pooled + (base - pooled).detach()
+    else:
+        output = pooled
+    return output, counts if count else None
 
 
 def aligned_fmaps(

@@ -235,16 +235,23 @@ class BranchGeometry:
         """``ln(s_time)`` of every branch, base (0) first: the index map's values."""
         return tuple(math.log(s[0]) for s in self.scales)
 
+    @property
+    def length_offsets(self) -> tuple[Size2d, ...]:
+        """Per branch, (time, freq) ``pad total - reach``: its map is ``(L + offset) // stride
+        + 1`` long for an input ``L`` long, so equal offsets mean equal map sizes."""
+        return tuple(
+            (totals[0] - reach[0], totals[1] - reach[1])
+            for totals, reach in zip(self.pad_totals, self.reaches, strict=True)
+        )
+
     def map_sizes(self, input_size: Size2d) -> list[Size2d]:
         """(time, freq) size of each branch's own map for an input of ``input_size``."""
         return [
             tuple(
-                (n + total - reach) // step + 1
-                for n, total, reach, step in zip(
-                    input_size, totals, reach2, self.stride, strict=True
-                )
+                (n + o) // step + 1
+                for n, o, step in zip(input_size, offsets, self.stride, strict=True)
             )
-            for totals, reach2 in zip(self.pad_totals, self.reaches, strict=True)
+            for offsets in self.length_offsets
         ]
 
     def misfit(self, input_size: Size2d, num_branches: int | None = None) -> Misfit | None:

@@ -22,9 +22,9 @@ from torch import Tensor, nn
 
 from mts_lightning.nn import dispatch, kernel_sharing, options
 from mts_lightning.nn.convolution import conv_branch
+from mts_lightning.nn.frozen import export_merge, exporting
 from mts_lightning.nn.geometry import BranchGeometry
 from mts_lightning.nn.input_checks import check_fits, check_input
-from mts_lightning.nn.merge.stock import count_wins, winning_branch
 from mts_lightning.nn.options import ScalePair
 from mts_lightning.nn.usage import StretchUsage
 
@@ -70,6 +70,7 @@ class _MultiscaleMixin:
         self._branch_kernels_fresh = False
         self._base_at_forward = None
         self._usage = StretchUsage(self.num_branches)
+        self.frozen = False
 
     # ----------------------------------------------------------------- public state
     @property
@@ -141,6 +142,32 @@ class _MultiscaleMixin:
         self.weight.copy_(self._from_2d(averaged))
         self._branch_kernels_fresh = False
 
+    @torch.no_grad()
+    def freeze(self):
+        """The inference form (returns the layer, in evaluation mode): branch kernels computed
+        once into buffers outside the state dict, no usage counting, a forward that exports
+        (trace, ONNX) and gives the training form's evaluation output. It cannot train:
+        :meth:`unfreeze` (or loading a state dict) gives the training form back."""
+        self.unfreeze()
+        branch_kernels = kernel_sharing.resampled_kernels(
+            self._to_2d(self.weight), self.scale_factors
+        )
+        for branch, kernel in enumerate(branch_kernels[1:], start=1):
+            self.register_buffer(f"_frozen_kernel_{branch}", kernel.clone(), persistent=False)
+        self.frozen = True
+        return self.eval()
+
+    def unfreeze(self):
+        """The training form back (a no-op on a layer that is not frozen); returns the layer."""
+        for branch in range(1, self.num_branches):
+            self._buffers.pop(f"_frozen_kernel_{branch}", None)
+        self.frozen = False
+        return self
+
+    def _load_from_state_dict(self, *args, **kwargs) -> None:
+        self.unfreeze()  # the frozen kernels would no longer match the loaded weight
+        super()._load_from_state_dict(*args, **kwargs)
+
     # ----------------------------------------------------------------- forward
     def _branch_kernel_list(self) -> list[Tensor]:
         weight = self._to_2d(self.weight)
@@ -160,7 +187,9 @@ class _MultiscaleMixin:
         ``self.training``), so the original call style ``layer(x, self.training)`` works.
         """
         name = type(self).__name__
-        check_input(input, name, self.in_channels, self._input_dims)
+        checked = not (self.frozen and exporting())  # a graph holds no Python checks
+        if checked:
+            check_input(input, name, self.in_channels, self._input_dims)
         unbatched = input.dim() == self._input_dims[1]
         batched = input.unsqueeze(0) if unbatched else input
         x = self._to_2d_input(batched)
@@ -170,40 +199,37 @@ class _MultiscaleMixin:
             and input.is_contiguous(memory_format=torch.channels_last)
         )
         training = self.training if training_state is None else bool(training_state)
+        if self.frozen and training:
+            raise RuntimeError(f"{name} is frozen (inference form): unfreeze() it to train")
         runs = bool(self.scale_factors) and options.runs_branches(self.training_mode, training)
+        # Evaluated, "only_gradients" gives the base map's value: the frozen form computes it alone.
+        runs = runs and not (self.frozen and self.training_mode == "only_gradients")
         num_branches = self.num_branches if runs else 1
-        check_fits(batched.shape, self.geometry, num_branches, name, self.in_channels)
+        if checked:
+            check_fits(batched.shape, self.geometry, num_branches, name, self.in_channels)
         if num_branches == 1:
             base = conv_branch(x, self._to_2d(self.weight), self.bias, self.geometry, 0)
             return self._finish(base, unbatched)
 
-        kernels = self._branch_kernel_list()
-        if self.output_type == "concat_fmaps":
-            fmaps = dispatch.aligned_fmaps(x, kernels, self.bias, self.geometry)
-            if self.track_stretch_usage:
-                with torch.no_grad():
-                    self._record_usage(winning_branch([f.detach() for f in fmaps])[1])
-            return self._finish(torch.cat(fmaps, dim=2), unbatched, channels_last)
-
-        keep_base = self.training_mode == "only_gradients"
-        base, pooled, winner, counts = dispatch.pooled_merge(
-            x, kernels, self.bias, self.geometry, self.fuse_branches, keep_base
-        )
-        if self.track_stretch_usage:
-            self._record_usage(winner, counts)
-        if self.output_type == "interleave_chdim":
-            log_scales = self._branch_log_time_scales.to(pooled.dtype)[winner.long()]
-            output = torch.stack((pooled, log_scales), dim=2).flatten(1, 2)
-        elif keep_base:
-            # Value of the base map, gradient of the pooled map only. The literal
-            # ``base + (pooled - pooled.detach())`` would add the base's gradient twice.
-            output = pooled + (base - pooled).detach()
+        if not self.frozen:
+            kernels = self._branch_kernel_list()
         else:
-            output = pooled
+            kernels = [self._to_2d(self.weight)] + [
+                self.get_buffer(f"_frozen_kernel_{branch}") for branch in range(1, num_branches)
+            ]
+        if self.frozen and exporting():
+            output = export_merge(
+                x, kernels, self.bias, self.geometry, self.output_type, self._branch_log_time_scales
+            )
+        else:
+            output, counts = dispatch.merged_output(
+                x, kernels, self.bias, self.geometry, self.output_type, self.fuse_branches,
+                self.training_mode == "only_gradients", self._branch_log_time_scales,
+                count=self.track_stretch_usage and not self.frozen,
+            )  # fmt: skip
+            if counts is not None:
+                self._usage.record(counts)
         return self._finish(output, unbatched, channels_last)
-
-    def _record_usage(self, winner: Tensor, counts: Tensor | None = None) -> None:
-        self._usage.record(count_wins(winner, self.num_branches) if counts is None else counts)
 
     def _finish(self, output: Tensor, unbatched: bool, channels_last: bool = False) -> Tensor:
         # Channels-last may be an internal choice: hand back the layout nn.Conv2d would.
@@ -223,20 +249,15 @@ class _MultiscaleMixin:
             f"{s[0]:g}" if s[1] == 1.0 else f"({s[0]:g}, {s[1]:g})" for s in self.scale_factors
         )
         parts = [super().extra_repr(), f"scale_factors=[{scales}]"]
-        defaults = {
-            "output_type": "pooled_map",
-            "training_mode": "train_and_eval",
-            "kernel_sharing": "average",
-            "fmap_align": "interpolate",
-            "stretch_penalty_lambda": 0.0,
-        }
-        parts += [
-            f"{name}={getattr(self, name)!r}"
-            for name, default in defaults.items()
-            if getattr(self, name) != default
-        ]
+        defaults = dict(
+            output_type="pooled_map", training_mode="train_and_eval", kernel_sharing="average",
+            fmap_align="interpolate", stretch_penalty_lambda=0.0,
+        )  # fmt: skip
+        parts += [f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
         if not self.track_stretch_usage:
             parts.append("track_stretch_usage=False")
+        if self.frozen:
+            parts.append("frozen")
         return ", ".join(parts)
 
 
