@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from mts_lightning.nn import MultiscaleConv2d  # noqa: E402
-from mts_lightning.nn.functional import resample_kernel  # noqa: E402
+from mts_lightning.nn.kernel_sharing import resample_kernel  # noqa: E402
 from tests.reference_mts import ReferenceMultiscaleConv2d  # noqa: E402
 
 LAYERS = {

@@ -43,14 +43,14 @@ def one_thread():
 
 @pytest.fixture
 def kernel_calls(monkeypatch):
-    """A list that gains one entry per forward through the fused merge kernel."""
-    from mts_lightning.nn import fused_merge
+    """A list that gains one entry per forward through the native merge kernel."""
+    from mts_lightning.nn.merge import native
 
-    calls, kernel_forward = [], fused_merge._Plan.forward
+    calls, kernel_forward = [], native._Plan.forward
 
     def counted(plan, *args):
         calls.append(plan)
         return kernel_forward(plan, *args)
 
-    monkeypatch.setattr(fused_merge._Plan, "forward", counted)
+    monkeypatch.setattr(native._Plan, "forward", counted)
     return calls

@@ -1,8 +1,8 @@
 """The fast MTS layer against the plain reference, in value and gradient (float64, 1e-6).
 
-Every test runs twice: with the fused merge kernel (the CPU default) and with the stock
+Every test runs twice: with the native merge kernel (the CPU default) and with the stock
 PyTorch operators it falls back to (other devices, autocast, ``torch.compile``, or no C
-compiler). With the kernel, the fused path runs one sample per chunk, so the chunked
+compiler). With the native kernel, the layer runs one sample per chunk, so the chunked
 forward and backward are held to the reference too (the rest of the suite runs it in one
 chunk).
 """
@@ -14,19 +14,20 @@ import itertools
 import pytest
 import torch
 
-from mts_lightning.nn import MultiscaleConv2d, _native, multiscale_conv
+from mts_lightning.nn import MultiscaleConv2d, dispatch
+from mts_lightning.nn.merge import native_build
 from tests.reference_mts import ReferenceMultiscaleConv2d
 
 
-@pytest.fixture(autouse=True, params=["kernel", "stock"])
+@pytest.fixture(autouse=True, params=["native", "stock"])
 def merge_backend(request, monkeypatch, kernel_calls):
-    """Run the test with the fused merge kernel, then with the stock operators."""
+    """Run the test with the native merge kernel, then with the stock operators."""
     if request.param == "stock":
-        monkeypatch.setenv(_native.SWITCH_ENV, "0")
+        monkeypatch.setenv(native_build.SWITCH_ENV, "0")
     else:
-        assert _native.library() is not None, "the fused merge kernel did not build"
-        monkeypatch.setattr(multiscale_conv, "_CHUNK_ABOVE_BYTES", 0)
-        monkeypatch.setattr(multiscale_conv, "_CHUNK_BYTES", 1)
+        assert native_build.library() is not None, "the native merge kernel did not build"
+        monkeypatch.setattr(dispatch, "CHUNK_ABOVE_BYTES", 0)
+        monkeypatch.setattr(dispatch, "CHUNK_BYTES", 1)
     yield request.param
     if request.param == "stock":
         assert not kernel_calls, "the stock backend ran the kernel"
@@ -161,7 +162,7 @@ def test_matches_reference_over_modes(
     )
     x = torch.randn(2, setting[0], 17, 11, dtype=torch.float64)
     run_and_compare(layer, reference, x, training)
-    assert (layer._fusion is not None) == (fuse == "always")
+    assert (layer.geometry.fused is not None) == (fuse == "always")
 
 
 @pytest.mark.parametrize("penalty", [0.1, 0.5])

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from mts_lightning.callbacks.kernel_averaging import averaging_layers
-from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d, convert_to_mts
+from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d, convert_to_mts, dispatch
 
 # --------------------------------------------------------------------- drop-in for nn.Conv2d
 
@@ -360,11 +360,9 @@ def test_autocast_on_cpu(dtype, align, fuse):
     ],
 )
 def test_batch_in_chunks_equals_one_pass(options, monkeypatch, kernel_calls):
-    from mts_lightning.nn import multiscale_conv
-
     def run(chunk_above_bytes):
-        monkeypatch.setattr(multiscale_conv, "_CHUNK_ABOVE_BYTES", chunk_above_bytes)
-        monkeypatch.setattr(multiscale_conv, "_CHUNK_BYTES", 1)
+        monkeypatch.setattr(dispatch, "CHUNK_ABOVE_BYTES", chunk_above_bytes)
+        monkeypatch.setattr(dispatch, "CHUNK_BYTES", 1)
         torch.manual_seed(0)
         layer = MultiscaleConv2d(2, 3, (5, 3), padding=1, dtype=torch.float64, **options)
         x = torch.randn(5, 2, 30, 12, dtype=torch.float64, requires_grad=True)
@@ -393,7 +391,8 @@ def test_batch_in_chunks_equals_one_pass(options, monkeypatch, kernel_calls):
 def test_only_batches_with_large_maps_run_in_chunks(args, kwargs, shape, samples):
     layer = MultiscaleConv2d(*args, scale_factors=[0.5, 0.7, 1.428, 2.0], **kwargs)
     fused = layer.fuse_branches == "always"
-    assert layer._chunk_samples(torch.empty(shape), fused) == samples
+    chunk = dispatch.chunk_samples(torch.empty(shape), layer.geometry, layer.out_channels, fused)
+    assert chunk == samples
 
 
 def test_memory_format_follows_the_input():

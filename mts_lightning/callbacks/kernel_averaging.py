@@ -11,7 +11,7 @@ from torch import nn
 from typing_extensions import override
 
 from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d
-from mts_lightning.nn.multiscale_conv import AVERAGING_MODES
+from mts_lightning.nn.options import AVERAGING_MODES
 
 MTS_LAYER_TYPES = (MultiscaleConv2d, MultiscaleConv1d)
 

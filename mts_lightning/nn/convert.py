@@ -1,4 +1,5 @@
-"""Turn the ``nn.Conv2d`` layers of an existing model into multi-time-scale layers."""
+"""Whole-model conversions: ``nn.Conv2d`` layers into MTS layers, MTS layers into (and out of)
+their inference form."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mts_lightning.nn.multiscale_conv import DEFAULT_SCALE_FACTORS, MultiscaleConv2d
+from mts_lightning.nn.multiscale_conv import MultiscaleConv1d, MultiscaleConv2d
+from mts_lightning.nn.options import DEFAULT_SCALE_FACTORS
 
 
 def _matches(name: str, patterns: Iterable[str] | None) -> bool:
@@ -89,4 +91,22 @@ def convert_to_mts(
                 mts.bias.requires_grad_(conv.bias.requires_grad)
         mts.train(conv.training)
         setattr(parent, child_name, mts)
+    return model
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """Put every MTS layer of ``model`` in its inference form (:meth:`MultiscaleConv2d.freeze`)
+    and ``model`` in evaluation mode; returns ``model``."""
+    for module in model.modules():
+        if isinstance(module, (MultiscaleConv1d, MultiscaleConv2d)):
+            module.freeze()
+    return model.eval()
+
+
+def unfreeze(model: nn.Module) -> nn.Module:
+    """Give every MTS layer of ``model`` its training form back; returns ``model``, in the mode
+    it was in."""
+    for module in model.modules():
+        if isinstance(module, (MultiscaleConv1d, MultiscaleConv2d)):
+            module.unfreeze()
     return model

@@ -1,4 +1,4 @@
-"""Build and load the fused CPU merge kernel (``_merge.c``) on first use.
+"""Build and load the native merge kernel (``_merge.c``) on first use.
 
 The kernel is plain C11 with OpenMP, compiled by the system C compiler (``$CC``, else ``cc``)
 in well under a second into ``$MTS_LIGHTNING_BUILD_DIR`` (default
@@ -113,7 +113,7 @@ def library() -> ctypes.CDLL | None:
             _library = loaded
         except (OSError, RuntimeError, subprocess.SubprocessError, AttributeError) as error:
             warnings.warn(
-                "mts_lightning: the fused CPU merge kernel could not be built or loaded, so MTS "
+                "mts_lightning: the native merge kernel could not be built or loaded, so MTS "
                 f"layers use stock PyTorch operators on CPU (same results, slower): {error}. "
                 f"Set {SWITCH_ENV}=0 to silence this, or CC to choose a C compiler.",
                 RuntimeWarning,

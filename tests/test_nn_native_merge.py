@@ -1,4 +1,4 @@
-"""The fused merge kernel on its own: alignment tables, merge rules, layouts, build and fallback."""
+"""The native merge kernel on its own: alignment tables, merge rules, layouts, build and fallback."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mts_lightning.nn import MultiscaleConv2d, _native
-from mts_lightning.nn.functional import align_fmap, branch_max, count_wins
-from mts_lightning.nn.fused_merge import axis_alignments, axis_table, fused_branch_max
+from mts_lightning.nn import MultiscaleConv2d
+from mts_lightning.nn.merge import native_build
+from mts_lightning.nn.merge.native import axis_alignments, axis_table, native_branch_max
+from mts_lightning.nn.merge.reference import align_fmap
+from mts_lightning.nn.merge.stock import branch_max, count_wins
 
 SIZES = [(20, 14), (23, 14), (17, 9), (20, 11), (26, 19)]  # (time, freq) of a branch map
 TARGET = (20, 14)
@@ -32,7 +34,7 @@ def test_alignment_reproduces_align_fmap_in_value_and_gradient(align, size):
     base = torch.full((2, 3, *TARGET), -1e30, dtype=torch.float64)
     branch = torch.randn(2, 3, *size, dtype=torch.float64, requires_grad=True)
     time, freq = axis_alignments([base, branch], align)
-    pooled, winner, counts = fused_branch_max([base, branch], [base, branch], time, freq, [1.0])
+    pooled, winner, counts = native_branch_max([base, branch], [base, branch], time, freq, [1.0])
     expected = align_fmap(branch, TARGET, align)  # the crop rule's zero padding wins too
     torch.testing.assert_close(pooled, expected, rtol=1e-12, atol=1e-12)
     assert bool((winner == 1).all()) and counts.tolist() == [0, winner.numel()]
@@ -58,7 +60,7 @@ def test_matches_the_stock_merge_with_penalties(dtype, align):
     maps = [torch.randn(2, 4, *size, dtype=dtype, requires_grad=True) for size in SIZES]
     penalties = [0.9, 1.0, 0.8, 1.1]
     time, freq = axis_alignments(maps, align)
-    pooled, winner, counts = fused_branch_max(maps, maps, time, freq, penalties)
+    pooled, winner, counts = native_branch_max(maps, maps, time, freq, penalties)
     expected, expected_winner, expected_counts = stock_merge(maps, align, penalties)
     torch.testing.assert_close(pooled, expected)
     assert torch.equal(winner, expected_winner) and torch.equal(counts, expected_counts)
@@ -74,7 +76,7 @@ def test_gradcheck():
     time, freq = axis_alignments(maps, "interpolate")
 
     def merged(*inputs):
-        return fused_branch_max(inputs, inputs, time, freq, [0.9, 1.0, 0.8, 1.1])[0]
+        return native_branch_max(inputs, inputs, time, freq, [0.9, 1.0, 0.8, 1.1])[0]
 
     assert torch.autograd.gradcheck(merged, maps)
 
@@ -86,7 +88,7 @@ def test_ties_go_to_the_lowest_branch_and_nan_propagates():
     nan = torch.tensor([[[[0.0, 0.0, float("nan"), 0.0]]]])
     maps = [base, same, higher, nan]
     time, freq = axis_alignments(maps, "crop")
-    pooled, winner, counts = fused_branch_max(maps, maps, time, freq, [1.0] * 3)
+    pooled, winner, counts = native_branch_max(maps, maps, time, freq, [1.0] * 3)
     assert winner.flatten().tolist() == [0, 2, 0, 0]
     assert counts.tolist() == [3, 0, 1, 0]
     assert pooled[0, 0, 0, 1] == 5.0 and pooled[0, 0, 0, 2].isnan() and pooled[0, 0, 0, 3].isnan()
@@ -96,7 +98,7 @@ def test_inplace_writes_into_the_base_map():
     maps = [torch.randn(2, 3, *size) for size in SIZES[:3]]
     expected = stock_merge(maps, "interpolate", [1.0, 1.0])[0]
     time, freq = axis_alignments(maps, "interpolate")
-    pooled, _, _ = fused_branch_max(maps, maps, time, freq, [1.0, 1.0], inplace=True)
+    pooled, _, _ = native_branch_max(maps, maps, time, freq, [1.0, 1.0], inplace=True)
     assert pooled is maps[0]
     torch.testing.assert_close(maps[0], expected)
 
@@ -105,9 +107,9 @@ def test_channels_last_maps_give_channels_last_results():
     # Time-only alignment: each (time step) row of a channels-last map is one run.
     maps = [torch.randn(2, 5, t, 14) for t in (20, 23, 17)]
     time, freq = axis_alignments(maps, "interpolate")
-    plain = fused_branch_max(maps, maps, time, freq, [1.0, 0.9])
+    plain = native_branch_max(maps, maps, time, freq, [1.0, 0.9])
     last = [m.contiguous(memory_format=torch.channels_last).requires_grad_() for m in maps]
-    pooled, winner, counts = fused_branch_max(last, last, time, freq, [1.0, 0.9])
+    pooled, winner, counts = native_branch_max(last, last, time, freq, [1.0, 0.9])
     assert pooled.is_contiguous(memory_format=torch.channels_last)
     torch.testing.assert_close(pooled, plain[0])
     assert torch.equal(winner, plain[1]) and torch.equal(counts, plain[2])
@@ -119,7 +121,7 @@ def test_channels_last_maps_resized_along_frequency_are_merged_correctly():
     maps = [torch.randn(2, 5, *size, dtype=torch.float64) for size in SIZES[:3]]
     last = [m.contiguous(memory_format=torch.channels_last).requires_grad_() for m in maps]
     time, freq = axis_alignments(maps, "interpolate")
-    pooled, _, _ = fused_branch_max(last, last, time, freq, [1.0, 1.0])
+    pooled, _, _ = native_branch_max(last, last, time, freq, [1.0, 1.0])
     expected = stock_merge(maps, "interpolate", [1.0, 1.0])[0]
     torch.testing.assert_close(pooled, expected)
     grads = torch.autograd.grad(pooled, last, torch.ones_like(pooled))
@@ -132,7 +134,7 @@ def test_views_into_one_source_get_gradients_in_their_regions_only():
     sizes = [TARGET, (23, 14), (17, 19)]
     maps = [block[..., :t, :f] for block, (t, f) in zip(blocks, sizes, strict=True)]
     time, freq = axis_alignments(maps, "interpolate")
-    pooled, _, _ = fused_branch_max([fused], maps, time, freq, [1.0, 1.0], blocks=blocks)
+    pooled, _, _ = native_branch_max([fused], maps, time, freq, [1.0, 1.0], blocks=blocks)
     expected = stock_merge([m.detach() for m in maps], "interpolate", [1.0, 1.0])[0]
     torch.testing.assert_close(pooled, expected)
     (grad,) = torch.autograd.grad(pooled, fused, torch.ones_like(pooled))
@@ -148,14 +150,14 @@ def test_views_into_a_source_that_is_not_dense_are_refused():
     maps = list(fused.unbind(1))
     time, freq = axis_alignments(maps, "crop")
     with pytest.raises(ValueError, match=r"need every source dense.*got source strides"):
-        fused_branch_max([fused], maps, time, freq, [1.0, 1.0])
+        native_branch_max([fused], maps, time, freq, [1.0, 1.0])
 
 
 def test_more_branches_than_a_byte_counts_are_refused():
     maps = [torch.randn(1, 1, 2, 2) for _ in range(256)]
     time, freq = axis_alignments(maps, "crop")
     with pytest.raises(ValueError, match="at most 255 branch maps.*got 256"):
-        fused_branch_max(maps, maps, time, freq, [1.0] * 255)
+        native_branch_max(maps, maps, time, freq, [1.0] * 255)
 
 
 def test_layer_runs_the_kernel_on_cpu_float(kernel_calls):
@@ -171,20 +173,20 @@ def test_layer_runs_the_kernel_on_cpu_float(kernel_calls):
 @pytest.fixture
 def fresh_build(tmp_path, monkeypatch):
     """A library state with nothing loaded, building into an empty folder."""
-    monkeypatch.setenv(_native.BUILD_DIR_ENV, str(tmp_path / "native"))
-    _native.reset()
+    monkeypatch.setenv(native_build.BUILD_DIR_ENV, str(tmp_path / "native"))
+    native_build.reset()
     yield tmp_path / "native"
-    _native.reset()
+    native_build.reset()
 
 
 def test_builds_once_into_the_build_folder_and_reuses_it(fresh_build, monkeypatch):
-    assert _native.library() is not None
+    assert native_build.library() is not None
     built = list(fresh_build.iterdir())
     assert len(built) == 1 and built[0].suffix == ".so"
-    _native.reset()
+    native_build.reset()
     compiled = []
-    monkeypatch.setattr(_native, "_compile", lambda *args: compiled.append(args))
-    assert _native.library() is not None and not compiled
+    monkeypatch.setattr(native_build, "_compile", lambda *args: compiled.append(args))
+    assert native_build.library() is not None and not compiled
 
 
 def test_without_a_compiler_warns_once_and_falls_back(fresh_build, monkeypatch):
@@ -196,21 +198,23 @@ def test_without_a_compiler_warns_once_and_falls_back(fresh_build, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         torch.testing.assert_close(layer(x), out)
-    monkeypatch.setenv(_native.SWITCH_ENV, "0")
-    _native.reset()
+    monkeypatch.setenv(native_build.SWITCH_ENV, "0")
+    native_build.reset()
     torch.testing.assert_close(layer(x), out)
 
 
 def test_a_failed_compilation_leaves_nothing_behind(fresh_build, monkeypatch):
-    monkeypatch.setattr(_native, "FLAGS", (*_native.FLAGS, "-DMTS_NO_SUCH_FLAG", "-Werror=bogus"))
+    monkeypatch.setattr(
+        native_build, "FLAGS", (*native_build.FLAGS, "-DMTS_NO_SUCH_FLAG", "-Werror=bogus")
+    )
     with pytest.warns(RuntimeWarning, match="exited with"):
-        assert _native.library() is None
+        assert native_build.library() is None
     assert not fresh_build.exists() or not list(fresh_build.iterdir())
 
 
 def test_switched_off_it_builds_nothing(fresh_build, monkeypatch):
-    monkeypatch.setenv(_native.SWITCH_ENV, "0")
+    monkeypatch.setenv(native_build.SWITCH_ENV, "0")
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        assert _native.library() is None
+        assert native_build.library() is None
     assert not fresh_build.exists()

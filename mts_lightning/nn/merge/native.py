@@ -1,7 +1,7 @@
-"""The branch merge in one pass per direction, through the fused CPU kernel (``_merge.c``).
+"""The native backend: the branch merge in one pass per direction, in C (``_merge.c``).
 
-:func:`fused_branch_max` computes what aligning every branch map (:func:`align_fmap`),
-penalising it, :func:`branch_max` and :func:`count_wins` compute together, reading each map
+:func:`native_branch_max` computes what :func:`~mts_lightning.nn.merge.reference.reference_merge`
+computes (align every branch map, penalise it, maximum, winner, counts), reading each map
 once: the alignment is given as per-axis tables, so branch maps are read where they lie
 (their own size, or a region of a fused convolution's output) and never materialised
 aligned. Its backward routes each gradient element to the winning branch and scatters it
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from mts_lightning.nn import _native
+from mts_lightning.nn.merge import native_build
 
 #: How one axis of a branch map is brought to the base map's length:
 #: ``("interpolate", own, target)`` bilinear resize; ``("crop", own, target)`` centre crop or
@@ -32,7 +32,7 @@ _MAX_BRANCHES = 255  # winners are stored as one byte
 
 
 def supported(x: Tensor, num_maps: int) -> bool:
-    """Whether :func:`fused_branch_max` can merge ``num_maps`` maps computed from ``x`` in
+    """Whether :func:`native_branch_max` can merge ``num_maps`` maps computed from ``x`` in
     its own dtype (else use the stock operators)."""
     return (
         x.device.type == "cpu"
@@ -40,7 +40,7 @@ def supported(x: Tensor, num_maps: int) -> bool:
         and num_maps <= _MAX_BRANCHES
         and not torch.is_autocast_enabled(x.device.type)
         and not torch.compiler.is_compiling()
-        and _native.library() is not None
+        and native_build.library() is not None
     )
 
 
@@ -89,7 +89,7 @@ def axis_alignments(
     maps: Sequence[Tensor], fmap_align: str
 ) -> tuple[list[AxisAlignment | None], list[AxisAlignment | None]]:
     """Time and frequency alignments bringing each map (after the base) to the base's size
-    by ``fmap_align`` (``"interpolate"`` or ``"crop"``), for :func:`fused_branch_max`."""
+    by ``fmap_align`` (``"interpolate"`` or ``"crop"``), for :func:`native_branch_max`."""
     time, freq = maps[0].shape[2:]
     return (
         [None] + [(fmap_align, m.shape[2], time) for m in maps[1:]],
@@ -132,6 +132,21 @@ class _Layout:
         return t.stride(3) == 1 or t.shape[3] == 1
 
 
+class _MapGeometry(ctypes.Structure):
+    """One map's geometry row, the ``Geometry`` struct of ``_merge.c``."""
+
+    _fields_ = [
+        ("stride_a1", ctypes.c_int64),  # element strides along the two plane axes
+        ("stride_a2", ctypes.c_int64),
+        ("stride_row", ctypes.c_int64),
+        ("rows", ctypes.c_int64),  # the map's own size: rows (time) of runs
+        ("run", ctypes.c_int64),
+        ("zero_rows", ctypes.c_int64),  # the block its gradient buffer must zero
+        ("zero_run", ctypes.c_int64),
+        ("run_is_identity", ctypes.c_int64),  # the run needs no alignment table
+    ]
+
+
 def _pointer_array(values: Sequence[int]) -> ctypes.Array:
     return (ctypes.c_void_p * len(values))(*values)
 
@@ -162,30 +177,32 @@ class _Plan:
             m.storage_offset() - sources[k].storage_offset()
             for m, k in zip(maps, self.source_of, strict=True)
         ]
-        geometry = []
+        rows = []
         for i, (m, block) in enumerate(zip(maps, blocks, strict=True)):
-            run_identity = i == 0 or layout.channels_last or tables[i][1][2]
-            geometry.append(
-                [
-                    *layout.strides(m),
-                    m.shape[2],
-                    layout.own_run(m),
-                    block.shape[2],
-                    layout.own_run(block),
-                    int(run_identity),
-                ]
+            stride_a1, stride_a2, stride_row = layout.strides(m)
+            rows.append(
+                _MapGeometry(
+                    stride_a1=stride_a1,
+                    stride_a2=stride_a2,
+                    stride_row=stride_row,
+                    rows=m.shape[2],
+                    run=layout.own_run(m),
+                    zero_rows=block.shape[2],
+                    zero_run=layout.own_run(block),
+                    run_is_identity=int(i == 0 or layout.channels_last or tables[i][1][2]),
+                )
             )
         run_tables = [None] + [None if layout.channels_last else t[1] for t in tables[1:]]
         # The kernel gets raw pointers into these tensors: keep them alive with the plan.
         self._keep_alive = (
             tables,
-            torch.tensor(geometry, dtype=torch.int64),
+            (_MapGeometry * n)(*rows),
             torch.tensor([1.0, *penalties], dtype=torch.float64),
         )
         # The arguments both directions pass after the data: geometry, row tables, run
         # tables, penalties (see _merge.c).
         self.alignment_args = (
-            self._keep_alive[1].data_ptr(),
+            ctypes.addressof(self._keep_alive[1]),
             _pointer_array([0] + [t[0][0].data_ptr() for t in tables[1:]]),
             _pointer_array([0] + [t[0][1].data_ptr() for t in tables[1:]]),
             _pointer_array([t[0].data_ptr() if t else 0 for t in run_tables]),
@@ -249,7 +266,7 @@ class _Plan:
 
 def _kernel_function(direction: str, dtype: torch.dtype):
     """``mts_merge_{direction}`` of ``_merge.c`` for ``dtype``."""
-    return getattr(_native.library(), f"mts_merge_{direction}_{_KERNEL_DTYPES[dtype]}")
+    return getattr(native_build.library(), f"mts_merge_{direction}_{_KERNEL_DTYPES[dtype]}")
 
 
 def _strides_pointer(strides: Sequence[int]) -> ctypes.Array:
@@ -260,7 +277,7 @@ def _same_storage(view: Tensor, source: Tensor) -> bool:
     return view.untyped_storage().data_ptr() == source.untyped_storage().data_ptr()
 
 
-class _FusedBranchMax(torch.autograd.Function):
+class _NativeBranchMax(torch.autograd.Function):
     @staticmethod
     def forward(ctx, plan: _Plan, inplace: bool, *sources: Tensor):
         pooled, winner, counts = plan.forward(sources, sources[0] if inplace else None)
@@ -277,7 +294,7 @@ class _FusedBranchMax(torch.autograd.Function):
         return None, None, *ctx.plan.backward(grad_pooled, winner)
 
 
-def fused_branch_max(
+def native_branch_max(
     sources: Sequence[Tensor],
     maps: Sequence[Tensor],
     time_alignments: Sequence[AxisAlignment | None],
@@ -302,7 +319,7 @@ def fused_branch_max(
     maps, sources = list(maps), list(sources)
     if len(maps) > _MAX_BRANCHES:
         raise ValueError(
-            f"fused_branch_max merges at most {_MAX_BRANCHES} branch maps (winners are kept "
+            f"native_branch_max merges at most {_MAX_BRANCHES} branch maps (winners are kept "
             f"in one byte); got {len(maps)}"
         )
     blocks = maps if blocks is None else list(blocks)
@@ -313,7 +330,7 @@ def fused_branch_max(
         # each into the plain layout. Views into a shared source are always laid out densely.
         if len(maps) != len(sources) or any(m is not s for m, s in zip(maps, sources, strict=True)):
             raise ValueError(
-                "fused_branch_max: maps that are views into shared sources need every source "
+                "native_branch_max: maps that are views into shared sources need every source "
                 "dense (contiguous or channels-last) with each map's rows contiguous; got "
                 f"source strides {[s.stride() for s in sources]} and map strides "
                 f"{[m.stride() for m in maps]}. Pass separate maps (they are copied into "
@@ -324,6 +341,6 @@ def fused_branch_max(
     plan = _Plan(layout, sources, maps, blocks, time_alignments, freq_alignments, penalties)
     inplace = inplace and maps[0] is sources[0]
     if torch.is_grad_enabled() and any(s.requires_grad for s in sources):
-        return _FusedBranchMax.apply(plan, inplace, *sources)
+        return _NativeBranchMax.apply(plan, inplace, *sources)
     with torch.no_grad():
         return plan.forward(sources, sources[0] if inplace else None)

@@ -1,5 +1,5 @@
 /*
- * Fused branch merge of the multi-time-scale convolution, for CPU float32/float64 maps.
+ * The native branch merge of the multi-time-scale convolution, for CPU float32/float64 maps.
  *
  * Forward: one pass that aligns every branch map to the base map (bilinear resize, or
  * crop/zero-pad, both given as per-position tables), applies the stretch penalty, keeps the
@@ -19,7 +19,7 @@
  * (same format per output element) only where `run_is_identity` is 0. Branch 0, the base,
  * has the output's geometry and no tables.
  *
- * Compiled on first use by mts_lightning/nn/_native.py and called through ctypes. The file
+ * Compiled on first use by mts_lightning/nn/merge/native_build.py and called through ctypes. The file
  * includes itself once per element type: the code after `#else` is written for `T` and
  * `NAME(f)`, which names the float version `f_f32` and the double version `f_f64`.
  */
