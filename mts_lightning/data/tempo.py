@@ -1,0 +1,105 @@
+"""Changing a recording's speaking rate with its pitch kept: a phase vocoder with identity
+phase locking, on torch's STFT.
+
+``tempo`` > 1 speaks faster (the clip gets shorter), < 1 slower: a clip of ``n`` samples
+becomes ``round(n / tempo)`` samples long. The short-time Fourier transform is re-timed: each
+output frame takes the magnitudes interpolated between the two nearest input frames, and its
+phases are advanced at each spectral peak's own measured frequency, so every partial keeps
+its frequency (the pitch) while its duration changes. The inverse STFT gives the waveform.
+
+Why this and not :func:`torchaudio.functional.phase_vocoder` alone: that plain vocoder
+advances every bin on its own, and after any onset the bins of one partial drift out of phase
+with each other for good; their overlap-add then cancels, and speech-like clips lost 2-4 dB
+(a held tone after an onset 10 dB) at tempo 0.5-2. Identity phase locking (Laroche and
+Dolson, 1999: each bin keeps its original phase offset to the nearest peak) keeps partials
+coherent. It is built on ``torch.stft``/``torch.istft`` and the torchaudio interpolation
+scheme, already dependencies, and runs in the process that computes the features.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+#: Analysis window of the phase vocoder, in seconds (2048 samples at 16 kHz), and its hop.
+WINDOW_SECONDS = 0.128
+HOP_FRACTION = 4
+
+
+def check_tempo(name: str, tempo: float) -> float:
+    """Validate a tempo factor: a finite number > 0 (1.0 leaves the audio unchanged)."""
+    if isinstance(tempo, bool) or not isinstance(tempo, (int, float)):
+        raise ValueError(f"{name} must be a number > 0 (1.0: unchanged), got {tempo!r}")
+    if not math.isfinite(tempo) or tempo <= 0:
+        raise ValueError(f"{name} must be a finite number > 0 (1.0: unchanged), got {tempo!r}")
+    return float(tempo)
+
+
+def change_tempo(waveform: torch.Tensor, sample_rate: int, tempo: float) -> torch.Tensor:
+    """``waveform`` ``(samples,)`` played ``tempo`` times as fast, pitch kept.
+
+    Returns a float32 waveform of ``round(samples / tempo)`` samples; ``tempo == 1`` returns
+    the input unchanged (the same tensor).
+    """
+    tempo = check_tempo("tempo", tempo)
+    if waveform.dim() != 1:
+        raise ValueError(f"waveform must be 1-D (samples,), got shape {tuple(waveform.shape)}")
+    if tempo == 1.0:
+        return waveform
+    n_fft = 2 ** round(math.log2(WINDOW_SECONDS * sample_rate))
+    hop = n_fft // HOP_FRACTION
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    signal = waveform.to(torch.float64)
+    length = max(1, round(signal.numel() / tempo))
+    # Pad so that the analysis covers the whole clip even when it is shorter than a window.
+    padded = torch.nn.functional.pad(signal, (0, max(0, n_fft - signal.numel())))
+    spec = torch.stft(padded, n_fft, hop, window=window, center=True, return_complex=True)
+    stretched = _phase_locked_vocoder(spec, tempo, hop, n_fft)
+    out = torch.istft(stretched, n_fft, hop, window=window, center=True, length=length)
+    return out.to(torch.float32)
+
+
+def _phase_locked_vocoder(spec: torch.Tensor, rate: float, hop: int, n_fft: int) -> torch.Tensor:
+    """Re-time a complex STFT ``(freq, frames)`` by ``rate`` with identity phase locking."""
+    bins, frames = spec.shape
+    steps = torch.arange(0, frames, rate, dtype=torch.float64)
+    first = steps.long()
+    alpha = (steps - first)[None]
+    spec = torch.nn.functional.pad(spec, (0, 2))
+    before, after = spec[:, first], spec[:, first + 1]
+    magnitude = (1 - alpha) * before.abs() + alpha * after.abs()
+    # Measured phase advance per hop: the expected advance of each bin's centre frequency
+    # plus the deviation, taken modulo 2 pi.
+    expected = torch.linspace(0, math.pi * hop, bins, dtype=torch.float64)[:, None]
+    deviation = after.angle() - before.angle() - expected
+    advance = expected + deviation - 2 * math.pi * torch.round(deviation / (2 * math.pi))
+    source_phase = before.angle()
+    peak = _nearest_peaks(magnitude)
+    # Everything but the running peak phases is known up front; frames go along rows so the
+    # sequential loop below touches contiguous memory (numpy: microseconds per frame).
+    peak_advance = advance[:, :-1].gather(0, peak[:, 1:])
+    offset = source_phase - source_phase.gather(0, peak)
+    step = (peak_advance + offset[:, 1:]).T.contiguous().numpy()
+    peak_rows = peak[:, 1:].T.contiguous().numpy()
+    phases = np.empty((magnitude.shape[1], bins))
+    phases[0] = source_phase[:, 0].numpy()
+    for t in range(1, phases.shape[0]):
+        phases[t] = phases[t - 1][peak_rows[t - 1]] + step[t - 1]
+    return torch.polar(magnitude, torch.from_numpy(phases).T)
+
+
+def _nearest_peaks(magnitude: torch.Tensor) -> torch.Tensor:
+    """For every bin and frame of ``magnitude`` ``(freq, frames)``, the bin of the nearest
+    local maximum of that frame (a bin is its own peak in a frame without one)."""
+    bins, frames = magnitude.shape
+    padded = torch.nn.functional.pad(magnitude, (0, 0, 1, 1), value=-1.0)
+    is_peak = (magnitude > padded[:-2]) & (magnitude >= padded[2:])
+    index = torch.arange(bins)[:, None].expand(bins, frames)
+    # The last peak at or below each bin, and the first at or above it.
+    below = torch.where(is_peak, index, -1).cummax(dim=0).values
+    above = torch.where(is_peak, index, bins).flip(0).cummin(dim=0).values.flip(0)
+    use_above = (below < 0) | ((above < bins) & (above - index < index - below))
+    nearest = torch.where(use_above, above, below)
+    return torch.where((nearest < 0) | (nearest >= bins), index, nearest)
