@@ -32,34 +32,24 @@ import lightning.pytorch as pl
 import torch
 import yaml
 from jsonargparse import Namespace
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import BasePredictionWriter, Callback, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_only
 
-from mts_lightning.data import SpectrogramDataModule
-from mts_lightning.data.datamodule import list_audio_files
+from mts_lightning.data import SpectrogramDataModule, list_audio_files, restored_settings
+from mts_lightning.data.errors import DataError
+from mts_lightning.experiment.monitors import refuse_test_monitors
 from mts_lightning.module import EmotionClassifier
+from mts_lightning.resume import logged_rows, relog, run_folder_of
 from mts_lightning.run_dir import run_dir
 
+#: Errors that concern the user's data or settings, reported as one line while a subcommand
+#: runs (inside ``trainer.fit`` and the like) as they are while the classes are built.
+_USER_ERRORS = (DataError, MisconfigurationException)  # BadAudioError is a DataError
 #: ``ckpt_path`` values that Lightning resolves itself (not file paths).
 _SPECIAL_CKPT_PATHS = ("best", "last", "hpc", "registry")
-#: Datamodule arguments that shape the model's input: ``predict``/``validate``/``test`` with a
-#: checkpoint take them from the checkpoint, so features always match the training run.
-_FEATURE_ARGS = (
-    "corpus",
-    "features",
-    "sample_rate",
-    "n_fft",
-    "hop_length",
-    "win_length",
-    "n_mels",
-    "f_min",
-    "f_max",
-    "duration",
-    "segment_duration",
-    "synthetic_classes",
-)
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -211,7 +201,21 @@ class MTSLightningCLI(LightningCLI):
         kwargs.setdefault("auto_configure_optimizers", False)  # the model takes `optimizer`
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("parser_kwargs", {"prog": "mts-lightning"})
-        super().__init__(*args, **kwargs)
+        self._resumed_run: Path | None = None
+        try:
+            super().__init__(*args, **kwargs)
+        except _USER_ERRORS as err:
+            self._exit_with_error(err)
+
+    def _exit_with_error(self, err: Exception) -> None:
+        """Report ``err`` as ``mts-lightning <subcommand>: error: ...`` and exit with code 2.
+
+        The parser's own errors print the whole usage first; these concern values that parsed
+        fine, so the message alone says more.
+        """
+        prog = " ".join(filter(None, ("mts-lightning", getattr(self, "subcommand", None))))
+        sys.stderr.write(f"{prog}: error: {type(err).__name__}: {err}\n")
+        sys.exit(2)
 
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         # Computed when the datamodule is built (from the corpus and the feature settings).
@@ -235,7 +239,8 @@ class MTSLightningCLI(LightningCLI):
         ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         saved = ckpt.get("datamodule_hyper_parameters") or {}
         data = self.config[subcommand].data
-        for key in _FEATURE_ARGS:
+        # The datamodule arguments that shape the model's input and classes.
+        for key in restored_settings():
             if key in saved and data.get(key) != saved[key]:
                 value = saved[key]
                 rank_zero_info(
@@ -245,6 +250,27 @@ class MTSLightningCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         self._name_loggers()
+        self._resume_in_run_folder()
+
+    def _resume_in_run_folder(self) -> None:
+        """``fit --ckpt_path RUN/checkpoints/...``: the first logger writes into ``RUN`` again
+        (see :mod:`mts_lightning.resume`), when it would write beside ``RUN`` anyway."""
+        if self.subcommand != "fit":
+            return
+        config = self.config.fit
+        run = run_folder_of(config.ckpt_path) if config.get("ckpt_path") else None
+        loggers = config.trainer.get("logger")
+        first = loggers[0] if isinstance(loggers, list) and loggers else loggers
+        if run is None or not (isinstance(first, Namespace) and "init_args" in first):
+            return
+        init_args = first.init_args
+        if "version" not in init_args or init_args.version is not None:
+            return
+        save_dir = init_args.get("save_dir") or config.trainer.get("default_root_dir") or "."
+        if Path(save_dir, str(init_args.get("name") or "")).resolve() != run.parent.resolve():
+            return
+        init_args.version = run.name
+        self._resumed_run = run
 
     def _name_loggers(self) -> None:
         """Give loggers configured with ``name: null`` the experiment's name."""
@@ -283,17 +309,23 @@ class MTSLightningCLI(LightningCLI):
             super().instantiate_classes()
             self._check_inputs()
         except (ValueError, OSError) as err:
-            # The parser's own errors print the whole usage first; these concern values that
-            # parsed fine, so the message alone says more.
-            prog = " ".join(filter(None, ("mts-lightning", self.subcommand)))
-            sys.stderr.write(f"{prog}: error: {type(err).__name__}: {err}\n")
-            sys.exit(2)
+            self._exit_with_error(err)
 
     def instantiate_trainer(self, **kwargs: Any) -> pl.Trainer:
         trainer = super().instantiate_trainer(**kwargs)
         self.validation_history = _ValidationHistory()
         trainer.callbacks.append(self.validation_history)
+        if self._resumed_run is not None:
+            self._keep_logged_rows(trainer, self._resumed_run)
         return trainer
+
+    def _keep_logged_rows(self, trainer: pl.Trainer, run: Path) -> None:
+        """Log again what the resumed run logged into ``run/metrics.csv`` up to its checkpoint."""
+        checkpoint = torch.load(self.config.fit.ckpt_path, weights_only=True, map_location="cpu")
+        for logger in trainer.loggers:
+            if isinstance(logger, CSVLogger) and Path(logger.log_dir).resolve() == run.resolve():
+                rows = logged_rows(Path(logger.log_dir, "metrics.csv"), checkpoint["epoch"])
+                relog(logger, rows)
 
     def _check_inputs(self) -> None:
         """Find what would fail deep inside the run: the corpus, the split, the checkpoint,
@@ -303,6 +335,8 @@ class MTSLightningCLI(LightningCLI):
         ckpt_path = config.get("ckpt_path")
         if ckpt_path and ckpt_path not in _SPECIAL_CKPT_PATHS and not Path(ckpt_path).is_file():
             raise FileNotFoundError(f"ckpt_path: '{ckpt_path}' is not a file")
+        if subcommand in (None, "fit"):
+            refuse_test_monitors(self.trainer.callbacks, self.model)
         datamodule = self.datamodule
         if not isinstance(datamodule, SpectrogramDataModule):
             return
@@ -317,7 +351,7 @@ class MTSLightningCLI(LightningCLI):
             list_audio_files(datamodule.predict_paths)
         elif subcommand in ("fit", "validate", "test"):
             datamodule.load_corpus()  # scans the folder: fails now if it is missing or empty
-            datamodule._make_split()  # fails now if the split cannot be made
+            datamodule.make_split()  # fails now if the split cannot be made
 
     # ------------------------------------------------------------------ after running
     def after_fit(self) -> None:
@@ -398,6 +432,12 @@ def cli_main(args: list[str] | None = None) -> MTSLightningCLI:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``mts-lightning`` and ``python -m mts_lightning``."""
+    args = sys.argv[1:] if args is None else list(args)
+    if args[:1] == ["experiment"]:
+        from mts_lightning.experiment.command import main as experiment_main
+
+        experiment_main(args[1:])
+        return
     cli_main(args)
 
 

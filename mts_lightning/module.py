@@ -14,21 +14,22 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
-from torchmetrics.classification import (
-    MulticlassAccuracy,
-    MulticlassConfusionMatrix,
-    MulticlassF1Score,
-    MulticlassRecall,
-)
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from mts_lightning.callbacks.kernel_averaging import KernelAveraging, averaging_layers
+from mts_lightning.metrics import PresentClassF1, PresentClassRecall
 from mts_lightning.plotting import confusion_matrix_figure, log_figure, save_figure
+from mts_lightning.random_state import get_random_state, set_random_state
 from mts_lightning.run_dir import run_dir
+from mts_lightning.scheduling import plateau_frequency
 
-STAGES = ("train", "val", "test")
 # Constructor arguments that are objects rather than configuration: kept in `hparams` only
 # when they arrive as plain config (a name, or a `class_path` dict under LightningCLI).
 _OBJECT_ARGS = ("backbone", "optimizer", "lr_scheduler")
+
+
+def _is_config(value: Any) -> bool:
+    return value is None or isinstance(value, (str, dict))
 
 
 class EmotionClassifier(pl.LightningModule):
@@ -85,10 +86,14 @@ class EmotionClassifier(pl.LightningModule):
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():
-            # Object arguments are dropped from hparams just below; their warning is noise.
+            # Object arguments are left out just below; their warning is noise.
             warnings.filterwarnings("ignore", message=".*is an instance of `nn.Module`.*")
             self.save_hyperparameters()
-        self._drop_object_hparams()
+        # Under LightningCLI the hparams hold the config that built the objects; elsewhere the
+        # objects themselves, which a checkpoint cannot store as configuration.
+        objects = [k for k in _OBJECT_ARGS if not _is_config(self.hparams.get(k))]
+        if objects:
+            self.save_hyperparameters(ignore=objects)
 
         if num_classes is None:
             if class_names is None:
@@ -116,6 +121,7 @@ class EmotionClassifier(pl.LightningModule):
         self.lr_scheduler_interval = lr_scheduler_interval
         self.lr_scheduler_monitor = lr_scheduler_monitor
         self.plot_confusion_matrix = confusion_matrix
+        self._restored_random_state: dict[str, Any] | None = None
 
         self._auto_class_weights = isinstance(class_weights, str)
         if self._auto_class_weights and class_weights != "auto":
@@ -134,8 +140,8 @@ class EmotionClassifier(pl.LightningModule):
         metrics = MetricCollection(
             {
                 "WA": MulticlassAccuracy(num_classes, average="micro"),
-                "UA": MulticlassRecall(num_classes, average="macro"),
-                "macro_F1": MulticlassF1Score(num_classes, average="macro"),
+                "UA": PresentClassRecall(num_classes),
+                "macro_F1": PresentClassF1(num_classes),
             }
         )
         self.train_metrics = metrics.clone(prefix="train/")
@@ -145,13 +151,6 @@ class EmotionClassifier(pl.LightningModule):
         self.test_confmat = MulticlassConfusionMatrix(num_classes)
 
     # ------------------------------------------------------------------ construction
-    def _drop_object_hparams(self) -> None:
-        for key in _OBJECT_ARGS:
-            value = self._hparams.get(key)
-            if value is not None and not isinstance(value, (str, dict)):
-                self._hparams.pop(key)
-                self._hparams_initial.pop(key, None)
-
     def _check_class_weights(self, class_weights: Any) -> Tensor:
         weights = torch.as_tensor(class_weights, dtype=torch.float32).flatten()
         if weights.numel() != self.num_classes:
@@ -188,6 +187,11 @@ class EmotionClassifier(pl.LightningModule):
 
     # ------------------------------------------------------------------ fit set-up
     def on_fit_start(self) -> None:
+        restored, self._restored_random_state = self._restored_random_state, None
+        if restored is not None and self.trainer.ckpt_path:
+            # Here, after the model, data and callbacks are set up and before the first batch
+            # is drawn (Lightning runs the sanity check with the generators isolated).
+            set_random_state(restored)
         if self._auto_class_weights:
             datamodule = getattr(self.trainer, "datamodule", None)
             weights = getattr(datamodule, "class_weights", None)
@@ -217,8 +221,38 @@ class EmotionClassifier(pl.LightningModule):
         scheduler = self.lr_scheduler_factory(optimizer)
         config: dict[str, Any] = {"scheduler": scheduler, "interval": self.lr_scheduler_interval}
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            config["monitor"] = self.lr_scheduler_monitor
+            # `frequency` is set in `on_train_start`, once the validation rhythm is known.
+            config.update(monitor=self.lr_scheduler_monitor, strict=True)
         return {"optimizer": optimizer, "lr_scheduler": config}
+
+    def on_train_start(self) -> None:
+        """Step plateau schedulers that watch a validation metric only after validations,
+        or refuse the run now if no frequency can do that (see ``plateau_frequency``)."""
+        trainer = self.trainer
+        for config in trainer.lr_scheduler_configs:
+            if not (config.reduce_on_plateau and str(config.monitor).startswith("val")):
+                continue
+            config.frequency = plateau_frequency(
+                monitor=str(config.monitor),
+                interval=config.interval,
+                validates=trainer.enable_validation,
+                check_val_every_n_epoch=trainer.check_val_every_n_epoch,
+                val_check_batch=trainer.val_check_batch,
+                num_training_batches=trainer.num_training_batches,
+                accumulate_grad_batches=trainer.accumulate_grad_batches,
+            )
+
+    # ------------------------------------------------------------------ checkpoints
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        # Lightning keeps no generator states: without them a resumed run would draw other
+        # batch orders and dropout masks than the run it continues.
+        checkpoint["random_state"] = get_random_state()
+        # What was logged up to here is on disk too, should the process be killed next.
+        for logger in self.trainer.loggers:
+            logger.save()
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self._restored_random_state = checkpoint.get("random_state")
 
     # ------------------------------------------------------------------ steps
     def forward(self, x: Tensor) -> Tensor:

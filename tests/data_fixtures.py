@@ -69,32 +69,48 @@ def make_ravdess_folder(
 
 
 def make_crema_d_folder(
-    root: str | Path, actors: Iterable[int] = (1001, 1002, 1003), sentence: str = "DFA"
+    root: str | Path,
+    actors: Iterable[int] = (1001, 1002, 1003),
+    sentence: str = "DFA",
+    codes: Sequence[str] = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD"),
+    seconds: float = SECONDS,
 ) -> list[Path]:
     """CREMA-D files ``AudioWAV/ActorID_Sentence_Emotion_Level.wav``, one per emotion."""
-    codes = ("ANG", "DIS", "FEA", "HAP", "NEU", "SAD")
     return [
-        write_tone(Path(root) / "AudioWAV" / f"{actor}_{sentence}_{code}_XX.wav", 200 + 40 * i)
+        write_tone(
+            Path(root) / "AudioWAV" / f"{actor}_{sentence}_{code}_XX.wav", 200 + 40 * i, seconds
+        )
         for actor in actors
         for i, code in enumerate(codes)
     ]
 
 
-def make_emodb_folder(root: str | Path, speakers: Sequence[str] = ("03", "08", "09")) -> list[Path]:
+def make_emodb_folder(
+    root: str | Path,
+    speakers: Sequence[str] = ("03", "08", "09"),
+    letters: str = "WLEAFTN",
+    seconds: float = SECONDS,
+) -> list[Path]:
     """EmoDB files ``wav/03a01Wa.wav``, one per emotion letter and speaker."""
     return [
-        write_tone(Path(root) / "wav" / f"{speaker}a01{letter}a.wav", 200 + 40 * i)
+        write_tone(Path(root) / "wav" / f"{speaker}a01{letter}a.wav", 200 + 40 * i, seconds)
         for speaker in speakers
-        for i, letter in enumerate("WLEAFTN")
+        for i, letter in enumerate(letters)
     ]
 
 
-def make_tess_folder(root: str | Path, words: Sequence[str] = ("back", "bar")) -> list[Path]:
+def make_tess_folder(
+    root: str | Path,
+    words: Sequence[str] = ("back", "bar"),
+    emotions: Sequence[str] = ("angry", "disgust", "fear", "happy", "neutral", "ps", "sad"),
+    seconds: float = SECONDS,
+) -> list[Path]:
     """TESS files ``{OAF,YAF}_{emotion}/{speaker}_{word}_{emotion}.wav``."""
-    emotions = ("angry", "disgust", "fear", "happy", "neutral", "ps", "sad")
     return [
         write_tone(
-            Path(root) / f"{speaker}_{emotion}" / f"{speaker}_{word}_{emotion}.wav", 200 + 40 * i
+            Path(root) / f"{speaker}_{emotion}" / f"{speaker}_{word}_{emotion}.wav",
+            200 + 40 * i,
+            seconds,
         )
         for speaker in ("OAF", "YAF")
         for i, emotion in enumerate(emotions)
@@ -103,25 +119,33 @@ def make_tess_folder(root: str | Path, words: Sequence[str] = ("back", "bar")) -
 
 
 def make_savee_folder(
-    root: str | Path, flat: bool = False, numbers: Sequence[int] = (1,)
+    root: str | Path,
+    flat: bool = False,
+    numbers: Sequence[int] = (1,),
+    codes: Sequence[str] = ("a", "d", "f", "h", "n", "sa", "su"),
+    seconds: float = SECONDS,
 ) -> list[Path]:
     """SAVEE files ``AudioData/{DC,JE,JK,KL}/{code}{nn}.wav``, or flat ``DC_a01.wav``."""
-    codes = ("a", "d", "f", "h", "n", "sa", "su")
     files = []
     for speaker in ("DC", "JE", "JK", "KL"):
         for i, code in enumerate(codes):
             for number in numbers:
                 name = f"{code}{number:02d}.wav"
                 path = Path(root) / (f"{speaker}_{name}" if flat else f"AudioData/{speaker}/{name}")
-                files.append(write_tone(path, 200 + 40 * i))
+                files.append(write_tone(path, 200 + 40 * i, seconds))
     return files
 
 
-def make_iemocap_folder(root: str | Path, sessions: Iterable[int] = range(1, 6)) -> list[Path]:
+def make_iemocap_folder(
+    root: str | Path,
+    sessions: Iterable[int] = range(1, 6),
+    codes: Sequence[str] = ("neu", "ang", "hap", "exc", "sad", "fru"),
+    seconds: float = SECONDS,
+) -> list[Path]:
     """IEMOCAP layout: per session one improvised dialog with utterances of both genders,
-    labelled neu, ang, hap, exc, sad and fru (frustration, outside the four classes)."""
+    labelled with ``codes`` (by default neu, ang, hap, exc, sad and fru, frustration being
+    outside the four classes)."""
     files = []
-    codes = ("neu", "ang", "hap", "exc", "sad", "fru")
     for session in sessions:
         base = Path(root) / "IEMOCAP_full_release" / f"Session{session}"
         dialog = f"Ses{session:02d}F_impro01"
@@ -135,7 +159,9 @@ def make_iemocap_folder(root: str | Path, sessions: Iterable[int] = range(1, 6))
                 lines.append(f"C-E1:\t{code.capitalize()};\t()")
                 files.append(
                     write_tone(
-                        base / "sentences" / "wav" / dialog / f"{utterance}.wav", 200 + 40 * i
+                        base / "sentences" / "wav" / dialog / f"{utterance}.wav",
+                        200 + 40 * i,
+                        seconds,
                     )
                 )
         label_dir = base / "dialog" / "EmoEvaluation"
@@ -157,9 +183,27 @@ def make_manifest(
     return path
 
 
+def write_stereo(path: str | Path, right: str, freq: float = 440.0) -> Path:
+    """Write a stereo tone whose right channel is the left one ``inverted``, ``silent`` or
+    the ``same``."""
+    path = write_tone(path, freq)
+    left, sample_rate = sf.read(str(path), dtype="float32")
+    other = {"inverted": -left, "silent": np.zeros_like(left), "same": left}[right]
+    sf.write(str(path), np.stack([left, other], axis=1), sample_rate, subtype="PCM_16")
+    return path
+
+
+LFS_POINTER = (
+    "version https://git-lfs.github.com/spec/v1\n"
+    "oid sha256:4d7a214614ab2935c943f9e0ff69d22eadbb8f32b1258daaa5e2ca24d17e2393\n"
+    "size 81234\n"
+)
+
+
 def write_bad_file(path: str | Path, kind: str) -> Path:
-    """Write a broken audio file: ``empty``, ``truncated``, ``garbage``, ``silent`` or
-    ``short`` (fewer samples than one analysis frame)."""
+    """Write a broken audio file: ``empty``, ``truncated``, ``garbage``, ``silent``, ``short``
+    (fewer samples than one analysis frame) or ``lfs_pointer`` (the text a Git LFS clone
+    holds before ``git lfs pull``)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if kind == "empty":
@@ -175,6 +219,8 @@ def write_bad_file(path: str | Path, kind: str) -> Path:
         )
     elif kind == "short":
         write_tone(path, seconds=0.005)
+    elif kind == "lfs_pointer":
+        path.write_text(LFS_POINTER)
     else:
         raise ValueError(f"unknown bad file kind {kind!r}")
     return path

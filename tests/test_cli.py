@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import csv
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -319,7 +321,7 @@ def test_corpus_configs_build(tmp_path, corpus, variant):
     assert (
         model.num_classes == datamodule.num_classes and model.class_names == datamodule.class_names
     )
-    datamodule._make_split()
+    datamodule.make_split()
     assert all(datamodule.split_indices[part] for part in ("train", "val", "test"))
     with torch.no_grad():
         assert model(torch.zeros(2, *datamodule.input_shape)).shape == (2, model.num_classes)
@@ -344,3 +346,76 @@ def test_logger_configs_compose(tmp_path, logger):
     }[logger]
     assert [type(lg).__name__ for lg in loggers] == expected
     assert loggers[0].name == "synthetic_conv"  # named after the experiment, not the logger file
+
+
+# ---------------------------------------------------------------------- resuming a killed run
+def _read_rows(path: Path) -> list[dict[str, str]]:
+    return [{k: v for k, v in row.items() if v} for row in read_csv(path)]
+
+
+def _rows_so_far(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV file another process may be writing."""
+    try:
+        return read_csv(path)
+    except (OSError, csv.Error):
+        return []
+
+
+def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
+    """A CLI fit killed with SIGKILL in the middle of an epoch, resumed with the README's
+    command, ends where the uninterrupted run ends: weights, optimizer, metrics, callbacks."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    settings = [
+        f"--config={CONFIGS / 'synthetic.yaml'}",
+        *TINY_SYNTHETIC,
+        "--data.synthetic_clips_per_speaker=12",  # 6 training batches per epoch
+        "--trainer.max_epochs=2",
+        "--trainer.max_time=null",
+        "--trainer.enable_progress_bar=false",
+        "--trainer.enable_model_summary=false",
+    ]
+
+    def fit(save_dir: Path, *extra: str) -> subprocess.Popen:
+        args = [sys.executable, "-m", "mts_lightning", "fit", *extra]
+        logger = f"--trainer.logger.init_args.save_dir={save_dir}"
+        # Each run fills its own feature cache, as a first run does.
+        cache = {"MTS_LIGHTNING_CACHE": str(save_dir / "cache")}
+        return subprocess.Popen(
+            [*args, logger],
+            cwd=tmp_path,
+            env={**env, **cache},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    full = fit(tmp_path / "full", *settings)  # the uninterrupted run, alongside
+    killed = fit(tmp_path / "killed", *settings)
+    run = tmp_path / "killed" / "synthetic" / "version_0"
+    last, metrics = run / "checkpoints" / "last.ckpt", run / "metrics.csv"
+    deadline = time.monotonic() + 120
+    # Kill once epoch 0 is checkpointed and logged: the process is then in epoch 1.
+    while killed.poll() is None and time.monotonic() < deadline:
+        if last.is_file() and any(row.get("train/loss") for row in _rows_so_far(metrics)):
+            killed.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.01)
+    assert killed.wait(timeout=60) == -signal.SIGKILL, killed.stderr.read().decode()[-2000:]
+    assert torch.load(last, weights_only=True)["epoch"] == 0
+
+    # The README's command.
+    resumed = fit(tmp_path / "killed", f"--config={run / 'config.yaml'}", f"--ckpt_path={last}")
+    for process in (resumed, full):
+        _, err = process.communicate(timeout=120)
+        assert process.returncode == 0, err.decode()[-2000:]
+    assert not (tmp_path / "killed" / "synthetic" / "version_1").exists()  # the same folder
+
+    reference = tmp_path / "full" / "synthetic" / "version_0"
+    a = torch.load(reference / "checkpoints" / "last.ckpt", weights_only=True)
+    b = torch.load(last, weights_only=True)
+    assert (a["epoch"], a["global_step"]) == (b["epoch"], b["global_step"]) == (1, 12)
+    for key, value in a["state_dict"].items():
+        assert torch.equal(value, b["state_dict"][key]), key
+    for key in ("optimizer_states", "lr_schedulers", "random_state", "callbacks"):
+        # Checkpoint callbacks hold paths: the same files, in each run's folder.
+        assert str(a[key]).replace(str(reference), "RUN") == str(b[key]).replace(str(run), "RUN")
+    assert _read_rows(metrics) == _read_rows(reference / "metrics.csv")

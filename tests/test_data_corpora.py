@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from data_fixtures import (
     make_crema_d_folder,
@@ -16,6 +18,8 @@ from data_fixtures import (
 
 from mts_lightning.data import (
     CORPUS_CLASSES,
+    DataError,
+    SpectrogramDataModule,
     scan_crema_d,
     scan_emodb,
     scan_iemocap,
@@ -283,3 +287,88 @@ def test_class_tables_are_complete():
         "savee": 7,
         "iemocap": 4,
     }
+
+
+# ---------------------------------------------------------------------- one clip, one label
+def two_clips(tmp_path):
+    write_tone(tmp_path / "clips" / "a.wav")
+    write_tone(tmp_path / "clips" / "b.wav")
+
+
+@pytest.mark.parametrize("again", ["clips/a.wav", "clips/../clips/a.wav", "ABSOLUTE"])
+def test_manifest_one_file_with_two_labels_is_refused(tmp_path, again):
+    two_clips(tmp_path)
+    again = str(tmp_path / "clips" / "a.wav") if again == "ABSOLUTE" else again
+    rows = [
+        {"path": "clips/a.wav", "label": "angry"},
+        {"path": "clips/b.wav", "label": "sad"},
+        {"path": again, "label": "happy"},
+    ]
+    with pytest.raises(DataError) as err:
+        scan_manifest(make_manifest(tmp_path, rows), skip_bad_files=True)
+    message = str(err.value)
+    assert str(tmp_path / "clips" / "a.wav") in message
+    assert "'angry' (line 2)" in message and "'happy' (line 4)" in message
+    assert isinstance(err.value, ValueError)
+
+
+def test_manifest_same_file_same_label_is_kept_once_and_reported(tmp_path):
+    two_clips(tmp_path)
+    rows = [
+        {"path": "clips/a.wav", "label": "angry"},
+        {"path": "clips/b.wav", "label": "sad"},
+        {"path": "./clips/a.wav", "label": "angry"},
+    ]
+    corpus = scan_manifest(make_manifest(tmp_path, rows))
+    assert [Path(c.path).name for c in corpus.clips] == ["a.wav", "b.wav"]
+    assert corpus.class_names == ["angry", "sad"]
+    (excluded,) = corpus.excluded
+    assert excluded.reason.startswith(f"duplicate of {tmp_path / 'clips' / 'a.wav'} (line 2)")
+
+
+def test_manifest_classes_come_from_the_kept_clips(tmp_path):
+    two_clips(tmp_path)
+    rows = [
+        {"path": "clips/a.wav", "label": "angry"},
+        {"path": "clips/b.wav", "label": "sad"},
+        {"path": "clips/gone.wav", "label": "happy"},
+    ]
+    manifest = make_manifest(tmp_path, rows)
+    corpus = scan_manifest(manifest, skip_bad_files=True)
+    assert corpus.class_names == ["angry", "sad"]
+    assert [c.label for c in corpus.clips] == [0, 1]
+    dm = SpectrogramDataModule(corpus="manifest", root=str(manifest), skip_bad_files=True)
+    assert dm.class_names == ["angry", "sad"] and dm.num_classes == 2
+
+
+def test_iemocap_utterance_labelled_twice(tmp_path):
+    make_iemocap_folder(tmp_path, sessions=(1,))
+    label_file = next(tmp_path.rglob("EmoEvaluation/*.txt"))
+    lines = label_file.read_text().splitlines()
+    first = next(i for i, line in enumerate(lines) if "_F001\tang" in line)
+    with label_file.open("a") as f:  # the same utterance again, now sad
+        f.write(lines[first].replace("\tang\t", "\tsad\t") + "\n")
+    with pytest.raises(DataError) as err:
+        scan_iemocap(tmp_path, skip_bad_files=True)
+    message = str(err.value)
+    assert "Ses01F_impro01_F001.wav" in message
+    assert f"'angry' ({label_file}, line {first + 1})" in message
+    assert f"'sad' ({label_file}, line {len(lines) + 1})" in message
+    # listed twice with the same label: kept once, reported
+    label_file.write_text("\n".join([*lines, lines[first]]) + "\n")
+    corpus = scan_iemocap(tmp_path)
+    assert sum(c.path.endswith("_F001.wav") for c in corpus.clips) == 1
+    assert any(e.reason.startswith("duplicate of") for e in corpus.excluded)
+
+
+@pytest.mark.parametrize("count", [1, 5, 7])
+def test_several_bad_names_are_one_error_naming_the_first_few(tmp_path, count):
+    make_ravdess_folder(tmp_path, actors=(1,), emotions=(1, 2))
+    bad = [write_tone(tmp_path / "Actor_01" / f"take{i}.wav") for i in range(count)]
+    with pytest.raises(DataError) as err:
+        scan_ravdess(tmp_path)
+    message = str(err.value)
+    assert f"{count} bad file(s)" in message and "skip_bad_files=True" in message
+    assert [str(p) in message for p in bad] == [True] * min(count, 5) + [False] * (count - 5)
+    assert ("and 2 more" in message) == (count == 7)
+    assert len(scan_ravdess(tmp_path, skip_bad_files=True).skipped) == count

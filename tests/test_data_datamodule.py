@@ -11,12 +11,15 @@ from pathlib import Path
 import lightning.pytorch as pl
 import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from data_fixtures import (
+    make_crema_d_folder,
     make_manifest,
     make_ravdess_folder,
     make_tess_folder,
     write_bad_file,
+    write_stereo,
     write_tone,
 )
 from lightning.pytorch.loggers import CSVLogger
@@ -24,6 +27,7 @@ from torch import nn
 
 from mts_lightning.data import (
     BadAudioError,
+    DataError,
     FeatureExtractor,
     SpectrogramDataModule,
     SyntheticConfig,
@@ -396,3 +400,180 @@ def test_state_dict_round_trip_and_predict_path_errors(tmp_path):
         SpectrogramDataModule(**SMALL, predict_paths=[str(tmp_path / "empty")]).setup("predict")
     with pytest.raises(ValueError, match="predict_paths"):
         SpectrogramDataModule(**SMALL).setup("predict")
+
+
+# ---------------------------------------------------------------------- pad to the longest clip
+def ravdess_with_lengths(root, seconds):
+    """One clip per actor (emotions 1 and 2), actor ``a`` lasting ``seconds[a - 1]``."""
+    files = []
+    for actor, length in enumerate(seconds, start=1):
+        files += make_ravdess_folder(root, actors=[actor], emotions=(1, 2), seconds=length)
+    return files
+
+
+def test_duration_none_pads_to_the_longest_usable_clip(tmp_path, recwarn):
+    files = ravdess_with_lengths(tmp_path, [0.3, 0.5, 0.4, 0.3, 0.3])
+    settings = {**FIXTURE, "duration": None}
+    dm = SpectrogramDataModule(corpus="ravdess", root=str(tmp_path), **settings)
+    assert dm.input_shape == (1, 1 + 4000 // 128, 24)  # 0.5 s at 8 kHz
+    assert not [w for w in recwarn if "median" in str(w.message)]
+    # Longer files that cannot be used: an LFS pointer (header) and a silent one (content).
+    write_bad_file(files[2], "lfs_pointer")  # files[3] is the other 0.5-s clip
+    sf.write(str(files[4]), np.zeros(8000, np.float32), 8000, subtype="PCM_16")  # 1 s, silent
+    with pytest.raises(BadAudioError, match="Git LFS pointer") as err:
+        SpectrogramDataModule(corpus="ravdess", root=str(tmp_path), **settings)
+    assert str(files[2]) in str(err.value)
+    dm = SpectrogramDataModule(
+        corpus="ravdess", root=str(tmp_path), skip_bad_files=True, **settings
+    )
+    assert dm.input_shape[1] == 1 + 4000 // 128
+    assert {s.path for s in dm.skipped_files} == {str(files[2]), str(files[4])}
+    with pytest.warns(UserWarning, match="skipped 2 bad files"):
+        dm.setup("fit")
+    x, _ = next(iter(dm.train_dataloader()))
+    assert x.shape[2] == dm.frames
+
+
+def test_duration_none_warns_about_a_clip_far_longer_than_the_median(tmp_path):
+    files = ravdess_with_lengths(tmp_path, [0.3, 0.3, 0.3, 0.3, 0.3])
+    write_tone(files[5], seconds=1.5)
+    with pytest.warns(UserWarning, match="longest usable clip") as record:
+        dm = SpectrogramDataModule(
+            corpus="ravdess", root=str(tmp_path), **{**FIXTURE, "duration": None}
+        )
+    message = str(record[0].message)
+    assert str(files[5]) in message and "5.0 times the median" in message
+    assert "--data.duration" in message
+    assert dm.input_shape[1] == 1 + 12000 // 128
+
+
+def test_duration_none_on_the_synthetic_corpus():
+    dm = SpectrogramDataModule(**{**SMALL, "duration": None})
+    assert dm.input_shape[1] == 1 + 8000 // 128
+
+
+# ---------------------------------------------------------------------- nothing usable left
+def test_a_corpus_of_lfs_pointers(tmp_path):
+    files = make_crema_d_folder(tmp_path, actors=(1001, 1002, 1003))
+    for path in files:
+        write_bad_file(path, "lfs_pointer")
+    with pytest.raises(BadAudioError) as err:
+        SpectrogramDataModule(corpus="crema_d", root=str(tmp_path), split="loso", **FIXTURE).setup()
+    message = str(err.value)
+    # loso fold 0 trains on actor 1003: its six files, the first five named
+    assert "is a Git LFS pointer, not audio" in message and "6 files cannot be used" in message
+    assert sum(str(p) in message for p in files) == 5 and "and 1 more" in message
+    dm = SpectrogramDataModule(
+        corpus="crema_d", root=str(tmp_path), split="loso", skip_bad_files=True, **FIXTURE
+    )
+    with pytest.warns(UserWarning, match="skipped 6 bad files"):
+        with pytest.raises(DataError) as err:
+            dm.setup("fit")
+    message = str(err.value)
+    assert "the train split (speakers 1003) has no usable clip left of its 6" in message
+    assert "after skipping 6 bad files (listed in the warning above)" in message
+    assert not list(default_cache_dir().rglob("stats/*"))
+
+
+def test_lfs_pointers_with_a_trainer_point_at_the_list_and_cache_no_statistics(tmp_path):
+    files = make_crema_d_folder(tmp_path / "crema", actors=(1001, 1002, 1003))
+    for path in files:
+        write_bad_file(path, "lfs_pointer")
+    dm = SpectrogramDataModule(
+        corpus="crema_d", root=str(tmp_path / "crema"), split="loso", skip_bad_files=True, **FIXTURE
+    )
+    trainer = make_trainer(tmp_path)
+    with pytest.raises(DataError, match="has no usable clip") as err, pytest.warns(UserWarning):
+        trainer.fit(TinyClassifier(dm.input_shape, dm.num_classes), datamodule=dm)
+    listed = Path(trainer.log_dir) / "skipped_files.json"
+    assert f"listed in {listed})" in str(err.value)
+    assert len(json.loads(listed.read_text())) == 6  # the training split's files
+    assert not list(default_cache_dir().rglob("stats/*"))
+
+
+def test_a_split_whose_speakers_only_have_bad_files(tmp_path):
+    make_ravdess_folder(tmp_path, actors=range(1, 6), emotions=(1, 2))
+    for path in sorted((tmp_path / "Actor_02").iterdir()):  # loso fold 0 validates on Actor_02
+        write_bad_file(path, "garbage")
+    dm = SpectrogramDataModule(
+        corpus="ravdess", root=str(tmp_path), split="loso", skip_bad_files=True, **FIXTURE
+    )
+    with pytest.warns(UserWarning, match="skipped 2 bad files"):
+        with pytest.raises(DataError, match=r"the val split \(speakers Actor_02\) has no usable"):
+            dm.setup("fit")
+    dm = SpectrogramDataModule(
+        corpus="ravdess", root=str(tmp_path), split="loso", fold=2, skip_bad_files=True, **FIXTURE
+    )
+    with pytest.warns(UserWarning, match="skipped 2 bad files"):
+        dm.setup("fit")  # another fold trains on Actor_02's (absent) clips: fine
+
+
+def test_statistics_are_never_stored_when_not_finite(tmp_path):
+    from mts_lightning.data import FeatureCache
+
+    cache = FeatureCache(tmp_path, "x", {"a": 1}, num_bins=3)
+    with pytest.raises(ValueError, match="finite"):
+        cache.save_stats(["k"], np.array([0.0, np.nan, 1.0]), np.ones(3))
+    with pytest.raises(ValueError, match="finite"):
+        cache.save_stats(["k"], np.zeros(2), np.ones(2))
+    assert not cache.stats_path(["k"]).exists()
+
+
+def test_stereo_that_cancels_is_reported_by_the_datamodule(tmp_path):
+    make_ravdess_folder(tmp_path, actors=range(1, 6), emotions=(1, 2))
+    wired = write_stereo(tmp_path / "Actor_01" / "03-01-03-01-01-01-01.wav", right="inverted")
+    dm = SpectrogramDataModule(corpus="ravdess", root=str(tmp_path), **FIXTURE)
+    with pytest.warns(UserWarning, match="channels cancel") as record:
+        dm.setup()
+    assert any(str(wired) in str(w.message) for w in record)
+    assert len(dm.skipped_files) == 0
+
+
+# ---------------------------------------------------------------------- damaged cache entries
+def damage(path: Path, kind: str) -> None:
+    if kind == "truncated":
+        path.write_bytes(path.read_bytes()[:100])
+    elif kind == "random_bytes":
+        path.write_bytes(np.random.default_rng(0).integers(0, 256, 500, dtype=np.uint8).tobytes())
+    elif kind == "wrong_shape":
+        np.save(path, np.zeros((5, 7), np.float32))
+    elif kind == "wrong_dtype":
+        np.save(path, np.load(path).astype(np.float64))
+    elif kind == "non_finite":
+        feature = np.load(path)
+        feature[0, 0] = np.nan
+        np.save(path, feature)
+    elif kind == "pickled":
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+
+
+@pytest.mark.parametrize(
+    "kind", ["truncated", "random_bytes", "wrong_shape", "wrong_dtype", "non_finite", "pickled"]
+)
+def test_a_damaged_cache_entry_is_recomputed_with_a_warning(kind, count_features):
+    dm = SpectrogramDataModule(**SMALL)
+    dm.setup("validate")
+    before = next(iter(dm.val_dataloader()))[0]
+    computed = len(count_features)
+    entry = Path(dm.val_dataset.items[0].feature)
+    damage(entry, kind)
+    again = SpectrogramDataModule(**SMALL)
+    with pytest.warns(UserWarning, match="cached features .* are damaged") as record:
+        again.setup("validate")
+    clip = again.load_corpus().clips[again.split_indices["val"][0]]
+    assert any(clip.path in str(w.message) and str(entry) in str(w.message) for w in record)
+    assert len(count_features) == computed + 1
+    assert torch.equal(next(iter(again.val_dataloader()))[0], before)
+
+
+def test_damaged_statistics_are_recomputed():
+    dm = SpectrogramDataModule(**SMALL)
+    dm.setup("validate")
+    dm.val_dataloader()
+    (stats,) = default_cache_dir().rglob("stats/*.npz")
+    stats.write_bytes(b"PK\x03\x04 not a zip")
+    again = SpectrogramDataModule(**SMALL)
+    again.setup("validate")
+    again.val_dataloader()
+    assert torch.equal(again.normalizer.mean, dm.normalizer.mean)
+    assert np.load(stats)["mean"].shape == (32,)

@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from data_fixtures import write_bad_file, write_tone
+from data_fixtures import write_bad_file, write_stereo, write_tone
 
 from mts_lightning.data import (
     BadAudioError,
+    DataError,
     FeatureConfig,
     FeatureExtractor,
     SpecAugment,
@@ -17,6 +18,7 @@ from mts_lightning.data import (
     load_audio,
     segment_starts,
 )
+from mts_lightning.data.audio import audio_duration
 
 
 @pytest.mark.parametrize(
@@ -27,6 +29,7 @@ from mts_lightning.data import (
         ("garbage", "unreadable audio file"),
         ("silent", "silent file"),
         ("short", "fewer than one analysis frame"),
+        ("lfs_pointer", "is a Git LFS pointer, not audio: run `git lfs pull`"),
     ],
 )
 def test_bad_audio_is_named_and_explained(tmp_path, kind, message):
@@ -47,6 +50,35 @@ def test_stereo_is_averaged_and_resampled(tmp_path):
     assert mono.shape == (16000 // 2,) and mono.dtype == torch.float32
     data, _ = sf.read(str(path), dtype="float32")
     assert np.allclose(load_audio(path, 8000).numpy(), data.mean(axis=1), atol=1e-6)
+
+
+def test_a_git_lfs_pointer_is_named_as_such_also_from_its_header(tmp_path):
+    path = write_bad_file(tmp_path / "1001_DFA_ANG_XX.wav", "lfs_pointer")
+    with pytest.raises(BadAudioError, match="is a Git LFS pointer, not audio"):
+        audio_duration(path)
+    assert isinstance(BadAudioError(path, "x"), DataError)
+
+
+def test_stereo_whose_channels_cancel_keeps_the_loudest_channel(tmp_path):
+    path = write_stereo(tmp_path / "wired.wav", right="inverted")
+    data, _ = sf.read(str(path), dtype="float32")
+    with pytest.warns(UserWarning, match="channels cancel") as record:
+        mono = load_audio(path, 8000)
+    assert str(path) in str(record[0].message)
+    assert np.array_equal(mono.numpy(), data[:, 0])  # |left| == |right|: the first is kept
+    louder = tmp_path / "louder_right.wav"
+    sf.write(str(louder), np.stack([-0.5 * data[:, 0], data[:, 0]], 1), 8000, subtype="PCM_16")
+    with pytest.warns(UserWarning, match="using channel 1 alone"):
+        assert load_audio(louder, 8000).abs().max() > 0.25
+
+
+@pytest.mark.parametrize("right", ["silent", "same"])
+def test_stereo_that_does_not_cancel_is_averaged_without_a_warning(tmp_path, right, recwarn):
+    path = write_stereo(tmp_path / f"{right}.wav", right=right)
+    data, _ = sf.read(str(path), dtype="float32")
+    mono = load_audio(path, 8000)
+    assert np.allclose(mono.numpy(), data.mean(axis=1), atol=1e-6)
+    assert not [w for w in recwarn if "cancel" in str(w.message)]
 
 
 def test_stft_is_the_papers_compressed_magnitude():

@@ -1,6 +1,7 @@
-"""Spectrogram data: corpora, the embedded synthetic set, features, splits, cache, DataModule."""
+"""Spectrogram data: corpora (a registry), the embedded synthetic set, features (a registry),
+splits, cache, datasets and the DataModule."""
 
-from .audio import AUDIO_EXTENSIONS, BadAudioError, load_audio
+from .audio import AUDIO_EXTENSIONS, BadAudioError, list_audio_files, load_audio
 from .augment import SpecAugment
 from .cache import FeatureCache, default_cache_dir
 from .corpora import (
@@ -9,8 +10,15 @@ from .corpora import (
     SCANNERS,
     Clip,
     Corpus,
+    CorpusSpec,
     FileCorpus,
+    NamingScheme,
     SkippedFile,
+    SyntheticConfig,
+    SyntheticCorpus,
+    get_corpus,
+    list_corpora,
+    register_corpus,
     scan_crema_d,
     scan_emodb,
     scan_iemocap,
@@ -19,10 +27,19 @@ from .corpora import (
     scan_savee,
     scan_tess,
 )
-from .datamodule import Normalizer, SpectrogramDataModule, SpectrogramDataset, list_audio_files
-from .features import FeatureConfig, FeatureExtractor, fix_length, segment_starts
+from .datamodule import SpectrogramDataModule, restored_settings
+from .dataset import Normalizer, SpectrogramDataset
+from .errors import DataError
+from .features import (
+    FeatureConfig,
+    FeatureExtractor,
+    SpectrogramFeature,
+    fix_length,
+    list_features,
+    register_feature,
+    segment_starts,
+)
 from .splits import SPLIT_METHODS, make_split, split_speakers
-from .synthetic import SyntheticConfig, SyntheticCorpus
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -31,10 +48,13 @@ __all__ = [
     "CORPUS_NAMES",
     "Clip",
     "Corpus",
+    "CorpusSpec",
+    "DataError",
     "FeatureCache",
     "FeatureConfig",
     "FeatureExtractor",
     "FileCorpus",
+    "NamingScheme",
     "Normalizer",
     "SCANNERS",
     "SPLIT_METHODS",
@@ -42,13 +62,20 @@ __all__ = [
     "SpecAugment",
     "SpectrogramDataModule",
     "SpectrogramDataset",
+    "SpectrogramFeature",
     "SyntheticConfig",
     "SyntheticCorpus",
     "default_cache_dir",
     "fix_length",
+    "get_corpus",
     "list_audio_files",
+    "list_corpora",
+    "list_features",
     "load_audio",
     "make_split",
+    "register_corpus",
+    "register_feature",
+    "restored_settings",
     "scan_crema_d",
     "scan_emodb",
     "scan_iemocap",

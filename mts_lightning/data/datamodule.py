@@ -2,178 +2,52 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from torch.utils.data import DataLoader, Dataset
-from tqdm.auto import tqdm
+from torch.utils.data import DataLoader
 
 from mts_lightning.run_dir import run_dir
 
-from .audio import AUDIO_EXTENSIONS, BadAudioError, is_audio_file
+from .audio import list_audio_files
 from .augment import SpecAugment
-from .cache import FeatureCache, atomic_write
-from .corpora import (
-    CORPUS_CLASSES,
-    CORPUS_NAMES,
-    SCANNERS,
-    Clip,
-    Corpus,
-    FileCorpus,
-    SkippedFile,
-    read_manifest_labels,
-)
-from .features import FeatureConfig, FeatureExtractor, fix_length, segment_starts
-from .splits import SPLIT_NAMES, make_split, split_speakers
-from .synthetic import SyntheticConfig, SyntheticCorpus, check_stretch_range
+from .bad_files import BadFiles
+from .cache import FeatureCache, fill_cache, training_statistics, write_json
+from .corpora import Clip, Corpus, FileCorpus, SkippedFile, get_corpus, list_corpora
+from .corpora.protocols import SPLIT_NAMES
+from .dataset import Item, Normalizer, SpectrogramDataset, class_weights, make_items
+from .errors import DataError
+from .features import FEATURE_SETTINGS, FeatureConfig
+from .splits import make_split, split_speakers
 
-#: Floor of the per-bin standard deviation used for normalisation.
-MIN_STD = 1e-5
+#: With ``duration=None``, a longest clip this many times the median one is warned about.
+LONG_CLIP_RATIO = 4.0
+#: DataModule arguments besides the feature settings that decide the length of an item.
+LENGTH_SETTINGS = ("duration", "segment_duration")
 
 
-class Normalizer:
-    """Per-frequency-bin mean and standard deviation of the training split.
-
-    One instance is shared by all datasets of a datamodule and read at every item, so
-    statistics restored from a checkpoint (after ``setup``) are the ones used.
-    """
-
-    def __init__(self) -> None:
-        self.mean: torch.Tensor | None = None
-        self.std: torch.Tensor | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self.mean is not None
-
-    def set(self, mean: torch.Tensor | np.ndarray, std: torch.Tensor | np.ndarray) -> None:
-        self.mean = torch.as_tensor(mean, dtype=torch.float32).clone()
-        self.std = torch.as_tensor(std, dtype=torch.float32).clamp_min(MIN_STD)
-
-    def __call__(self, spec: torch.Tensor) -> torch.Tensor:
-        if self.mean is None or self.std is None:
-            raise RuntimeError(
-                "normalisation statistics are not set (no training split or checkpoint)"
-            )
-        return (spec - self.mean) / self.std
-
-
-@dataclass(frozen=True)
-class Item:
-    """One dataset item: a cached feature file, its target, and the first frame to use."""
-
-    feature: str
-    target: int | str
-    start: int = 0
-
-
-class SpectrogramDataset(Dataset):
-    """Items of ``(spectrogram (1, time, freq), target)`` read from the feature cache.
-
-    Each item is normalised, cut to ``frames`` frames from its start (a random start when
-    ``random_crop``), zero-padded, and augmented when ``augment`` is given.
-    """
-
-    def __init__(
-        self,
-        items: Sequence[Item],
-        normalizer: Normalizer,
-        frames: int,
-        augment: SpecAugment | None = None,
-        random_crop: bool = False,
-    ) -> None:
-        self.items = list(items)
-        self.normalizer = normalizer
-        self.frames = frames
-        self.augment = augment
-        self.random_crop = random_crop
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int | str]:
-        item = self.items[index]
-        spec = self.normalizer(torch.from_numpy(np.load(item.feature)))
-        start = item.start
-        if self.random_crop and spec.shape[0] > self.frames:
-            start = int(torch.randint(0, spec.shape[0] - self.frames + 1, ()))
-        spec = fix_length(spec, self.frames, start)
-        if self.augment is not None:
-            spec = self.augment(spec)
-        return spec.unsqueeze(0), item.target
-
-
-class _FeatureJobs(Dataset):
-    """Computes and caches the features of missing clips (run by DataLoader workers)."""
-
-    def __init__(
-        self,
-        corpus: Corpus,
-        clips: list[Clip],
-        keys: list[str],
-        cache: FeatureCache,
-        config: FeatureConfig,
-    ) -> None:
-        self.corpus = corpus
-        self.clips = clips
-        self.keys = keys
-        self.cache = cache
-        self.config = config
-        self.extractor = FeatureExtractor(config)
-
-    def __len__(self) -> int:
-        return len(self.clips)
-
-    def __getitem__(self, index: int) -> tuple[int, str | None]:
-        clip, key = self.clips[index], self.keys[index]
-        try:
-            waveform = self.corpus.load_waveform(clip, self.config.sample_rate, self.config.n_fft)
-        except BadAudioError as err:
-            self.cache.mark_bad(key, clip.path, err.reason)
-            return index, err.reason
-        self.cache.save(key, self.extractor(waveform).numpy())
-        return index, None
-
-
-def _identity(job: tuple[int, str | None]) -> tuple[int, str | None]:
-    return job
-
-
-def list_audio_files(paths: Sequence[str]) -> list[Path]:
-    """Audio files named in ``paths`` (files, or folders searched recursively), in order."""
-    files: list[Path] = []
-    for entry in paths:
-        path = Path(entry).expanduser().resolve()
-        if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and is_audio_file(p))
-            if not found:
-                raise FileNotFoundError(
-                    f"predict_paths: folder '{path}' holds no audio files ({', '.join(AUDIO_EXTENSIONS)})"
-                )
-            files += found
-        elif path.is_file():
-            files.append(path)
-        else:
-            raise FileNotFoundError(f"predict_paths: '{path}' does not exist")
-    return files
+def restored_settings() -> tuple[str, ...]:
+    """The DataModule arguments that shape a trained model's input and output: ``corpus``,
+    every feature setting, the length settings and the arguments that decide a registered
+    corpus's classes. ``predict``, ``validate`` and ``test`` take them from the checkpoint."""
+    class_options = (option for name in list_corpora() for option in get_corpus(name).class_options)
+    return ("corpus", *FEATURE_SETTINGS, *LENGTH_SETTINGS, *dict.fromkeys(class_options))
 
 
 class SpectrogramDataModule(pl.LightningDataModule):
     """Spectrogram batches ``(B, 1, time, freq)`` float32 with labels ``(B,)`` int64.
 
     Args:
-        corpus: ``synthetic`` (embedded, the default), ``ravdess``, ``crema_d``, ``emodb``,
-            ``tess``, ``savee``, ``iemocap`` or ``manifest``.
+        corpus: a registered corpus (:func:`list_corpora`): ``synthetic`` (embedded, the
+            default), ``ravdess``, ``crema_d``, ``emodb``, ``tess``, ``savee``, ``iemocap``,
+            ``manifest``, or one you registered.
         root: the corpus folder (searched recursively), or the CSV file for ``manifest``.
-        features: ``stft`` (|X|^(2/3) magnitude, the paper's) or ``logmel``.
+        features: a registered feature kind: ``stft`` (|X|^(2/3) magnitude, the paper's) or
+            ``logmel``.
         split: ``speaker_kfold``, ``loso`` (leave one speaker out), ``paper`` (the MTS
             paper's protocol for the corpus) or ``random`` (seeded, stratified).
         fold: which fold of ``speaker_kfold``/``loso``/``paper`` to use.
@@ -185,7 +59,8 @@ class SpectrogramDataModule(pl.LightningDataModule):
         cache_dir: feature cache folder; default ``$MTS_LIGHTNING_CACHE`` or
             ``~/.cache/mts-lightning``.
         sample_rate, n_fft, hop_length, win_length, n_mels, f_min, f_max: feature settings.
-        duration: fixed length in seconds (crop or zero-pad); ``None`` pads to the longest clip.
+        duration: fixed length in seconds (crop or zero-pad); ``None`` pads to the longest
+            usable clip (:meth:`longest_usable_duration`).
         segment_duration: when set, clips are cut into segments of this many seconds with
             ``segment_overlap`` (e.g. 4.0 and 0.5 for IEMOCAP, as in the paper); each segment is
             an item with its clip's label.
@@ -200,11 +75,9 @@ class SpectrogramDataModule(pl.LightningDataModule):
 
     def __init__(
         self,
-        corpus: Literal[
-            "synthetic", "ravdess", "crema_d", "emodb", "tess", "savee", "iemocap", "manifest"
-        ] = "synthetic",
+        corpus: str = "synthetic",
         root: str | None = None,
-        features: Literal["stft", "logmel"] = "logmel",
+        features: str = "logmel",
         split: Literal["speaker_kfold", "loso", "paper", "random"] = "speaker_kfold",
         fold: int = 0,
         num_folds: int = 5,
@@ -242,8 +115,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
-        if corpus not in CORPUS_NAMES:
-            raise ValueError(f"corpus must be one of {', '.join(CORPUS_NAMES)}, got {corpus!r}")
+        self.corpus_spec = get_corpus(corpus)
         for name, value, low in (
             ("fold", fold, 0),
             ("batch_size", batch_size, 1),
@@ -256,66 +128,24 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} must be positive seconds or None, got {value}")
         if not 0 <= segment_overlap < 1:
             raise ValueError(f"segment_overlap must be in [0, 1), got {segment_overlap}")
-        self.corpus = corpus
-        self.root = root
-        self.split = split
-        self.fold = fold
-        self.num_folds = num_folds
-        self.split_ratios = tuple(split_ratios)
-        self.seed = seed
-        self.batch_size = batch_size
-        self.num_workers = num_workers
-        self.cache_dir = cache_dir
-        self.segment_duration = segment_duration
-        self.segment_overlap = segment_overlap
-        self.include_song = include_song
-        self.skip_bad_files = skip_bad_files
-        self.predict_paths = list(predict_paths) if predict_paths else None
         self.feature_config = FeatureConfig(
-            features=features,
-            sample_rate=sample_rate,
-            n_fft=n_fft,
-            hop_length=hop_length,
-            win_length=win_length,
-            n_mels=n_mels,
-            f_min=f_min,
-            f_max=f_max,
+            **{name: self.hparams[name] for name in FEATURE_SETTINGS}
         )
         self.augmenter = (
             SpecAugment(time_masks, time_mask_frames, freq_masks, freq_mask_bins, augment_stretch)
             if augment
             else None
         )
-        self.synthetic_config = SyntheticConfig(
-            seed=synthetic_seed,
-            num_classes=synthetic_classes,
-            num_speakers=synthetic_speakers,
-            clips_per_speaker=synthetic_clips_per_speaker,
-            duration=synthetic_duration,
-        )
-        self.synthetic_train_stretch = check_stretch_range(
-            "synthetic_train_stretch", synthetic_train_stretch
-        )
-        self.synthetic_test_stretch = check_stretch_range(
-            "synthetic_test_stretch", synthetic_test_stretch
-        )
-
-        if corpus == "synthetic":
-            self.class_names = [f"pattern_{c}" for c in range(synthetic_classes)]
-        elif corpus == "manifest":
-            self.class_names = read_manifest_labels(root)
-        else:
-            self.class_names = list(CORPUS_CLASSES[corpus])
-        self.num_classes = len(self.class_names)
-
         self._corpora: dict[str, Corpus] = {}
-        if segment_duration is not None:
-            frames = self.feature_config.seconds_to_frames(segment_duration)
-        elif duration is not None:
-            frames = self.feature_config.seconds_to_frames(duration)
-        else:
-            longest = max(self.load_corpus().duration(c) for c in self.load_corpus().clips)
-            frames = self.feature_config.seconds_to_frames(longest)
+        self.bad_files = BadFiles(corpus, skip_bad_files)
+        self.class_names = list(
+            self.corpus_spec.classes
+            if self.corpus_spec.classes is not None
+            else self.load_corpus().class_names
+        )
+        self.num_classes = len(self.class_names)
+        length = segment_duration or duration or self.longest_usable_duration()
+        frames = self.feature_config.seconds_to_frames(length)
         self.input_shape: tuple[int, int, int] = (1, frames, self.feature_config.num_bins)
 
         self.normalizer = Normalizer()
@@ -327,134 +157,142 @@ class SpectrogramDataModule(pl.LightningDataModule):
         self.test_dataset: SpectrogramDataset | None = None
         self.predict_dataset: SpectrogramDataset | None = None
         self.predict_files: list[str] = []
-        self.skipped_files: list[SkippedFile] = []
         self._keys: dict[str, list[str | None]] = {}
-        self._reported = 0
 
-    # ------------------------------------------------------------------ corpus and cache
+    @property
+    def corpus(self) -> str:
+        """The registered name of the corpus."""
+        return self.hparams.corpus
+
+    @property
+    def predict_paths(self) -> list[str] | None:
+        """Audio files and/or folders for ``predict``."""
+        return self.hparams.predict_paths
+
+    @property
+    def skipped_files(self) -> list[SkippedFile]:
+        """The bad files skipped so far (``skip_bad_files``), each once."""
+        return self.bad_files.skipped
+
     @property
     def frames(self) -> int:
         """Frames per item (axis 2 of a batch)."""
         return self.input_shape[1]
 
+    # ------------------------------------------------------------------ corpus and split
     def load_corpus(self, part: str = "train") -> Corpus:
-        """The corpus (scanned once). For ``synthetic``, ``part="test"`` gives the clips
-        rendered with the test stretch range; every other part uses the training range."""
-        kind = "test" if self.corpus == "synthetic" and part == "test" else "train"
-        if kind not in self._corpora:
-            if self.corpus == "synthetic":
-                stretch = (
-                    self.synthetic_test_stretch if kind == "test" else self.synthetic_train_stretch
-                )
-                self._corpora[kind] = SyntheticCorpus(self.synthetic_config, stretch)
-            else:
-                options = {"include_song": self.include_song} if self.corpus == "ravdess" else {}
-                corpus = SCANNERS[self.corpus](
-                    self.root, skip_bad_files=self.skip_bad_files, **options
-                )
-                self._record_skipped(corpus.skipped)
-                if corpus.excluded:
-                    reasons: dict[str, int] = {}
-                    for entry in corpus.excluded:
-                        reasons[entry.reason] = reasons.get(entry.reason, 0) + 1
-                    summary = "; ".join(f"{n} x {reason}" for reason, n in sorted(reasons.items()))
-                    rank_zero_info(
-                        f"{self.corpus}: left out {len(corpus.excluded)} files by design: {summary}"
-                    )
-                self._corpora[kind] = corpus
-        return self._corpora[kind]
+        """The corpus (scanned once). Corpora registered with ``test_part_differs`` (the
+        synthetic one: its test stretch range) give the test part apart."""
+        variant = "test" if self.corpus_spec.test_part_differs and part == "test" else "train"
+        if variant not in self._corpora:
+            options = {name: self.hparams[name] for name in self.corpus_spec.options}
+            if self.corpus_spec.test_part_differs:
+                options["part"] = variant
+            hp = self.hparams
+            corpus = self.corpus_spec.scan(hp.root, skip_bad_files=hp.skip_bad_files, **options)
+            self.bad_files.record(corpus.skipped)
+            if corpus.excluded:
+                rank_zero_info(corpus.excluded_summary())
+            self._corpora[variant] = corpus
+        return self._corpora[variant]
 
+    def make_split(self) -> dict[str, list[int]]:
+        """The train/val/test clip indices (made once); raises when the corpus cannot give the
+        configured split (too few speakers, a fold out of range)."""
+        if self.split_indices is None:
+            hp, clips = self.hparams, self.load_corpus().clips
+            self.split_indices = make_split(
+                clips, hp.split, hp.fold, hp.num_folds, hp.seed, hp.split_ratios, hp.corpus
+            )
+            self.split_speakers = split_speakers(clips, self.split_indices)
+        return self.split_indices
+
+    def longest_usable_duration(self) -> float:
+        """Seconds of the longest clip that can be used (what ``duration=None`` pads to).
+
+        Headers give every clip's length; from the longest down, clips are read in full until
+        one is usable, so a bad file is skipped (``skip_bad_files``) or refused as it is
+        everywhere else. Warns, naming the clip, when it is more than ``LONG_CLIP_RATIO`` times
+        the median clip: every item is padded to it.
+        """
+        corpus, config = self.load_corpus(), self.feature_config
+        found = corpus.longest_usable(config.sample_rate, config.n_fft, self.bad_files.handle)
+        if found is None:
+            raise self._nothing_left(
+                f"none of its {len(corpus.clips)} clips is usable, so duration=None has no "
+                "longest clip to pad to"
+            )
+        longest, clip, median = found
+        if longest > LONG_CLIP_RATIO * median:
+            rank_zero_warn(
+                f"{self.corpus}: the longest usable clip, {clip.path} ({longest:.1f} s), is "
+                f"{longest / median:.1f} times the median clip ({median:.1f} s), and "
+                "duration=None pads every clip to it; cap the length with --data.duration "
+                "SECONDS (longer clips are cropped) or leave that clip out"
+            )
+        return longest
+
+    # ------------------------------------------------------------------ cache and items
     def _cache(self, name: str) -> FeatureCache:
-        return FeatureCache(self.cache_dir, name, self.feature_config.key())
-
-    def _record_skipped(self, skipped: Sequence[SkippedFile]) -> None:
-        known = {s.path for s in self.skipped_files}
-        self.skipped_files += [s for s in skipped if s.path not in known]
+        config = self.feature_config
+        return FeatureCache(self.hparams.cache_dir, name, config.key(), config.num_bins)
 
     def _fill(
         self, corpus: Corpus, clips: list[Clip], cache: FeatureCache, what: str
     ) -> list[str | None]:
         """Cache the features of ``clips``; return each clip's key, or None for a bad clip.
 
-        Missing entries are computed (in ``num_workers`` worker processes when > 0) with a
-        progress bar. In multi-process training, local rank zero fills while the others wait.
+        In multi-process training, local rank zero fills while the others wait.
         """
-        all_keys = [cache.key(corpus.identity(clip)) for clip in clips]
+        keys = [cache.key(corpus.identity(clip)) for clip in clips]
+        fill = (corpus, clips, keys, cache, self.feature_config, self.hparams.num_workers, what)
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
             if trainer.local_rank == 0:
-                self._fill_missing(corpus, clips, all_keys, cache, what)
+                fill_cache(*fill)
             trainer.strategy.barrier("mts_lightning_feature_cache")
-        self._fill_missing(corpus, clips, all_keys, cache, what)
-        keys: list[str | None] = []
-        bad = []
-        for clip, key in zip(clips, all_keys, strict=True):
-            reason = None if cache.has(key) else cache.bad_reason(key)
-            if reason is not None:
-                if not self.skip_bad_files:
-                    raise BadAudioError(
-                        clip.path, f"{reason} (set skip_bad_files=True to skip such files)"
-                    )
-                bad.append(SkippedFile(clip.path, reason))
-            keys.append(None if reason is not None else key)
-        self._record_skipped(bad)
-        return keys
-
-    def _fill_missing(
-        self, corpus: Corpus, clips: list[Clip], keys: list[str], cache: FeatureCache, what: str
-    ) -> None:
-        todo = [i for i, k in enumerate(keys) if not cache.has(k) and cache.bad_reason(k) is None]
-        if not todo:
-            return
-        jobs = _FeatureJobs(
-            corpus, [clips[i] for i in todo], [keys[i] for i in todo], cache, self.feature_config
+        fill_cache(*fill)
+        reasons = [None if cache.has(key) else cache.bad_reason(key) for key in keys]
+        self.bad_files.handle(
+            [SkippedFile(c.path, r) for c, r in zip(clips, reasons, strict=True) if r is not None]
         )
-        loader = DataLoader(
-            jobs, batch_size=None, num_workers=self.num_workers, collate_fn=_identity
-        )
-        desc = f"Computing {self.feature_config.features} features ({what})"
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # tiny transforms: intra-op threads only add overhead
-        try:
-            for index, reason in tqdm(loader, total=len(jobs), desc=desc, unit="clip", leave=False):
-                if reason is not None and not self.skip_bad_files:
-                    raise BadAudioError(
-                        jobs.clips[index].path,
-                        f"{reason} (set skip_bad_files=True to skip such files)",
-                    )
-        finally:
-            torch.set_num_threads(threads)
-
-    def _items(
-        self, keys: list[str | None], targets: Sequence[int | str], cache: FeatureCache
-    ) -> list[Item]:
-        items = []
-        for key, target in zip(keys, targets, strict=True):
-            if key is None:
-                continue
-            path = str(cache.feature_path(key))
-            if self.segment_duration is None:
-                items.append(Item(path, target))
-            else:
-                length = np.load(path, mmap_mode="r").shape[0]
-                items += [
-                    Item(path, target, s)
-                    for s in segment_starts(length, self.frames, self.segment_overlap)
-                ]
-        return items
+        return [key if r is None else None for key, r in zip(keys, reasons, strict=True)]
 
     def _part(self, name: str) -> list[Item]:
         """Fill the cache for one part of the split and return its items."""
-        assert self.split_indices is not None
+        hp = self.hparams
         corpus = self.load_corpus(name)
-        clips = [corpus.clips[i] for i in self.split_indices[name]]
+        clips = [corpus.clips[i] for i in self.make_split()[name]]
         if not clips:
-            raise ValueError(
-                f"the {name} split of {self.corpus} is empty (split={self.split!r}, fold={self.fold})"
+            raise DataError(
+                f"the {name} split of {self.corpus} is empty (split={hp.split!r}, "
+                f"fold={hp.fold}); choose another split or fold"
             )
         cache = self._cache(self.corpus)
-        self._keys[name] = self._fill(corpus, clips, cache, f"{self.corpus} {name}")
-        return self._items(self._keys[name], [c.label for c in clips], cache)
+        self._keys[name] = keys = self._fill(corpus, clips, cache, f"{self.corpus} {name}")
+        self._check_usable(name, clips, keys)
+        features = [
+            (str(cache.feature_path(key)), clip.label)
+            for clip, key in zip(clips, keys, strict=True)
+            if key is not None
+        ]
+        overlap = None if hp.segment_duration is None else hp.segment_overlap
+        return make_items(features, self.frames, overlap)
+
+    def _check_usable(self, name: str, clips: list[Clip], keys: list[str | None]) -> None:
+        """Refuse a part that skipping emptied; note the classes the training part lost (the
+        model cannot learn them; their class weight is 0), for the report of skipped files."""
+        kept = [clip for clip, key in zip(clips, keys, strict=True) if key is not None]
+        if not kept:
+            speakers = sorted({c.speaker for c in clips if c.speaker is not None})
+            whose = f" (speakers {', '.join(speakers)})" if speakers else ""
+            raise self._nothing_left(
+                f"the {name} split{whose} has no usable clip left of its {len(clips)} "
+                f"(split={self.hparams.split!r}, fold={self.hparams.fold})"
+            )
+        if name == "train":
+            lost = {c.label for c in clips} - {c.label for c in kept}
+            self.bad_files.lost_classes = [self.class_names[label] for label in sorted(lost)]
 
     # ------------------------------------------------------------------ Lightning hooks
     def setup(self, stage: str | None = None) -> None:
@@ -465,77 +303,38 @@ class SpectrogramDataModule(pl.LightningDataModule):
         parts = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
             stage or "", SPLIT_NAMES
         )
-        self._make_split()
+        crop = self.augmenter is not None and self.hparams.segment_duration is None
         for name in parts:
+            training = name == "train"
             dataset = SpectrogramDataset(
                 self._part(name),
                 self.normalizer,
                 self.frames,
-                augment=self.augmenter if name == "train" else None,
-                random_crop=name == "train"
-                and self.augmenter is not None
-                and self.segment_duration is None,
+                augment=self.augmenter if training else None,
+                random_crop=training and crop,
             )
             setattr(self, f"{name}_dataset", dataset)
         self.class_weights = self._class_weights()
-        self._report_skipped()
+        self.bad_files.report()
         self._write_log()
 
-    def _make_split(self) -> None:
-        if self.split_indices is not None:
-            return
-        corpus = self.load_corpus()
-        self.split_indices = make_split(
-            corpus.clips,
-            self.split,
-            self.fold,
-            self.num_folds,
-            self.seed,
-            self.split_ratios,
-            self.corpus,
-        )
-        self.split_speakers = split_speakers(corpus.clips, self.split_indices)
-
     def _class_weights(self) -> torch.Tensor:
-        """Inverse class frequency of the training clips, normalised to mean 1 over the classes
-        present (absent classes weigh 0)."""
-        assert self.split_indices is not None
+        """:func:`class_weights` of the usable training clips."""
         clips = self.load_corpus().clips
+        indices = self.make_split()["train"]
         keys = self._keys.get("train")
-        indices = self.split_indices["train"]
         if keys is not None:
             indices = [i for i, k in zip(indices, keys, strict=True) if k is not None]
-        counts = torch.bincount(
-            torch.tensor([clips[i].label for i in indices], dtype=torch.long),
-            minlength=self.num_classes,
-        )
-        weights = torch.where(counts > 0, 1.0 / counts.clamp_min(1).float(), torch.zeros(()))
-        return weights / weights[counts > 0].mean()
+        return class_weights([clips[i].label for i in indices], self.num_classes)
 
     def _ensure_stats(self) -> None:
-        """Compute the training split's per-bin mean/std unless set (or restored) already."""
+        """Set the training split's per-bin mean/std unless set (or restored) already."""
         if self.normalizer.ready:
             return
-        self._make_split()
         if "train" not in self._keys:
             self._part("train")
         keys = [k for k in self._keys["train"] if k is not None]
-        cache = self._cache(self.corpus)
-        stats = cache.load_stats(keys)
-        if stats is None:
-            total = np.zeros(self.feature_config.num_bins)
-            squares = np.zeros(self.feature_config.num_bins)
-            count = 0
-            for key in keys:
-                feature = np.load(cache.feature_path(key)).astype(np.float64)
-                total += feature.sum(axis=0)
-                squares += (feature**2).sum(axis=0)
-                count += feature.shape[0]
-            mean = total / count
-            std = np.sqrt(np.maximum(squares / count - mean**2, 0.0))
-            stats = (mean.astype(np.float32), std.astype(np.float32))
-            cache.save_stats(keys, *stats)
-        self.normalizer.set(*stats)
+        self.normalizer.set(*training_statistics(self._cache(self.corpus), keys))
 
     def _setup_predict(self) -> None:
         if not self.predict_paths:
@@ -546,31 +345,23 @@ class SpectrogramDataModule(pl.LightningDataModule):
         corpus = FileCorpus("predict", self.class_names, [Clip(f, -1, None) for f in files])
         cache = self._cache("predict")
         keys = self._fill(corpus, corpus.clips, cache, "predict")
-        self.predict_files = [f for f, k in zip(files, keys, strict=True) if k is not None]
-        items = [
-            Item(str(cache.feature_path(k)), f)
-            for f, k in zip(files, keys, strict=True)
-            if k is not None
-        ]
+        kept = [(f, k) for f, k in zip(files, keys, strict=True) if k is not None]
+        self.predict_files = [f for f, _ in kept]
+        items = [Item(str(cache.feature_path(k)), f) for f, k in kept]
         self.predict_dataset = SpectrogramDataset(items, self.normalizer, self.frames)
-        self._report_skipped()
+        self.bad_files.report()
 
-    def _report_skipped(self) -> None:
-        new = self.skipped_files[self._reported :]
-        self._reported = len(self.skipped_files)
-        if new:
-            lines = "\n".join(f"  {s.path}: {s.reason}" for s in new)
-            rank_zero_warn(
-                f"{self.corpus}: skipped {len(new)} bad files (skip_bad_files=True):\n{lines}"
-            )
+    def _nothing_left(self, missing: str) -> DataError:
+        """:meth:`BadFiles.nothing_left`, pointing at ``skipped_files.json`` when written."""
+        listed_in = self._write_log() if self.skipped_files else None
+        return self.bad_files.nothing_left(missing, listed_in)
 
-    def _write_log(self) -> None:
-        """Write ``split_speakers.json`` (and ``skipped_files.json``) into the run's folder."""
+    def _write_log(self) -> str | None:
+        """Write ``split_speakers.json`` (and ``skipped_files.json``) into the run's folder;
+        return the path of the list of skipped files, if one was written."""
         trainer = self.trainer
-        if trainer is None:
-            return
-        if not trainer.is_global_zero:
-            return
+        if trainer is None or not trainer.is_global_zero:
+            return None
         log_dir = run_dir(trainer)
         files = {"split_speakers.json": self.split_speakers}
         if self.skipped_files:
@@ -578,8 +369,8 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 {"path": s.path, "reason": s.reason} for s in self.skipped_files
             ]
         for name, content in files.items():
-            text = json.dumps(content, indent=2).encode()
-            atomic_write(Path(log_dir) / name, lambda f, text=text: f.write(text))
+            write_json(Path(log_dir) / name, content)
+        return str(Path(log_dir) / "skipped_files.json") if self.skipped_files else None
 
     def _loader(
         self, dataset: SpectrogramDataset | None, stage: str, shuffle: bool = False
@@ -593,14 +384,15 @@ class SpectrogramDataModule(pl.LightningDataModule):
             if trainer is not None
             else torch.cuda.is_available()
         )
+        workers = self.hparams.num_workers
         return DataLoader(
             dataset,
-            batch_size=self.batch_size,
+            batch_size=self.hparams.batch_size,
             shuffle=shuffle,
-            drop_last=shuffle and len(dataset) > self.batch_size,
-            num_workers=self.num_workers,
+            drop_last=shuffle and len(dataset) > self.hparams.batch_size,
+            num_workers=workers,
             pin_memory=on_gpu,
-            persistent_workers=self.num_workers > 0,
+            persistent_workers=workers > 0,
         )
 
     def train_dataloader(self) -> DataLoader:

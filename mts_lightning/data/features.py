@@ -1,15 +1,22 @@
-"""Spectrogram features in the ``(time, freq)`` layout, and fixed-length/segment helpers."""
+"""Spectrogram features in the ``(time, freq)`` layout, as registered feature kinds, and the
+fixed-length/segment helpers.
+
+A feature kind is a ``torch.nn.Module`` registered with :func:`register_feature`: it names the
+:class:`FeatureConfig` settings it depends on (its cache key), says how many frequency bins
+its frames have, and composes torchaudio transforms, as ``MelSpectrogram`` is ``Spectrogram``
+plus ``MelScale``. Adding a kind is one registered class.
+"""
 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
-from typing import Literal
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import ClassVar, TypeVar
 
 import torch
 import torchaudio.transforms as T
-
-FeatureKind = Literal["stft", "logmel"]
+from torch import nn
 
 #: Power-law compression of the STFT magnitude used by the MTS paper: |X| ** (2/3).
 STFT_COMPRESSION = 2.0 / 3.0
@@ -19,9 +26,10 @@ LOG_EPS = 1e-6
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Every setting that changes the computed spectrogram (and so the cache key)."""
+    """Every setting that may change the computed spectrogram; ``features`` names the kind,
+    which decides which of the others matter (:meth:`key`)."""
 
-    features: FeatureKind = "logmel"
+    features: str = "logmel"
     sample_rate: int = 16000
     n_fft: int = 1024
     hop_length: int = 512
@@ -31,13 +39,20 @@ class FeatureConfig:
     f_max: float | None = None
 
     def __post_init__(self) -> None:
-        if self.features not in ("stft", "logmel"):
-            raise ValueError(f"features must be 'stft' or 'logmel', got {self.features!r}")
+        if self.features not in _FEATURES:
+            raise ValueError(
+                f"features must be one of {', '.join(list_features())}, got {self.features!r}"
+            )
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.window > self.n_fft:
             raise ValueError(f"win_length ({self.window}) must not exceed n_fft ({self.n_fft})")
+
+    @property
+    def kind(self) -> type[SpectrogramFeature]:
+        """The registered feature class of ``features``."""
+        return _FEATURES[self.features]
 
     @property
     def window(self) -> int:
@@ -47,7 +62,7 @@ class FeatureConfig:
     @property
     def num_bins(self) -> int:
         """Number of frequency bins of one frame."""
-        return self.n_fft // 2 + 1 if self.features == "stft" else self.n_mels
+        return self.kind.num_bins(self)
 
     def num_frames(self, num_samples: int) -> int:
         """Frames of a (centred) STFT of ``num_samples`` samples."""
@@ -59,32 +74,124 @@ class FeatureConfig:
 
     def key(self) -> dict:
         """The settings that matter for the configured feature kind (cache key material)."""
-        key = asdict(self)
-        key["win_length"] = self.window
-        if self.features == "stft":
-            for name in ("n_mels", "f_min", "f_max"):
-                key.pop(name)
-            key["compression"] = STFT_COMPRESSION
-        else:
-            key["log_eps"] = LOG_EPS
-        return key
+        return self.kind.key(self)
 
 
-class FeatureExtractor:
-    """Waveform ``(samples,)`` -> feature ``(time, freq)`` float32 tensor.
+#: The names of the feature settings (the fields of :class:`FeatureConfig`).
+FEATURE_SETTINGS = tuple(f.name for f in fields(FeatureConfig))
 
-    ``stft``: magnitude STFT (Hann window) compressed as ``|X| ** (2/3)``, as in the MTS paper.
-    ``logmel``: natural log of the mel power spectrogram.
+
+class SpectrogramFeature(nn.Module):
+    """Base of the feature kinds: waveform ``(samples,)`` -> feature ``(time, num_bins)``.
+
+    Subclasses set ``settings`` (the :class:`FeatureConfig` fields they read, besides
+    ``features``), ``constants`` (fixed values of their transform that belong in the cache
+    key) and :meth:`num_bins`, and build ``self.transform`` (frequency-first output).
     """
 
+    settings: ClassVar[tuple[str, ...]] = ()
+    constants: ClassVar[dict[str, float]] = {}
+    transform: nn.Module
+
     def __init__(self, config: FeatureConfig) -> None:
+        super().__init__()
         self.config = config
-        if config.features == "stft":
-            self.transform = T.Spectrogram(
+
+    @classmethod
+    def num_bins(cls, config: FeatureConfig) -> int:
+        raise NotImplementedError
+
+    @classmethod
+    def key(cls, config: FeatureConfig) -> dict:
+        """Cache key material: the kind, the settings it reads and its constants."""
+        key = {
+            "features": config.features,
+            **{name: getattr(config, name) for name in cls.settings},
+        }
+        if "win_length" in key:
+            key["win_length"] = config.window
+        return {**key, **cls.constants}
+
+    def forward(self, waveform: torch.Tensor) -> torch.Tensor:
+        return self.transform(waveform.float()).transpose(-2, -1).contiguous()
+
+
+F = TypeVar("F", bound=type[SpectrogramFeature])
+_FEATURES: dict[str, type[SpectrogramFeature]] = {}
+
+
+def register_feature(name: str) -> Callable[[F], F]:
+    """Class decorator registering a feature kind under ``name`` (``features: name``)."""
+
+    def decorator(cls: F) -> F:
+        known = _FEATURES.get(name)
+        if known is not None and known.__qualname__ != cls.__qualname__:
+            raise ValueError(f"feature kind {name!r} is already registered to {known}")
+        _FEATURES[name] = cls
+        return cls
+
+    return decorator
+
+
+def list_features() -> list[str]:
+    """The registered feature kinds, sorted."""
+    return sorted(_FEATURES)
+
+
+class PowerLaw(nn.Module):
+    """``x ** exponent`` (magnitude compression)."""
+
+    def __init__(self, exponent: float) -> None:
+        super().__init__()
+        self.exponent = exponent
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.pow(self.exponent)
+
+
+class Log(nn.Module):
+    """``log(x + eps)``."""
+
+    def __init__(self, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.log(x + self.eps)
+
+
+@register_feature("stft")
+class CompressedSTFT(SpectrogramFeature):
+    """Magnitude STFT (Hann window) compressed as ``|X| ** (2/3)``, as in the MTS paper."""
+
+    settings = ("sample_rate", "n_fft", "hop_length", "win_length")
+    constants = {"compression": STFT_COMPRESSION}
+
+    def __init__(self, config: FeatureConfig) -> None:
+        super().__init__(config)
+        self.transform = nn.Sequential(
+            T.Spectrogram(
                 n_fft=config.n_fft, win_length=config.window, hop_length=config.hop_length, power=1
-            )
-        else:
-            self.transform = T.MelSpectrogram(
+            ),
+            PowerLaw(STFT_COMPRESSION),
+        )
+
+    @classmethod
+    def num_bins(cls, config: FeatureConfig) -> int:
+        return config.n_fft // 2 + 1
+
+
+@register_feature("logmel")
+class LogMel(SpectrogramFeature):
+    """Natural log of the mel power spectrogram."""
+
+    settings = ("sample_rate", "n_fft", "hop_length", "win_length", "n_mels", "f_min", "f_max")
+    constants = {"log_eps": LOG_EPS}
+
+    def __init__(self, config: FeatureConfig) -> None:
+        super().__init__(config)
+        self.transform = nn.Sequential(
+            T.MelSpectrogram(
                 sample_rate=config.sample_rate,
                 n_fft=config.n_fft,
                 win_length=config.window,
@@ -93,16 +200,26 @@ class FeatureExtractor:
                 f_min=config.f_min,
                 f_max=config.f_max,
                 power=2.0,
-            )
+            ),
+            Log(LOG_EPS),
+        )
+
+    @classmethod
+    def num_bins(cls, config: FeatureConfig) -> int:
+        return config.n_mels
+
+
+class FeatureExtractor:
+    """Waveform ``(samples,)`` -> feature ``(time, freq)`` float32 tensor, with the kind
+    registered under ``config.features``."""
+
+    def __init__(self, config: FeatureConfig) -> None:
+        self.config = config
+        self.transform = config.kind(config)
 
     def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            spec = self.transform(waveform.float())
-        if self.config.features == "stft":
-            spec = spec.pow(STFT_COMPRESSION)
-        else:
-            spec = torch.log(spec + LOG_EPS)
-        return spec.transpose(0, 1).contiguous()
+            return self.transform(waveform)
 
 
 def fix_length(feature: torch.Tensor, frames: int, start: int = 0) -> torch.Tensor:

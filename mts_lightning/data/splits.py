@@ -1,5 +1,5 @@
 """Train/val/test splits: speaker-independent k-fold, leave-one-speaker-out, the MTS paper's
-protocol per corpus, and a seeded stratified random split.
+protocol of the corpus (from its registration), and a seeded stratified random split.
 
 A split is a dict ``{"train": [...], "val": [...], "test": [...]}`` of clip indices.
 """
@@ -11,13 +11,11 @@ from collections import defaultdict
 from collections.abc import Sequence
 from typing import Literal
 
-from .corpora import Clip
+from .corpora import Clip, get_corpus
+from .corpora.protocols import SPLIT_NAMES, assign, check_fold, corpus_speakers, speaker_window
 
 SplitMethod = Literal["speaker_kfold", "loso", "paper", "random"]
 SPLIT_METHODS = ("speaker_kfold", "loso", "paper", "random")
-SPLIT_NAMES = ("train", "val", "test")
-#: Folds of the paper's shifted 70/20/10 speaker window (RAVDESS, EmoDB).
-PAPER_FOLDS = 3
 
 
 def make_split(
@@ -36,9 +34,10 @@ def make_split(
       groups of all folds cover every speaker once.
     - ``loso``: leave one speaker out: fold ``f`` tests on speaker ``f`` (sorted order) and
       validates on the next one.
-    - ``paper``: the MTS paper's protocol: IEMOCAP by session (3 train / 1 val / 1 test, test
-      session = ``fold``), TESS by halving each speaker's files per class, and every other
-      corpus by a window of ~70/20/10 % of the sorted speakers shifted per fold (3 folds).
+    - ``paper``: the MTS paper's protocol, registered with the ``corpus``
+      (:class:`CorpusSpec`'s ``paper_protocol``: IEMOCAP by session, TESS by halving each
+      speaker's files, the others by a window of ~70/20/10 % of the sorted speakers shifted
+      per fold); the speaker window when no corpus is named.
     - ``random``: stratified by class with ``seed`` and ``ratios``; not speaker-independent.
 
     Raises ``ValueError`` when the split cannot be made (unknown method, fold out of range, too
@@ -48,34 +47,27 @@ def make_split(
         raise ValueError(f"split must be one of {', '.join(SPLIT_METHODS)}, got {method!r}")
     if method == "random":
         return _random_split(clips, seed, ratios)
-    if method == "paper" and corpus == "tess":
-        return _halving_split(clips, fold, seed)
-    speakers = _speakers(clips, method)
-    if method == "paper" and corpus == "iemocap":
-        groups = _group_sessions(speakers)
-        _check_fold(fold, len(groups), "paper (IEMOCAP sessions)")
-        test, val = groups[fold], groups[(fold + 1) % len(groups)]
-    elif method == "paper":
-        test, val = _paper_window(speakers, fold)
-    else:
-        num_groups = len(speakers) if method == "loso" else num_folds
-        if num_groups < 3:
-            raise ValueError(
-                f"split {method!r} needs num_folds >= 3 (train, val and test), got {num_groups}"
-            )
-        if len(speakers) < num_groups:
-            raise ValueError(
-                f"split {method!r} with {num_groups} folds needs at least {num_groups} speakers, "
-                f"but the corpus has {len(speakers)} ({', '.join(speakers)}); use fewer folds, "
-                "split='paper' or split='random'"
-            )
-        _check_fold(fold, num_groups, method)
-        order = list(speakers)
-        if method == "speaker_kfold":
-            random.Random(seed).shuffle(order)
-        groups = [order[i::num_groups] for i in range(num_groups)]
-        test, val = groups[fold], groups[(fold + 1) % num_groups]
-    return _assign(clips, set(test), set(val))
+    if method == "paper":
+        protocol = get_corpus(corpus).paper_protocol if corpus else speaker_window
+        return protocol(clips, fold, seed)
+    speakers = corpus_speakers(clips, method)
+    num_groups = len(speakers) if method == "loso" else num_folds
+    if num_groups < 3:
+        raise ValueError(
+            f"split {method!r} needs num_folds >= 3 (train, val and test), got {num_groups}"
+        )
+    if len(speakers) < num_groups:
+        raise ValueError(
+            f"split {method!r} with {num_groups} folds needs at least {num_groups} speakers, "
+            f"but the corpus has {len(speakers)} ({', '.join(speakers)}); use fewer folds, "
+            "split='paper' or split='random'"
+        )
+    check_fold(fold, num_groups, method)
+    order = list(speakers)
+    if method == "speaker_kfold":
+        random.Random(seed).shuffle(order)
+    groups = [order[i::num_groups] for i in range(num_groups)]
+    return assign(clips, groups[fold], groups[(fold + 1) % num_groups])
 
 
 def split_speakers(clips: Sequence[Clip], split: dict[str, list[int]]) -> dict[str, list[str]]:
@@ -84,79 +76,6 @@ def split_speakers(clips: Sequence[Clip], split: dict[str, list[int]]) -> dict[s
         name: sorted({clips[i].speaker for i in split[name] if clips[i].speaker is not None})
         for name in SPLIT_NAMES
     }
-
-
-def _speakers(clips: Sequence[Clip], method: str) -> list[str]:
-    if any(c.speaker is None for c in clips):
-        raise ValueError(
-            f"split {method!r} is speaker-independent but some clips have no speaker (a manifest "
-            "without a 'speaker' column?); add speakers or use split='random'"
-        )
-    speakers = sorted({c.speaker for c in clips})
-    if len(speakers) < 3:
-        raise ValueError(
-            f"split {method!r} needs at least 3 speakers (train, val and test), but the corpus "
-            f"has {len(speakers)} ({', '.join(speakers)}); use split='random'"
-            + (" or split='paper'" if method != "paper" else "")
-        )
-    return speakers
-
-
-def _check_fold(fold: int, num_folds: int, method: str) -> None:
-    if not 0 <= fold < num_folds:
-        raise ValueError(f"fold must be in [0, {num_folds - 1}] for split {method!r}, got {fold}")
-
-
-def _assign(clips: Sequence[Clip], test: set, val: set) -> dict[str, list[int]]:
-    split: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
-    for i, clip in enumerate(clips):
-        name = "test" if clip.speaker in test else "val" if clip.speaker in val else "train"
-        split[name].append(i)
-    return split
-
-
-def _group_sessions(speakers: list[str]) -> list[list[str]]:
-    sessions: dict[str, list[str]] = defaultdict(list)
-    for speaker in speakers:
-        sessions[speaker[:5]].append(speaker)
-    if len(sessions) < 3:
-        raise ValueError(
-            f"split 'paper' for IEMOCAP needs at least 3 sessions, found {len(sessions)} "
-            f"({', '.join(sorted(sessions))})"
-        )
-    return [sessions[name] for name in sorted(sessions)]
-
-
-def _paper_window(speakers: list[str], fold: int) -> tuple[list[str], list[str]]:
-    """Test/val speakers of the paper's ~70/20/10 window, shifted by a third per fold."""
-    _check_fold(fold, PAPER_FOLDS, "paper")
-    n = len(speakers)
-    n_test = max(1, round(0.1 * n))
-    n_val = max(1, round(0.2 * n))
-    shift = fold * n // PAPER_FOLDS
-    order = speakers[shift:] + speakers[:shift]
-    return order[n - n_test :], order[n - n_test - n_val : n - n_test]
-
-
-def _halving_split(clips: Sequence[Clip], fold: int, seed: int) -> dict[str, list[int]]:
-    """TESS: per speaker and class, one half of the files trains, the other half is divided
-    between val and test; fold 1 swaps the halves."""
-    _check_fold(fold, 2, "paper (TESS halves)")
-    groups: dict[tuple, list[int]] = defaultdict(list)
-    for i, clip in enumerate(clips):
-        groups[(clip.speaker, clip.label)].append(i)
-    split: dict[str, list[int]] = {name: [] for name in SPLIT_NAMES}
-    for key in sorted(groups, key=str):
-        members = groups[key]
-        random.Random(f"{seed}-{key}").shuffle(members)
-        half = len(members) // 2
-        train, held = (
-            (members[:half], members[half:]) if fold == 0 else (members[half:], members[:half])
-        )
-        split["train"] += train
-        split["val"] += held[: len(held) // 2]
-        split["test"] += held[len(held) // 2 :]
-    return {name: sorted(idx) for name, idx in split.items()}
 
 
 def _random_split(

@@ -5,6 +5,7 @@ Build one by class (``CompactCNN(num_classes=8, input_shape=(1, 64, 64))``) or b
 """
 
 from mts_lightning.models.alexnet import AlexNet
+from mts_lightning.models.baseline import BagOfFrames
 from mts_lightning.models.compact import CompactCNN
 from mts_lightning.models.layers import CONV_TYPES, ConvFactory, make_conv
 from mts_lightning.models.paper import PaperSingleConvNet, PaperTwoConvNet
@@ -13,6 +14,7 @@ from mts_lightning.models.resnet import BasicBlock, ResNet18
 
 __all__ = [
     "AlexNet",
+    "BagOfFrames",
     "BasicBlock",
     "CONV_TYPES",
     "CompactCNN",

@@ -18,7 +18,9 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .corpora import Clip, Corpus
+from .base import Clip, Corpus
+from .protocols import speaker_window
+from .registry import CorpusSpec, register_corpus
 
 #: Bumped whenever the renderer changes, so cached features of older renders are not reused.
 SYNTHETIC_VERSION = 2
@@ -222,3 +224,50 @@ class SyntheticCorpus(Corpus):
         rms = np.sqrt(np.mean(out**2))
         out = gain * (out + noise * rms * 10 ** (-snr / 20))
         return np.clip(out, -1.0, 1.0).astype(np.float32)
+
+
+def load_synthetic(
+    root: str | None = None,
+    skip_bad_files: bool = False,
+    part: str = "train",
+    synthetic_seed: int = 0,
+    synthetic_classes: int = 6,
+    synthetic_speakers: int = 10,
+    synthetic_clips_per_speaker: int = 72,
+    synthetic_duration: float = 3.0,
+    synthetic_train_stretch: tuple[float, float] = (0.6, 1.6),
+    synthetic_test_stretch: tuple[float, float] = (0.6, 1.6),
+) -> SyntheticCorpus:
+    """The embedded corpus from the DataModule's ``synthetic_*`` arguments (``root`` and
+    ``skip_bad_files`` do not apply); ``part="test"`` renders with the test stretch range."""
+    train = check_stretch_range("synthetic_train_stretch", synthetic_train_stretch)
+    test = check_stretch_range("synthetic_test_stretch", synthetic_test_stretch)
+    config = SyntheticConfig(
+        seed=synthetic_seed,
+        num_classes=synthetic_classes,
+        num_speakers=synthetic_speakers,
+        clips_per_speaker=synthetic_clips_per_speaker,
+        duration=synthetic_duration,
+    )
+    return SyntheticCorpus(config, test if part == "test" else train)
+
+
+register_corpus(
+    CorpusSpec(
+        "synthetic",
+        load_synthetic,
+        speaker_window,
+        options=(
+            "synthetic_seed",
+            "synthetic_classes",
+            "synthetic_speakers",
+            "synthetic_clips_per_speaker",
+            "synthetic_duration",
+            "synthetic_train_stretch",
+            "synthetic_test_stretch",
+        ),
+        class_options=("synthetic_classes",),
+        needs_root=False,
+        test_part_differs=True,
+    )
+)

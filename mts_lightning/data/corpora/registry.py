@@ -1,0 +1,81 @@
+"""Name -> corpus registry, so that configs pick a corpus by string and a new corpus is one file.
+
+A module in this package (or any module imported before the DataModule is built) describes its
+corpus with a :class:`CorpusSpec` and registers it with :func:`register_corpus`; the DataModule,
+the splits and the CLI only ever ask the registry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from .base import Clip, Corpus
+
+#: The paper's split of a corpus: ``protocol(clips, fold, seed) -> {"train": [...], "val":
+#: [...], "test": [...]}`` (clip indices).
+PaperProtocol = Callable[[Sequence[Clip], int, int], dict[str, list[int]]]
+
+_CORPORA: dict[str, CorpusSpec] = {}
+
+
+@dataclass(frozen=True)
+class CorpusSpec:
+    """A corpus the DataModule can load by name.
+
+    Args:
+        name: the value of ``corpus`` in configs.
+        scan: ``scan(root, skip_bad_files=False, **options) -> Corpus``.
+        paper_protocol: the MTS paper's split for this corpus (``split="paper"``).
+        classes: the fixed class names in the corpus's official code order; ``None`` when the
+            clips decide them (a manifest's labels, the synthetic corpus's settings).
+        options: DataModule arguments passed to ``scan`` by name (e.g. ``include_song``).
+        class_options: those of ``options`` that decide the classes; a checkpoint restores
+            them for ``predict``.
+        needs_root: whether ``scan`` reads the DataModule's ``root``.
+        test_part_differs: the test part is scanned apart, with ``part="test"`` passed to
+            ``scan`` (the synthetic corpus renders it with its own stretch range).
+    """
+
+    name: str
+    scan: Callable[..., Corpus]
+    paper_protocol: PaperProtocol
+    classes: tuple[str, ...] | None = None
+    options: tuple[str, ...] = ()
+    class_options: tuple[str, ...] = ()
+    needs_root: bool = True
+    test_part_differs: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.name.isidentifier():
+            raise ValueError(f"corpus name must be an identifier, got {self.name!r}")
+        unknown = set(self.class_options) - set(self.options)
+        if unknown:
+            raise ValueError(
+                f"corpus {self.name!r}: class_options {sorted(unknown)} are not in its options"
+            )
+
+
+def register_corpus(spec: CorpusSpec) -> CorpusSpec:
+    """Register ``spec`` under ``spec.name`` (refused when the name is taken by another scan)."""
+    known = _CORPORA.get(spec.name)
+    if known is not None and known.scan.__qualname__ != spec.scan.__qualname__:
+        raise ValueError(f"corpus {spec.name!r} is already registered (scan {known.scan})")
+    _CORPORA[spec.name] = spec
+    return spec
+
+
+def get_corpus(name: str) -> CorpusSpec:
+    """The corpus registered as ``name``; the error lists the registered ones."""
+    if name not in _CORPORA:
+        raise ValueError(
+            f"corpus must be one of the registered corpora: {', '.join(list_corpora())}; got "
+            f"{name!r} (a new corpus is a module in mts_lightning/data/corpora/ calling "
+            "register_corpus)"
+        )
+    return _CORPORA[name]
+
+
+def list_corpora() -> list[str]:
+    """The registered corpus names, sorted."""
+    return sorted(_CORPORA)

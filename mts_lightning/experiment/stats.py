@@ -1,0 +1,226 @@
+"""Statistics of an experiment's ``results.csv``: per variant and condition, mean, standard
+deviation and a 95% t-interval over folds x seeds; paired differences between variants
+(paired by fold and seed) with the Wilcoxon signed-rank test and an effect size.
+
+All tests come from scipy. Zero differences (ties between the two variants of a pair) are kept
+in the ranking and then dropped (``zero_method="pratt"``, Pratt 1959), which is more
+conservative than dropping them first; the number of zero differences is reported. Ties among
+the absolute differences get average ranks, and scipy then uses the normal approximation
+(with tie correction) instead of the exact distribution. Differences are rounded to 9
+decimals first, so differences equal in exact arithmetic tie.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+CONFIDENCE = 0.95
+ZERO_METHOD = "pratt"
+SUMMARY_METRICS = ("UA", "WA", "macro_F1")
+#: Decimals kept of a paired difference (see ``paired``).
+DIGITS = 9
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """Mean over ``n`` runs with sample standard deviation and a t-interval (None when n < 2)."""
+
+    n: int
+    mean: float
+    std: float | None
+    ci_low: float | None
+    ci_high: float | None
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """``b - a`` over the (fold, seed) pairs both variants have, under one condition."""
+
+    condition: str
+    metric: str
+    a: str
+    b: str
+    difference: Estimate
+    zeros: int
+    wilcoxon_statistic: float | None
+    p_value: float | None
+    effect_size: float | None
+    note: str
+
+
+def estimate(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimate:
+    """Mean, sample std (ddof 1) and the t-interval of the mean (scipy.stats.t.interval)."""
+    x = np.asarray(values, dtype=float)
+    if x.size == 0:
+        raise ValueError("estimate needs at least one value")
+    mean = float(x.mean())
+    if x.size < 2:
+        return Estimate(1, mean, None, None, None)
+    std = float(x.std(ddof=1)) if np.ptp(x) > 0 else 0.0
+    if std == 0.0:  # every run equal: the interval is the point (scipy gives nan for scale 0)
+        return Estimate(int(x.size), mean, 0.0, mean, mean)
+    low, high = stats.t.interval(confidence, x.size - 1, loc=mean, scale=std / math.sqrt(x.size))
+    return Estimate(int(x.size), mean, std, float(low), float(high))
+
+
+def paired(
+    rows: Sequence[dict[str, Any]], condition: str, metric: str, a: str, b: str
+) -> PairedComparison:
+    """Compare variant ``b`` with ``a`` under ``condition`` on the runs of equal fold and seed."""
+    values = {
+        v: {
+            (r["fold"], r["seed"]): float(r[metric])
+            for r in rows
+            if r["variant"] == v and r["condition"] == condition
+        }
+        for v in (a, b)
+    }
+    keys = sorted(set(values[a]) & set(values[b]))
+    if not keys:
+        raise ValueError(f"{a} and {b} share no (fold, seed) under condition {condition!r}")
+    # Metrics are ratios of counts: differences that are equal (or zero) in exact arithmetic
+    # must stay ties for the ranks, not differ in the 17th digit.
+    differences = np.round([values[b][k] - values[a][k] for k in keys], DIGITS)
+    zeros = int((differences == 0).sum())
+    statistic = p_value = effect = None
+    if len(keys) < 2:
+        note = "one pair: no test, no interval"
+    elif zeros == len(keys):
+        note = "all differences are zero: no test"
+    else:
+        result = stats.wilcoxon(differences, zero_method=ZERO_METHOD)
+        statistic, p_value = float(result.statistic), float(result.pvalue)
+        note = f"{zeros} zero difference(s)" if zeros else ""
+    spread = float(differences.std(ddof=1)) if np.ptp(differences) > 0 else 0.0
+    if spread > 0:
+        effect = float(differences.mean()) / spread
+    elif len(keys) > 1 and zeros < len(keys):
+        note = "; ".join(filter(None, [note, "every difference equal: effect size undefined"]))
+    return PairedComparison(
+        condition, metric, a, b, estimate(differences), zeros, statistic, p_value, effect, note
+    )
+
+
+def summarize(
+    rows: Sequence[dict[str, Any]], variants: Sequence[str], conditions: Sequence[str]
+) -> tuple[list[dict[str, Any]], list[PairedComparison]]:
+    """Per (variant, condition, metric) estimates as ``summary.csv`` rows, and the UA paired
+    comparisons of every later variant against every earlier one, per condition."""
+    table = []
+    for condition in conditions:
+        for variant in variants:
+            for metric in SUMMARY_METRICS:
+                values = [
+                    float(r[metric])
+                    for r in rows
+                    if r["variant"] == variant and r["condition"] == condition
+                ]
+                if not values:
+                    continue
+                e = estimate(values)
+                table.append(
+                    {
+                        "variant": variant,
+                        "condition": condition,
+                        "metric": metric,
+                        "runs": e.n,
+                        "mean": e.mean,
+                        "std": e.std,
+                        "ci95_low": e.ci_low,
+                        "ci95_high": e.ci_high,
+                    }
+                )
+    present = [v for v in variants if any(r["variant"] == v for r in rows)]
+    comparisons = []
+    for condition in conditions:
+        for i, a in enumerate(present):
+            for b in present[i + 1 :]:
+                try:
+                    comparisons.append(paired(rows, condition, "UA", a, b))
+                except ValueError:
+                    continue  # no common runs (yet): nothing to compare
+    return table, comparisons
+
+
+def _number(value: float | None, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def summary_markdown(
+    name: str,
+    table: Sequence[dict[str, Any]],
+    comparisons: Sequence[PairedComparison],
+    conditions: Sequence[str],
+) -> str:
+    """``summary.md``: UA (with WA and macro-F1 means) per condition and variant, then the
+    paired UA differences."""
+    lines = [
+        f"# {name}",
+        "",
+        f"Mean over folds x seeds, sample standard deviation, and the {CONFIDENCE:.0%} t-interval "
+        "of the mean; n/a where one run gives no spread and no interval.",
+        "",
+        "| condition | variant | runs | UA mean | UA std | UA 95% CI | WA mean | macro-F1 mean |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    by_key = {(r["variant"], r["condition"], r["metric"]): r for r in table}
+    for condition in conditions:
+        for row in (r for r in table if r["condition"] == condition and r["metric"] == "UA"):
+            wa = by_key[(row["variant"], condition, "WA")]
+            f1 = by_key[(row["variant"], condition, "macro_F1")]
+            interval = (
+                "n/a (single run)"
+                if row["ci95_low"] is None
+                else f"[{row['ci95_low']:.3f}, {row['ci95_high']:.3f}]"
+            )
+            lines.append(
+                f"| {condition} | {row['variant']} | {row['runs']} | {row['mean']:.3f} | "
+                f"{_number(row['std'])} | {interval} | {wa['mean']:.3f} | {f1['mean']:.3f} |"
+            )
+    lines += [
+        "",
+        "Paired UA differences (B - A, paired by fold and seed): Wilcoxon signed-rank test "
+        f"(scipy, zero_method='{ZERO_METHOD}', two-sided); effect size d_z = mean difference / "
+        "standard deviation of the differences.",
+        "",
+        "| condition | A | B | pairs | mean B - A | 95% CI | Wilcoxon p | d_z | note |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for c in comparisons:
+        d = c.difference
+        interval = "n/a" if d.ci_low is None else f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+        lines.append(
+            f"| {c.condition} | {c.a} | {c.b} | {d.n} | {d.mean:+.3f} | {interval} | "
+            f"{_number(c.p_value, 4)} | {_number(c.effect_size, 2)} | {c.note} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def comparison_rows(comparisons: Sequence[PairedComparison]) -> list[dict[str, Any]]:
+    """``paired_differences.csv`` rows."""
+    return [
+        {
+            "condition": c.condition,
+            "metric": c.metric,
+            "a": c.a,
+            "b": c.b,
+            "pairs": c.difference.n,
+            "mean_difference": c.difference.mean,
+            "std_difference": c.difference.std,
+            "ci95_low": c.difference.ci_low,
+            "ci95_high": c.difference.ci_high,
+            "zero_differences": c.zeros,
+            "wilcoxon_statistic": c.wilcoxon_statistic,
+            "p_value": c.p_value,
+            "zero_method": ZERO_METHOD,
+            "effect_size_dz": c.effect_size,
+            "note": c.note,
+        }
+        for c in comparisons
+    ]

@@ -1,0 +1,87 @@
+"""Every shipped experiment file, run as a user runs it, shrunk in size only (tiny corpus,
+one epoch, a few batches, one fold and one seed): every variant and every test condition."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from data_fixtures import make_iemocap_folder, make_ravdess_folder
+
+from mts_lightning.cli import main
+from mts_lightning.experiment import load_spec
+from mts_lightning.experiment.runner import read_results
+
+EXPERIMENTS = Path(__file__).resolve().parents[1] / "configs" / "experiments"
+SHRINK = [
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=2",
+    "--trainer.enable_progress_bar=false",
+]
+SYNTHETIC = [
+    "--data.synthetic_speakers=4",
+    "--data.synthetic_clips_per_speaker=6",
+    "--data.synthetic_duration=1.0",
+    "--data.duration=1.0",
+    "--data.num_folds=4",
+    "--data.batch_size=4",
+]
+FILE_CORPUS = ["--data.num_workers=0", "--data.batch_size=8"]
+CORPORA = {
+    "ravdess_conv_vs_mts.yaml": (
+        lambda root: make_ravdess_folder(root, actors=range(1, 11), emotions=range(1, 9)),
+        ["--data.duration=1.0"],
+    ),
+    "iemocap_conv_vs_mts.yaml": (make_iemocap_folder, ["--data.segment_duration=1.0"]),
+}
+
+
+@pytest.fixture(autouse=True)
+def _plain_argv(monkeypatch, one_thread):
+    monkeypatch.setattr(sys, "argv", ["mts-lightning"])
+
+
+def run_shipped(path: Path, output_dir: Path, extra: list[str]) -> list[dict]:
+    spec = load_spec(path)
+    main(
+        [
+            "experiment",
+            f"--config={path}",
+            f"--output_dir={output_dir}",
+            "--folds",
+            str(spec.folds[0]),
+            "--seeds",
+            str(spec.seeds[0]),
+            "--",
+            *extra,
+        ]
+    )
+    rows = read_results(output_dir / "results.csv")
+    assert [(r["variant"], r["condition"]) for r in rows] == [
+        (v, c.name) for v in spec.variants for c in spec.conditions
+    ]
+    assert (output_dir / "summary.md").is_file() and (output_dir / "ua_by_condition.png").is_file()
+    return rows
+
+
+def test_every_file_is_tested():
+    assert sorted(p.name for p in EXPERIMENTS.glob("*.yaml")) == sorted(
+        ["synthetic_conv_vs_mts.yaml", *CORPORA]
+    )
+
+
+def test_synthetic_conv_vs_mts(tmp_path):
+    path = EXPERIMENTS / "synthetic_conv_vs_mts.yaml"
+    spec = load_spec(path)
+    assert list(spec.variants) == ["mts", "mts_average_updates", "conv", "baseline"]
+    assert len(spec.folds) == 5 and len(spec.seeds) >= 3
+    run_shipped(path, tmp_path / "out", [*SYNTHETIC, *SHRINK])
+
+
+@pytest.mark.parametrize("name", sorted(CORPORA))
+def test_file_corpus_experiment(tmp_path, name):
+    make_folder, shrink = CORPORA[name]
+    make_folder(tmp_path / "corpus")
+    root = f"--data.root={tmp_path / 'corpus'}"
+    run_shipped(EXPERIMENTS / name, tmp_path / "out", [root, *FILE_CORPUS, *shrink, *SHRINK])
