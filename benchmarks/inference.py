@@ -29,8 +29,8 @@ import soundfile as sf
 import torch
 
 from mts_lightning import EmotionClassifier, EmotionRecognizer
+from mts_lightning.data import SyntheticConfig, SyntheticCorpus
 from mts_lightning.data.features import FeatureConfig
-from mts_lightning.data.synthetic import SyntheticConfig, SyntheticCorpus
 
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 3.0

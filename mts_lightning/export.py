@@ -34,7 +34,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from mts_lightning.data.features import LOG_EPS, STFT_COMPRESSION, FeatureConfig
 from mts_lightning.inference import EmotionRecognizer
 
 ExportFormat = Literal["onnx", "torchscript"]
@@ -51,30 +50,12 @@ class ExportError(RuntimeError):
     """A model that cannot be exported in the asked form; the message names the module."""
 
 
-class FrontEnd(nn.Module):
-    """Waveforms ``(batch, samples)`` -> features ``(batch, time, freq)`` as in training."""
-
-    def __init__(self, config: FeatureConfig, transform: nn.Module) -> None:
-        super().__init__()
-        self.stft = config.features == "stft"
-        self.transform = transform
-
-    def forward(self, waveform: Tensor) -> Tensor:
-        spec = self.transform(waveform)
-        spec = spec.pow(STFT_COMPRESSION) if self.stft else torch.log(spec + LOG_EPS)
-        return spec.transpose(1, 2)
-
-
 class InferenceGraph(nn.Module):
     """The exported computation: front end (optional), normalisation, length, backbone."""
 
     def __init__(self, recognizer: EmotionRecognizer, input_kind: InputKind) -> None:
         super().__init__()
-        self.front_end = (
-            FrontEnd(recognizer.feature_config, recognizer.extractor.transform)
-            if input_kind == "waveform"
-            else None
-        )
+        self.front_end = recognizer.features if input_kind == "waveform" else None
         self.normalise = input_kind == "waveform"
         self.register_buffer("mean", recognizer.norm_mean.clone())
         self.register_buffer("std", recognizer.norm_std.clone())

@@ -28,21 +28,15 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
-from mts_lightning.data.audio import BadAudioError, load_audio, resample
-from mts_lightning.data.features import FeatureConfig, FeatureExtractor, fix_length, segment_starts
-from mts_lightning.module import EmotionClassifier
-
-#: Data settings that the recognizer restores from a checkpoint.
-_FEATURE_FIELDS = (
-    "features",
-    "sample_rate",
-    "n_fft",
-    "hop_length",
-    "win_length",
-    "n_mels",
-    "f_min",
-    "f_max",
+from mts_lightning.data.audio import BadAudioError, load_audio, resample, to_mono
+from mts_lightning.data.features import (
+    FEATURE_SETTINGS,
+    FeatureConfig,
+    SpectrogramFeature,
+    fix_length,
+    segment_starts,
 )
+from mts_lightning.module import EmotionClassifier
 
 
 @dataclass(frozen=True)
@@ -132,7 +126,7 @@ class EmotionRecognizer:
             _freeze(self.model)
         self.class_names = list(model.class_names)
         self.feature_config = feature_config
-        self.extractor = FeatureExtractor(feature_config)
+        self.features: SpectrogramFeature = feature_config.kind(feature_config).eval()
         self.norm_mean = norm_mean.float()
         self.norm_std = norm_std.float()
         self.frames = frames
@@ -170,7 +164,7 @@ class EmotionRecognizer:
                 "expected a checkpoint of a run with SpectrogramDataModule (`mts-lightning fit`)"
             )
         model = EmotionClassifier.load_from_checkpoint(path, map_location="cpu")
-        config = FeatureConfig(**{k: data[k] for k in _FEATURE_FIELDS if k in data})
+        config = FeatureConfig(**{k: data[k] for k in FEATURE_SETTINGS if k in data})
         input_shape = model.hparams.get("input_shape")
         if not input_shape:
             raise ValueError(f"{path}: the model's input_shape is not in its hyperparameters")
@@ -324,7 +318,7 @@ class EmotionRecognizer:
                         path,
                         f"audio contains NaN or infinite samples near {start / info.samplerate:.2f} s",
                     )
-                mono = torch.from_numpy(data.mean(axis=1))
+                mono = torch.from_numpy(to_mono(data, path))
                 mono = resample(mono, info.samplerate, self.feature_config.sample_rate)
                 yield start / info.samplerate, stop / info.samplerate, self._pad_short(mono)
 
@@ -347,7 +341,7 @@ class EmotionRecognizer:
             raise ValueError(f"{what} has no samples (shape {tuple(tensor.shape)})")
         if not torch.isfinite(tensor).all():
             raise ValueError(f"{what} contains NaN or infinite samples")
-        mono = tensor.mean(dim=0) if tensor.dim() == 2 else tensor
+        mono = torch.from_numpy(to_mono(tensor.numpy().T, what)) if tensor.dim() == 2 else tensor
         return self._pad_short(resample(mono, int(sample_rate), self.feature_config.sample_rate))
 
     def _pad_short(self, mono: Tensor) -> Tensor:
@@ -357,7 +351,8 @@ class EmotionRecognizer:
 
     def _features(self, mono: Tensor) -> Tensor:
         """Normalised features ``(time, freq)`` of a mono waveform."""
-        return (self.extractor(mono) - self.norm_mean) / self.norm_std
+        with torch.inference_mode():
+            return (self.features(mono) - self.norm_mean) / self.norm_std
 
     def _windows(self, mono: Tensor) -> Tensor:
         """Model inputs ``(N, 1, frames, F)`` of one clip: one, or one per segment."""

@@ -77,9 +77,13 @@ def test_torchscript_export_and_metadata(tmp_path):
         assert row.tolist() == pytest.approx([expected[c] for c in CLASSES], abs=1e-4)
 
 
+#: Zoo models without convolutions, hence without ``conv_type``.
+CONV_FREE = {"bag_of_frames"}
+
+
 @pytest.mark.parametrize("name", [n for n in list_models() if n != "compact_cnn"])
 def test_every_zoo_model_exports(tmp_path, name):
-    recognizer = make_recognizer(name, conv_type="conv")
+    recognizer = make_recognizer(name, **({} if name in CONV_FREE else {"conv_type": "conv"}))
     export_recognizer(recognizer, tmp_path / "model.onnx", "onnx", "features")
     export_recognizer(recognizer, tmp_path / "model.pt", "torchscript", "features")
 

@@ -14,8 +14,8 @@ import torch
 
 from mts_lightning import EmotionRecognizer
 from mts_lightning.cli import cli_main
+from mts_lightning.data import SyntheticConfig, SyntheticCorpus
 from mts_lightning.data.audio import BadAudioError
-from mts_lightning.data.synthetic import SyntheticConfig, SyntheticCorpus
 from mts_lightning.inference import _window_bounds
 
 REPO = Path(__file__).resolve().parents[1]
