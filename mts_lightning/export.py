@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Callable
@@ -180,12 +181,26 @@ def _write_torchscript(
 
 
 def _trace(module: nn.Module, example: Tensor) -> torch.jit.ScriptModule:
-    """``torch.jit.trace`` that refuses what a trace would bake in (a Python value taken from
-    a tensor), instead of warning and recording a graph that is wrong for other inputs."""
-    with warnings.catch_warnings():
+    """``torch.jit.trace`` that refuses what a trace would bake in (a number or array taken
+    from a tensor), instead of warning and recording a graph that is wrong for other inputs.
+
+    Python booleans taken from tensors pass: they are mostly shape checks that hold for every
+    input; one that steers the computation is caught by the check on three input lengths.
+    """
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit's deprecation notice
-        warnings.simplefilter("error", torch.jit.TracerWarning)
-        return torch.jit.trace(module, (example,), check_trace=False)
+        traced = torch.jit.trace(module, (example,), check_trace=False)
+    baked = [str(w.message) for w in caught if _BAKED_VALUE.search(str(w.message))]
+    if baked:
+        raise RuntimeError(baked[0].split(". ")[0])
+    return traced
+
+
+#: Tracer warnings about a value that the trace records as a constant.
+_BAKED_VALUE = re.compile(
+    r"Converting a tensor to a (NumPy array|Python (number|integer|float|index))"
+)
 
 
 # ---------------------------------------------------------------------- checks

@@ -41,8 +41,7 @@ class _PaperNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, *input_shape)`` spectrograms -> ``(B, num_classes)`` logits."""
-        # A tracer sees shapes as tensors; the exported graph fixes the input length itself.
-        if not torch.jit.is_tracing() and tuple(x.shape[1:]) != self.input_shape:
+        if tuple(x.shape[1:]) != self.input_shape:
             shape = ", ".join(map(str, self.input_shape))
             raise ValueError(
                 f"{type(self).__name__} was built for inputs (B, {shape}), got {tuple(x.shape)}; "
