@@ -1,0 +1,413 @@
+"""``EmotionRecognizer``: a trained checkpoint as a plain Python object.
+
+It needs nothing but the checkpoint: the model, the class names, the feature settings and the
+normalisation statistics of the training split all travel inside it. Waveforms go in, labels
+and class probabilities come out::
+
+    recognizer = EmotionRecognizer.from_checkpoint("run/checkpoints/last.ckpt")
+    recognizer.predict_file("clip.wav")            # Prediction(label='angry', probabilities={...})
+    recognizer.timeline("call.wav", window=3.0)    # one row per window + an aggregate
+
+A clip is turned into model input exactly as ``mts-lightning predict`` does it: read and mixed
+to mono, resampled to the training rate, featurised, normalised, then cut to the model's input
+length from its start (zero-padded after normalisation when shorter). A model trained on
+segments (``segment_duration``) scores every segment of the clip and averages their logits.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch import Tensor
+
+from mts_lightning.data.audio import BadAudioError, load_audio, resample, to_mono
+from mts_lightning.data.features import (
+    FEATURE_SETTINGS,
+    FeatureConfig,
+    SpectrogramFeature,
+    fix_length,
+    segment_starts,
+)
+from mts_lightning.module import EmotionClassifier
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The label of one clip and the probability of every class (in class order)."""
+
+    label: str
+    probabilities: dict[str, float]
+    path: str | None = None
+
+
+@dataclass(frozen=True)
+class TimelineRow:
+    """One analysis window of a long recording."""
+
+    start: float
+    end: float
+    label: str
+    probabilities: dict[str, float]
+
+
+@dataclass(frozen=True)
+class Timeline:
+    """Per-window predictions of a recording, and the recording's aggregate.
+
+    The aggregate averages the windows' probabilities (every window counts once).
+    """
+
+    rows: list[TimelineRow]
+    aggregate: Prediction
+
+    def to_csv(self, path: str | os.PathLike) -> None:
+        """One line per window: ``start_s, end_s, label``, then one probability per class."""
+        classes = list(self.aggregate.probabilities)
+        lines = [",".join(["start_s", "end_s", "label", *classes])]
+        for row in self.rows:
+            probs = [f"{row.probabilities[c]:.6f}" for c in classes]
+            lines.append(",".join([f"{row.start:.3f}", f"{row.end:.3f}", row.label, *probs]))
+        Path(path).write_text("\n".join(lines) + "\n")
+
+
+@dataclass(frozen=True)
+class FileBatch:
+    """What :meth:`EmotionRecognizer.predict_files` returns: the predictions of the usable
+    files, in input order, and the files that could not be used with the reason."""
+
+    predictions: list[Prediction]
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+class EmotionRecognizer:
+    """Speech emotion recognition with a trained ``EmotionClassifier``.
+
+    Args:
+        model: the trained classifier (its backbone is used in eval mode).
+        feature_config: the feature settings of training.
+        norm_mean, norm_std: per-bin normalisation statistics of the training split ``(F,)``.
+        frames: frames of one model input (the training ``input_shape[1]``).
+        segment_overlap: overlap of consecutive segments, for models trained on segments
+            (``None``: the clip is cut to one input from its start, as in training).
+        device: where the model runs.
+        freeze: precompute the MTS layers' branch kernels once (the inference form; same
+            outputs, faster); see :func:`mts_lightning.nn.freeze`.
+    """
+
+    def __init__(
+        self,
+        model: EmotionClassifier,
+        feature_config: FeatureConfig,
+        norm_mean: Tensor,
+        norm_std: Tensor,
+        frames: int,
+        segment_overlap: float | None = None,
+        device: str | torch.device = "cpu",
+        freeze: bool = True,
+    ) -> None:
+        if frames < 1:
+            raise ValueError(f"frames must be >= 1, got {frames}")
+        if norm_mean.shape != (feature_config.num_bins,) or norm_std.shape != norm_mean.shape:
+            raise ValueError(
+                f"norm_mean and norm_std must have shape ({feature_config.num_bins},) (one value "
+                f"per frequency bin), got {tuple(norm_mean.shape)} and {tuple(norm_std.shape)}"
+            )
+        self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        if freeze:
+            _freeze(self.model)
+        self.class_names = list(model.class_names)
+        self.feature_config = feature_config
+        self.features: SpectrogramFeature = feature_config.kind(feature_config).eval()
+        self.norm_mean = norm_mean.float()
+        self.norm_std = norm_std.float()
+        self.frames = frames
+        self.segment_overlap = segment_overlap
+
+    # ------------------------------------------------------------------ construction
+    @classmethod
+    def from_checkpoint(
+        cls, path: str | os.PathLike, device: str | torch.device = "cpu", freeze: bool = True
+    ) -> EmotionRecognizer:
+        """Restore a recognizer from a checkpoint written by ``mts-lightning fit``.
+
+        Raises ``ValueError`` for a file that is not a checkpoint of this library (missing
+        model hyperparameters, feature settings or normalisation statistics).
+        """
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"checkpoint {path} does not exist")
+        try:
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as err:  # noqa: BLE001 - torch raises many kinds for a foreign file
+            raise ValueError(
+                f"{path} is not a readable PyTorch checkpoint ({type(err).__name__}: {err})"
+            ) from err
+        if not isinstance(ckpt, dict) or "state_dict" not in ckpt or "hyper_parameters" not in ckpt:
+            raise ValueError(
+                f"{path} is not an mts-lightning checkpoint: expected a Lightning checkpoint with "
+                "'state_dict' and 'hyper_parameters' (written by `mts-lightning fit`)"
+            )
+        data = ckpt.get("datamodule_hyper_parameters")
+        stats = _datamodule_state(ckpt)
+        if not data or stats is None:
+            raise ValueError(
+                f"{path} lacks the data settings or normalisation statistics of training: "
+                "expected a checkpoint of a run with SpectrogramDataModule (`mts-lightning fit`)"
+            )
+        model = EmotionClassifier.load_from_checkpoint(path, map_location="cpu")
+        config = FeatureConfig(**{k: data[k] for k in FEATURE_SETTINGS if k in data})
+        input_shape = model.hparams.get("input_shape")
+        if not input_shape:
+            raise ValueError(f"{path}: the model's input_shape is not in its hyperparameters")
+        overlap = data.get("segment_overlap", 0.5) if data.get("segment_duration") else None
+        return cls(
+            model,
+            config,
+            torch.as_tensor(stats["norm_mean"]),
+            torch.as_tensor(stats["norm_std"]),
+            frames=int(input_shape[1]),
+            segment_overlap=overlap,
+            device=device,
+            freeze=freeze,
+        )
+
+    # ------------------------------------------------------------------ single clips
+    def predict(self, waveform: Tensor | np.ndarray, sample_rate: int) -> Prediction:
+        """Classify a waveform: ``(samples,)`` or ``(channels, samples)``, any sample rate.
+
+        A clip shorter than one analysis frame (``n_fft`` samples at the training rate) is
+        zero-padded to it; the features of a clip shorter than the model input are padded
+        after normalisation, as in training.
+        """
+        mono = self._prepare(waveform, sample_rate, "waveform")
+        return self._predictions([self._windows(mono)])[0]
+
+    def predict_file(self, path: str | os.PathLike) -> Prediction:
+        """Classify one audio file (read with soundfile; every channel layout and rate)."""
+        waveform = load_audio(path, self.feature_config.sample_rate, min_samples=1)
+        mono = self._pad_short(waveform)
+        return self._predictions([self._windows(mono)], paths=[str(path)])[0]
+
+    def predict_files(
+        self, paths: Sequence[str | os.PathLike], batch_size: int = 32, skip_bad_files: bool = False
+    ) -> FileBatch:
+        """Classify many files, ``batch_size`` model inputs at a time.
+
+        A file that cannot be used raises :class:`BadAudioError` naming it, unless
+        ``skip_bad_files``: then it is left out and listed in ``FileBatch.skipped``.
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        predictions: list[Prediction] = []
+        skipped: list[tuple[str, str]] = []
+        pending: list[tuple[str, Tensor]] = []
+
+        def flush() -> None:
+            names = [p for p, _ in pending]
+            predictions.extend(self._predictions([w for _, w in pending], paths=names))
+            pending.clear()
+
+        for path in paths:
+            try:
+                waveform = load_audio(path, self.feature_config.sample_rate, min_samples=1)
+            except BadAudioError as err:
+                if not skip_bad_files:
+                    raise
+                skipped.append((err.path, err.reason))
+                continue
+            pending.append((str(path), self._windows(self._pad_short(waveform))))
+            if sum(w.shape[0] for _, w in pending) >= batch_size:
+                flush()
+        if pending:
+            flush()
+        return FileBatch(predictions, skipped)
+
+    # ------------------------------------------------------------------ long recordings
+    def timeline(
+        self,
+        source: str | os.PathLike | Tensor | np.ndarray,
+        sample_rate: int | None = None,
+        window: float | None = None,
+        hop: float | None = None,
+        batch_size: int = 32,
+    ) -> Timeline:
+        """Classify a long recording window by window.
+
+        Args:
+            source: an audio file, or a waveform ``(samples,)``/``(channels, samples)`` with
+                its ``sample_rate``.
+            window: seconds per window; default: the model's input length.
+            hop: seconds between window starts; default: half a window.
+            batch_size: windows per model call.
+
+        A file is read window by window with soundfile, so memory stays bounded whatever the
+        recording's length. The last window ends at the end of the recording; a recording
+        shorter than one window gives one (padded) window.
+        """
+        model_seconds = (
+            (self.frames - 1) * self.feature_config.hop_length / self.feature_config.sample_rate
+        )
+        window = model_seconds if window is None else float(window)
+        hop = window / 2 if hop is None else float(hop)
+        if not window > 0 or not math.isfinite(window):
+            raise ValueError(f"window must be a positive number of seconds, got {window}")
+        if not hop > 0 or not math.isfinite(hop):
+            raise ValueError(f"hop must be a positive number of seconds, got {hop}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        rows: list[TimelineRow] = []
+        batch: list[tuple[float, float, Tensor]] = []
+
+        def flush() -> None:
+            preds = self._predictions([w for _, _, w in batch])
+            for (start, end, _), pred in zip(batch, preds, strict=True):
+                rows.append(TimelineRow(start, end, pred.label, pred.probabilities))
+            batch.clear()
+
+        for start, end, chunk in self._window_chunks(source, sample_rate, window, hop):
+            features = self._features(chunk)
+            batch.append((start, end, fix_length(features, self.frames)[None, None]))
+            if len(batch) >= batch_size:
+                flush()
+        if batch:
+            flush()
+        mean = {c: float(np.mean([r.probabilities[c] for r in rows])) for c in self.class_names}
+        label = max(mean, key=mean.__getitem__)
+        path = None if isinstance(source, (Tensor, np.ndarray)) else os.fspath(source)
+        return Timeline(rows, Prediction(label, mean, path))
+
+    def _window_chunks(
+        self,
+        source: str | os.PathLike | Tensor | np.ndarray,
+        sample_rate: int | None,
+        window: float,
+        hop: float,
+    ) -> Iterator[tuple[float, float, Tensor]]:
+        """``(start_s, end_s, mono waveform at the training rate)`` per window."""
+        if isinstance(source, (Tensor, np.ndarray)):
+            if sample_rate is None:
+                raise ValueError("sample_rate is required with a waveform source")
+            mono = self._prepare(source, sample_rate, "waveform")
+            rate = self.feature_config.sample_rate
+            for start, stop in _window_bounds(mono.numel(), rate, window, hop):
+                yield start / rate, stop / rate, self._pad_short(mono[start:stop])
+            return
+        path = Path(source)
+        # load_audio's checks (existence, empty, truncation, decoding) on the header only.
+        try:
+            info = sf.info(str(path))
+        except (sf.LibsndfileError, RuntimeError) as err:
+            raise BadAudioError(path, f"unreadable audio file ({err})") from err
+        if info.frames == 0:
+            raise BadAudioError(path, "no audio samples (0 frames)")
+        with sf.SoundFile(str(path)) as f:
+            for start, stop in _window_bounds(info.frames, info.samplerate, window, hop):
+                f.seek(start)
+                data = f.read(stop - start, dtype="float32", always_2d=True)
+                if not np.isfinite(data).all():
+                    raise BadAudioError(
+                        path,
+                        f"audio contains NaN or infinite samples near {start / info.samplerate:.2f} s",
+                    )
+                mono = torch.from_numpy(to_mono(data, path))
+                mono = resample(mono, info.samplerate, self.feature_config.sample_rate)
+                yield start / info.samplerate, stop / info.samplerate, self._pad_short(mono)
+
+    # ------------------------------------------------------------------ internals
+    def _prepare(self, waveform: Tensor | np.ndarray, sample_rate: int, what: str) -> Tensor:
+        """Check a waveform argument and return it mono, float32, at the training rate."""
+        if (
+            isinstance(sample_rate, bool)
+            or not isinstance(sample_rate, (int, np.integer))
+            or sample_rate <= 0
+        ):
+            raise ValueError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
+        tensor = torch.as_tensor(waveform, dtype=torch.float32)
+        if tensor.dim() not in (1, 2):
+            raise ValueError(
+                f"{what} must be 1-D (samples,) or 2-D (channels, samples), got shape "
+                f"{tuple(tensor.shape)}"
+            )
+        if tensor.shape[-1] == 0 or tensor.numel() == 0:
+            raise ValueError(f"{what} has no samples (shape {tuple(tensor.shape)})")
+        if not torch.isfinite(tensor).all():
+            raise ValueError(f"{what} contains NaN or infinite samples")
+        mono = torch.from_numpy(to_mono(tensor.numpy().T, what)) if tensor.dim() == 2 else tensor
+        return self._pad_short(resample(mono, int(sample_rate), self.feature_config.sample_rate))
+
+    def _pad_short(self, mono: Tensor) -> Tensor:
+        """Zero-pad a waveform shorter than one analysis frame to ``n_fft`` samples."""
+        missing = self.feature_config.n_fft - mono.numel()
+        return torch.nn.functional.pad(mono, (0, missing)) if missing > 0 else mono
+
+    def _features(self, mono: Tensor) -> Tensor:
+        """Normalised features ``(time, freq)`` of a mono waveform."""
+        with torch.inference_mode():
+            return (self.features(mono) - self.norm_mean) / self.norm_std
+
+    def _windows(self, mono: Tensor) -> Tensor:
+        """Model inputs ``(N, 1, frames, F)`` of one clip: one, or one per segment."""
+        features = self._features(mono)
+        if self.segment_overlap is None:
+            starts = [0]
+        else:
+            starts = segment_starts(features.shape[0], self.frames, self.segment_overlap)
+        return torch.stack([fix_length(features, self.frames, s) for s in starts]).unsqueeze(1)
+
+    @torch.inference_mode()
+    def _predictions(
+        self, clips: Sequence[Tensor], paths: Sequence[str] | None = None
+    ) -> list[Prediction]:
+        """One prediction per clip; a clip of several segments averages their logits."""
+        counts = [c.shape[0] for c in clips]
+        logits = self.model(torch.cat(list(clips)).to(self.device)).float().cpu()
+        per_clip = torch.stack([chunk.mean(dim=0) for chunk in logits.split(counts)])
+        probabilities = torch.softmax(per_clip, dim=-1)
+        results = []
+        for i, probs in enumerate(probabilities.tolist()):
+            mapping = dict(zip(self.class_names, probs, strict=True))
+            label = self.class_names[int(np.argmax(probs))]
+            results.append(Prediction(label, mapping, paths[i] if paths else None))
+        return results
+
+
+def _window_bounds(total: int, rate: int, window: float, hop: float) -> list[tuple[int, int]]:
+    """Sample ranges ``[start, stop)`` of windows over ``total`` samples at ``rate``."""
+    size = max(1, round(window * rate))
+    step = max(1, round(hop * rate))
+    if total <= size:
+        return [(0, total)]
+    starts = list(range(0, total - size + 1, step))
+    if starts[-1] + size < total:
+        starts.append(total - size)
+    return [(s, s + size) for s in starts]
+
+
+def _datamodule_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
+    """The DataModule's saved state (normalisation statistics), whatever its key."""
+    for key, value in ckpt.items():
+        if (
+            key.endswith("SpectrogramDataModule")
+            and isinstance(value, dict)
+            and "norm_mean" in value
+        ):
+            return value
+    return None
+
+
+def _freeze(model: torch.nn.Module) -> None:
+    """Freeze the model's MTS layers when the layer offers an inference form."""
+    from mts_lightning import nn as mts_nn
+
+    freeze = getattr(mts_nn, "freeze", None)
+    if freeze is not None:
+        freeze(model)

@@ -1,0 +1,124 @@
+"""ONNX and TorchScript export: every zoo model, waveform and features input, checked
+against PyTorch on three lengths; metadata; modules that cannot export are named."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import onnxruntime
+import pytest
+import torch
+from torch import nn
+
+from mts_lightning import EmotionClassifier, EmotionRecognizer
+from mts_lightning.data.features import FeatureConfig
+from mts_lightning.export import ExportError, export_recognizer
+from mts_lightning.models import list_models
+
+FEATURES = FeatureConfig(n_fft=256, hop_length=128, n_mels=32)
+FRAMES = 48
+CLASSES = ["angry", "happy", "sad"]
+
+
+def make_recognizer(backbone: str = "compact_cnn", **backbone_kwargs) -> EmotionRecognizer:
+    torch.manual_seed(0)
+    model = EmotionClassifier(
+        backbone=backbone,
+        backbone_kwargs=backbone_kwargs,
+        class_names=CLASSES,
+        input_shape=(1, FRAMES, FEATURES.num_bins),
+        confusion_matrix=False,
+    )
+    generator = torch.Generator().manual_seed(1)
+    mean = torch.randn(FEATURES.num_bins, generator=generator)
+    std = torch.rand(FEATURES.num_bins, generator=generator) + 0.5
+    return EmotionRecognizer(model, FEATURES, mean, std, frames=FRAMES)
+
+
+def onnx_probabilities(path, x: torch.Tensor, name: str) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run(["probabilities"], {name: x.numpy()})[0]
+
+
+@pytest.mark.parametrize("input_kind", ["waveform", "features"])
+def test_onnx_export_matches_the_recognizer(tmp_path, input_kind):
+    recognizer = make_recognizer(conv_type="conv")
+    path = export_recognizer(recognizer, tmp_path / "model.onnx", "onnx", input_kind)
+    meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    settings = json.loads(meta["mts_lightning"])
+    assert settings["class_names"] == CLASSES and settings["input"] == input_kind
+    assert settings["frames"] == FRAMES and settings["features"]["n_mels"] == 32
+    assert settings["normalisation"]["applied_inside"] == (input_kind == "waveform")
+    # Waveforms of any length through the file give the recognizer's own probabilities.
+    for seconds in (0.3, 1.0, 2.7):
+        wave = 0.1 * torch.randn(int(seconds * FEATURES.sample_rate))
+        expected = recognizer.predict(wave, FEATURES.sample_rate).probabilities
+        if input_kind == "waveform":
+            x = wave[None]
+        else:
+            x = recognizer._features(wave)[None]
+        got = onnx_probabilities(path, x, input_kind)[0]
+        assert got == pytest.approx([expected[c] for c in CLASSES], abs=1e-4)
+
+
+def test_torchscript_export_and_metadata(tmp_path):
+    recognizer = make_recognizer(conv_type="conv")
+    path = export_recognizer(recognizer, tmp_path / "model.pt", "torchscript", "waveform")
+    extra = {"mts_lightning.json": ""}
+    loaded = torch.jit.load(str(path), _extra_files=extra)
+    assert json.loads(extra["mts_lightning.json"])["class_names"] == CLASSES
+    wave = 0.1 * torch.randn(3, 9000)
+    logits, probabilities = loaded(wave)
+    assert logits.shape == probabilities.shape == (3, 3)
+    for row, one in zip(probabilities, wave, strict=True):
+        expected = recognizer.predict(one, FEATURES.sample_rate).probabilities
+        assert row.tolist() == pytest.approx([expected[c] for c in CLASSES], abs=1e-4)
+
+
+#: Zoo models without convolutions, hence without ``conv_type``.
+CONV_FREE = {"bag_of_frames"}
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n != "compact_cnn"])
+def test_every_zoo_model_exports(tmp_path, name):
+    recognizer = make_recognizer(name, **({} if name in CONV_FREE else {"conv_type": "conv"}))
+    export_recognizer(recognizer, tmp_path / "model.onnx", "onnx", "features")
+    export_recognizer(recognizer, tmp_path / "model.pt", "torchscript", "features")
+
+
+class NumpyTanh(nn.Module):
+    """A user's module that leaves PyTorch for numpy: a trace would bake its output in."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.from_numpy(np.tanh(x.detach().numpy()))
+
+
+class Bessel(nn.Module):
+    """A user's module with an operator that ONNX has no counterpart for."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + torch.special.bessel_j0(x)
+
+
+@pytest.mark.parametrize(
+    ("fmt", "module"), [("onnx", Bessel), ("torchscript", NumpyTanh)], ids=["onnx", "torchscript"]
+)
+def test_a_module_that_cannot_export_is_named_and_nothing_is_written(tmp_path, fmt, module):
+    recognizer = make_recognizer(conv_type="conv")
+    recognizer.model.backbone.features.insert(1, module())
+    pattern = rf"module 'backbone\.features\.1' \(.*{module.__name__}\)"
+    with pytest.raises(ExportError, match=pattern):
+        export_recognizer(recognizer, tmp_path / "model", fmt, "features")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_arguments(tmp_path):
+    recognizer = make_recognizer(conv_type="conv")
+    with pytest.raises(ValueError, match="format must be one of onnx, torchscript"):
+        export_recognizer(recognizer, tmp_path / "m", "tflite")
+    with pytest.raises(ValueError, match="input_kind must be one of waveform, features"):
+        export_recognizer(recognizer, tmp_path / "m", "onnx", "mel")
+    with pytest.raises(ValueError, match="does not exist"):
+        export_recognizer(recognizer, tmp_path / "no" / "m.onnx")

@@ -1,0 +1,226 @@
+"""``EmotionRecognizer``: restored from a checkpoint alone, the same probabilities as
+``mts-lightning predict``, batches, timelines of long recordings, and every bad input."""
+
+from __future__ import annotations
+
+import csv
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from mts_lightning import EmotionRecognizer
+from mts_lightning.cli import cli_main
+from mts_lightning.data import SyntheticConfig, SyntheticCorpus
+from mts_lightning.data.audio import BadAudioError
+from mts_lightning.inference import _window_bounds
+
+REPO = Path(__file__).resolve().parents[1]
+SAMPLE_RATE = 16000
+# Two classes of the synthetic corpus without time stretch, small enough to learn in seconds.
+SYNTHETIC = dict(num_classes=2, num_speakers=4, clips_per_speaker=8, duration=1.0)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A checkpoint trained for a few epochs through the CLI, and clips rendered as files."""
+    root = tmp_path_factory.mktemp("inference")
+    argv = sys.argv
+    sys.argv = ["mts-lightning"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        fit = cli_main(
+            [
+                "fit",
+                f"--config={REPO / 'configs' / 'synthetic.yaml'}",
+                "--data.synthetic_classes=2",
+                "--data.synthetic_speakers=4",
+                "--data.synthetic_clips_per_speaker=8",
+                "--data.synthetic_duration=1.0",
+                "--data.duration=1.0",
+                "--data.num_folds=4",
+                "--data.batch_size=4",
+                f"--data.cache_dir={root / 'cache'}",
+                "--data.synthetic_train_stretch=[1.0, 1.0]",
+                "--trainer.max_epochs=8",
+                "--trainer.max_time=null",
+                "--trainer.enable_progress_bar=false",
+                "--trainer.enable_model_summary=false",
+                f"--trainer.logger.init_args.save_dir={root / 'logs'}",
+            ]
+        )
+    finally:
+        sys.argv = argv
+        torch.set_num_threads(threads)
+    checkpoint = Path(fit.trainer.checkpoint_callback.best_model_path)
+    corpus = SyntheticCorpus(SyntheticConfig(**SYNTHETIC), stretch=(1.0, 1.0))
+    clips = root / "clips"
+    clips.mkdir()
+    files = []
+    for index, clip in enumerate(corpus.clips):
+        path = clips / f"clip{index:02d}_class{clip.label}.wav"
+        sf.write(path, corpus.render(index, SAMPLE_RATE), SAMPLE_RATE)
+        files.append(path)
+    return checkpoint, files, [clip.label for clip in corpus.clips]
+
+
+@pytest.fixture(scope="module")
+def recognizer(trained):
+    return EmotionRecognizer.from_checkpoint(trained[0])
+
+
+def test_recognizer_matches_cli_predict(trained, recognizer, tmp_path, monkeypatch):
+    checkpoint, files, _ = trained
+    monkeypatch.setattr(sys, "argv", ["mts-lightning"])
+    output = tmp_path / "predictions.csv"
+    cli_main(
+        [
+            "predict",
+            f"--ckpt_path={checkpoint}",
+            f"--data.predict_paths=[{', '.join(str(f) for f in files[:6])}]",
+            f"--prediction_writer.output_path={output}",
+            f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.logger=false",
+            "--trainer.enable_progress_bar=false",
+        ]
+    )
+    with open(output, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert recognizer.class_names == ["pattern_0", "pattern_1"]
+    batch = recognizer.predict_files(files[:6], batch_size=4)
+    assert [p.path for p in batch.predictions] == [str(f) for f in files[:6]] and not batch.skipped
+    for row, file, many in zip(rows, files[:6], batch.predictions, strict=True):
+        one = recognizer.predict_file(file)
+        assert one.label == row["predicted_emotion"] == many.label
+        for name in recognizer.class_names:
+            assert one.probabilities[name] == pytest.approx(float(row[f"prob_{name}"]), abs=1e-5)
+            assert many.probabilities[name] == pytest.approx(one.probabilities[name], abs=1e-6)
+
+
+def test_predict_arrays_any_layout_and_rate(trained, recognizer):
+    _, files, _ = trained
+    data, rate = sf.read(files[0], dtype="float32")
+    reference = recognizer.predict_file(files[0])
+    for waveform in (data, torch.from_numpy(data), np.stack([data, data])):
+        got = recognizer.predict(waveform, rate)
+        assert got.label == reference.label
+        assert got.probabilities == pytest.approx(reference.probabilities, abs=1e-5)
+    # Another sample rate is resampled to the training rate.
+    resampled = torch.nn.functional.interpolate(
+        torch.from_numpy(data)[None, None], scale_factor=0.5, mode="linear"
+    )[0, 0]
+    assert recognizer.predict(resampled, rate // 2).label in recognizer.class_names
+    # Shorter than one analysis frame: padded, still a prediction.
+    tiny = recognizer.predict(data[:100], rate)
+    assert sum(tiny.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_timeline_switches_label_at_the_seam(trained, recognizer, tmp_path):
+    _, files, labels = trained
+    per_clip = recognizer.predict_files(files).predictions
+    confident = {
+        label: [
+            f
+            for f, p, true in zip(files, per_clip, labels, strict=True)
+            if true == label and p.probabilities[f"pattern_{label}"] > 0.6
+        ]
+        for label in (0, 1)
+    }
+    assert len(confident[0]) >= 3 and len(confident[1]) >= 3, "the fixture model did not learn"
+    first = [sf.read(f, dtype="float32")[0] for f in confident[0][:3]]
+    second = [sf.read(f, dtype="float32")[0] for f in confident[1][:3]]
+    recording = np.concatenate(first + second)
+    path = tmp_path / "call.wav"
+    sf.write(path, recording, SAMPLE_RATE)
+    seam = sum(len(c) for c in first) / SAMPLE_RATE
+
+    # Windows that coincide with the clips give the clips' own predictions.
+    aligned = recognizer.timeline(path, window=1.0, hop=1.0)
+    assert [r.label for r in aligned.rows] == ["pattern_0"] * 3 + ["pattern_1"] * 3
+    assert [r.start for r in aligned.rows] == pytest.approx([0, 1, 2, 3, 4, 5])
+
+    # Overlapping windows (which also straddle two clips of a class, unlike any training
+    # clip): the windows wholly on each side of the seam favour that side's class.
+    timeline = recognizer.timeline(path, window=1.0, hop=0.5)
+    assert timeline.rows[-1].end == pytest.approx(len(recording) / SAMPLE_RATE)
+    assert [r.start for r in timeline.rows] == pytest.approx(np.arange(0, 5.5, 0.5))
+    before = [r.probabilities["pattern_0"] for r in timeline.rows if r.end <= seam]
+    after = [r.probabilities["pattern_1"] for r in timeline.rows if r.start >= seam]
+    assert len(before) == len(after) == 5
+    assert np.mean(before) > 0.5 and np.mean(after) > 0.5
+    assert sum(timeline.aggregate.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+
+    # The same recording as an array gives the same timeline; the CSV has one line per window.
+    from_array = recognizer.timeline(recording, sample_rate=SAMPLE_RATE, window=1.0, hop=0.5)
+    assert [r.label for r in from_array.rows] == [r.label for r in timeline.rows]
+    timeline.to_csv(tmp_path / "timeline.csv")
+    lines = (tmp_path / "timeline.csv").read_text().splitlines()
+    assert lines[0] == "start_s,end_s,label,pattern_0,pattern_1"
+    assert len(lines) == len(timeline.rows) + 1
+
+
+def test_window_bounds_cover_the_recording():
+    assert _window_bounds(10, 1, 4, 2) == [(0, 4), (2, 6), (4, 8), (6, 10)]
+    assert _window_bounds(11, 1, 4, 3) == [(0, 4), (3, 7), (6, 10), (7, 11)]
+    assert _window_bounds(3, 1, 4, 2) == [(0, 3)]
+
+
+# ---------------------------------------------------------------------- bad input
+def test_bad_waveforms(recognizer):
+    with pytest.raises(ValueError, match="no samples"):
+        recognizer.predict(np.zeros(0, dtype=np.float32), SAMPLE_RATE)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        recognizer.predict(np.array([0.1, np.nan] * 1000, dtype=np.float32), SAMPLE_RATE)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        recognizer.predict(np.array([0.1, np.inf] * 1000, dtype=np.float32), SAMPLE_RATE)
+    for rate in (0, -16000, 16000.5):
+        with pytest.raises(ValueError, match="sample_rate must be a positive integer"):
+            recognizer.predict(np.ones(2000, dtype=np.float32), rate)
+    with pytest.raises(ValueError, match=r"1-D \(samples,\) or 2-D"):
+        recognizer.predict(np.ones((1, 2, 2000), dtype=np.float32), SAMPLE_RATE)
+    with pytest.raises(ValueError, match="window must be a positive"):
+        recognizer.timeline(np.ones(2000), sample_rate=SAMPLE_RATE, window=0)
+    with pytest.raises(ValueError, match="sample_rate is required"):
+        recognizer.timeline(np.ones(2000))
+
+
+def test_bad_files_and_skipping(trained, recognizer, tmp_path):
+    _, files, _ = trained
+    empty = tmp_path / "empty.wav"
+    empty.write_bytes(b"")
+    text = tmp_path / "notes.wav"
+    text.write_text("not audio")
+    with pytest.raises(BadAudioError, match="empty file"):
+        recognizer.predict_file(empty)
+    with pytest.raises(BadAudioError, match="unreadable audio"):
+        recognizer.predict_file(text)
+    with pytest.raises(BadAudioError, match="does not exist"):
+        recognizer.predict_file(tmp_path / "missing.wav")
+    with pytest.raises(BadAudioError, match=r"notes\.wav"):
+        recognizer.predict_files([files[0], text])
+    batch = recognizer.predict_files([files[0], text, files[1], empty], skip_bad_files=True)
+    assert [p.path for p in batch.predictions] == [str(files[0]), str(files[1])]
+    assert [Path(path).name for path, _ in batch.skipped] == ["notes.wav", "empty.wav"]
+    with pytest.raises(BadAudioError, match="unreadable audio"):
+        recognizer.timeline(text)
+
+
+def test_foreign_checkpoints_are_refused(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        EmotionRecognizer.from_checkpoint(tmp_path / "none.ckpt")
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"\x00\x01 not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable PyTorch checkpoint"):
+        EmotionRecognizer.from_checkpoint(garbage)
+    plain = tmp_path / "plain.ckpt"
+    torch.save({"weight": torch.zeros(3)}, plain)
+    with pytest.raises(ValueError, match="not an mts-lightning checkpoint"):
+        EmotionRecognizer.from_checkpoint(plain)
+    no_data = tmp_path / "no_data.ckpt"
+    torch.save({"state_dict": {}, "hyper_parameters": {}}, no_data)
+    with pytest.raises(ValueError, match="normalisation statistics of training"):
+        EmotionRecognizer.from_checkpoint(no_data)
