@@ -407,6 +407,16 @@ def main(args: list[str] | None = None) -> None:
 
         experiment_main(args[1:])
         return
+    if args[:1] == ["export"]:
+        from mts_lightning.export import export_main
+
+        export_main(args[1:])
+        return
+    if args[:1] == ["predict"] and "--timeline" in args:
+        from mts_lightning.inference import timeline_main
+
+        timeline_main(args[1:])
+        return
     cli_main(args)
 
 

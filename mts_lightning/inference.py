@@ -37,6 +37,7 @@ from mts_lightning.data.features import (
     segment_starts,
 )
 from mts_lightning.module import EmotionClassifier
+from mts_lightning.nn import freeze as freeze_mts_layers
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ class EmotionRecognizer:
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         if freeze:
-            _freeze(self.model)
+            freeze_mts_layers(self.model)
         self.class_names = list(model.class_names)
         self.feature_config = feature_config
         self.features: SpectrogramFeature = feature_config.kind(feature_config).eval()
@@ -404,10 +405,54 @@ def _datamodule_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def _freeze(model: torch.nn.Module) -> None:
-    """Freeze the model's MTS layers when the layer offers an inference form."""
-    from mts_lightning import nn as mts_nn
+def timeline_main(argv: list[str]) -> list[Path]:
+    """``mts-lightning predict --timeline --ckpt_path CKPT FILE... [--window S] [--hop S]
+    [--output_dir DIR] [--plot]``: one ``<file stem>.timeline.csv`` per recording (and with
+    ``--plot`` a PNG of the class probabilities over time); errors are one line, exit 2."""
+    import argparse
+    import sys
 
-    freeze = getattr(mts_nn, "freeze", None)
-    if freeze is not None:
-        freeze(model)
+    from mts_lightning.plotting import save_figure, timeline_figure
+
+    parser = argparse.ArgumentParser(
+        prog="mts-lightning predict --timeline",
+        description="Classify long recordings window by window (read in blocks, any length).",
+    )
+    parser.add_argument("files", nargs="+", help="audio files")
+    parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `fit`")
+    parser.add_argument("--window", type=float, default=None, help="seconds (default: model input)")
+    parser.add_argument("--hop", type=float, default=None, help="seconds (default: half a window)")
+    parser.add_argument("--output_dir", default=".", help="where the CSV (and PNG) files go")
+    parser.add_argument("--plot", action="store_true", help="also write probabilities as PNG")
+    args = parser.parse_args([a for a in argv if a != "--timeline"])
+    output_dir = Path(args.output_dir)
+    written: list[Path] = []
+    try:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        recognizer = EmotionRecognizer.from_checkpoint(args.ckpt_path)
+        for file in args.files:
+            timeline = recognizer.timeline(file, window=args.window, hop=args.hop)
+            csv_path = output_dir / f"{Path(file).stem}.timeline.csv"
+            timeline.to_csv(csv_path)
+            written.append(csv_path)
+            if args.plot:
+                probabilities = {
+                    c: [r.probabilities[c] for r in timeline.rows] for c in recognizer.class_names
+                }
+                fig = timeline_figure(
+                    [r.start for r in timeline.rows],
+                    [r.end for r in timeline.rows],
+                    probabilities,
+                    f"{Path(file).name}: {timeline.aggregate.label} overall",
+                )
+                png_path = csv_path.with_suffix(".png")
+                save_figure(fig, png_path)
+                written.append(png_path)
+            print(
+                f"{file}: {len(timeline.rows)} windows, overall {timeline.aggregate.label} "
+                f"({timeline.aggregate.probabilities[timeline.aggregate.label]:.3f}) -> {csv_path}"
+            )
+    except (ValueError, OSError) as err:
+        sys.stderr.write(f"mts-lightning predict --timeline: error: {err}\n")
+        sys.exit(2)
+    return written

@@ -115,6 +115,27 @@ def stretch_usage_history_figure(
     return fig
 
 
+def timeline_figure(
+    starts: Sequence[float],
+    ends: Sequence[float],
+    probabilities: Mapping[str, Sequence[float]],
+    title: str,
+) -> Figure:
+    """Class probabilities of a long recording over time: one line per class, each window
+    drawn at its centre."""
+    centres = (np.asarray(starts, dtype=float) + np.asarray(ends, dtype=float)) / 2
+    fig = new_figure(9.0, 3.5)
+    ax = fig.add_subplot(1, 1, 1)
+    for name, values in probabilities.items():
+        ax.plot(centres, values, label=name, linewidth=1.2)
+    ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("probability")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7, ncols=min(len(probabilities), 4), loc="upper right")
+    return fig
+
+
 def log_figure(trainer: pl.Trainer, tag: str, fig: Figure) -> None:
     """Send ``fig`` to every logger that takes figures: TensorBoard and W&B.
 

@@ -16,6 +16,8 @@ from mts_lightning import EmotionClassifier, EmotionRecognizer
 from mts_lightning.data.features import FeatureConfig
 from mts_lightning.export import ExportError, export_recognizer
 from mts_lightning.models import list_models
+from mts_lightning.nn import MultiscaleConv2d
+from mts_lightning.nn.options import FMAP_ALIGN_MODES, OUTPUT_TYPES
 
 FEATURES = FeatureConfig(n_fft=256, hop_length=128, n_mels=32)
 FRAMES = 48
@@ -81,11 +83,40 @@ def test_torchscript_export_and_metadata(tmp_path):
 CONV_FREE = {"bag_of_frames"}
 
 
-@pytest.mark.parametrize("name", [n for n in list_models() if n != "compact_cnn"])
-def test_every_zoo_model_exports(tmp_path, name):
-    recognizer = make_recognizer(name, **({} if name in CONV_FREE else {"conv_type": "conv"}))
+def zoo_cases() -> list:
+    cases = []
+    for name in list_models():
+        if name in CONV_FREE:
+            cases.append(pytest.param(name, {}, id=name))
+        else:
+            cases.append(pytest.param(name, {"conv_type": "conv"}, id=f"{name}-conv"))
+            cases.append(pytest.param(name, {"conv_type": "mts"}, id=f"{name}-mts"))
+    return cases
+
+
+@pytest.mark.parametrize(("name", "kwargs"), zoo_cases())
+def test_every_zoo_model_exports(tmp_path, name, kwargs):
+    """Conv and MTS (frozen) flavours of every zoo model; each export is checked against
+    PyTorch on three lengths by ``export_recognizer`` itself."""
+    recognizer = make_recognizer(name, **kwargs)
     export_recognizer(recognizer, tmp_path / "model.onnx", "onnx", "features")
     export_recognizer(recognizer, tmp_path / "model.pt", "torchscript", "features")
+
+
+@pytest.mark.parametrize("fmap_align", FMAP_ALIGN_MODES)
+@pytest.mark.parametrize("output_type", OUTPUT_TYPES)
+def test_every_mts_output_type_and_alignment_exports(tmp_path, output_type, fmap_align):
+    mts = {"output_type": output_type, "fmap_align": fmap_align}
+    # Only the paper networks take concat_fmaps (it multiplies the time axis at every layer).
+    backbone = "paper_2conv" if output_type == "concat_fmaps" else "compact_cnn"
+    recognizer = make_recognizer(backbone, conv_type="mts", mts=mts)
+    assert all(m.frozen for m in recognizer.model.modules() if isinstance(m, MultiscaleConv2d))
+    path = export_recognizer(recognizer, tmp_path / "model.onnx", "onnx", "waveform")
+    wave = 0.1 * torch.randn(1, 20000)
+    expected = recognizer.predict(wave[0], FEATURES.sample_rate).probabilities
+    got = onnx_probabilities(path, wave, "waveform")[0]
+    assert got == pytest.approx([expected[c] for c in CLASSES], abs=1e-4)
+    export_recognizer(recognizer, tmp_path / "model.pt", "torchscript", "waveform")
 
 
 class NumpyTanh(nn.Module):

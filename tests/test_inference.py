@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from mts_lightning import EmotionRecognizer
-from mts_lightning.cli import cli_main
+from mts_lightning.cli import cli_main, main
 from mts_lightning.data import SyntheticConfig, SyntheticCorpus
 from mts_lightning.data.audio import BadAudioError
 from mts_lightning.inference import _window_bounds
@@ -224,3 +224,78 @@ def test_foreign_checkpoints_are_refused(tmp_path):
     torch.save({"state_dict": {}, "hyper_parameters": {}}, no_data)
     with pytest.raises(ValueError, match="normalisation statistics of training"):
         EmotionRecognizer.from_checkpoint(no_data)
+
+
+# ---------------------------------------------------------------------- command line
+def test_predict_timeline_command(trained, tmp_path, capsys):
+    checkpoint, files, _ = trained
+    recording = np.concatenate([sf.read(f, dtype="float32")[0] for f in files[:4]])
+    path = tmp_path / "call.wav"
+    sf.write(path, recording, SAMPLE_RATE)
+    out = tmp_path / "timelines"
+    main(
+        [
+            "predict",
+            "--timeline",
+            f"--ckpt_path={checkpoint}",
+            str(path),
+            "--window=1.0",
+            "--hop=0.5",
+            f"--output_dir={out}",
+            "--plot",
+        ]
+    )
+    lines = (out / "call.timeline.csv").read_text().splitlines()
+    assert lines[0] == "start_s,end_s,label,pattern_0,pattern_1" and len(lines) == 1 + 7
+    assert (out / "call.timeline.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "call.wav: 7 windows, overall pattern_" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        main(["predict", "--timeline", f"--ckpt_path={tmp_path / 'none.ckpt'}", str(path)])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        err.startswith("mts-lightning predict --timeline: error: checkpoint")
+        and err.count("\n") == 1
+    )
+
+
+@pytest.mark.parametrize(("fmt", "input_kind"), [("onnx", "waveform"), ("torchscript", "features")])
+def test_export_command_from_a_checkpoint(trained, recognizer, tmp_path, capsys, fmt, input_kind):
+    """The fixture checkpoint is an MTS model: exported in its frozen form."""
+    checkpoint, files, _ = trained
+    output = tmp_path / ("model.onnx" if fmt == "onnx" else "model.pt")
+    main(
+        [
+            "export",
+            f"--ckpt_path={checkpoint}",
+            f"--format={fmt}",
+            f"--output={output}",
+            f"--input={input_kind}",
+        ]
+    )
+    assert f"Wrote {output} ({fmt}, {input_kind} input, 2 classes)" in capsys.readouterr().out
+    data, _ = sf.read(files[0], dtype="float32")
+    expected = recognizer.predict_file(files[0]).probabilities
+    wave = torch.from_numpy(data)
+    x = wave[None] if input_kind == "waveform" else recognizer._features(wave)[None]
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+        got = session.run(["probabilities"], {input_kind: x.numpy()})[0][0]
+    else:
+        got = torch.jit.load(str(output))(x)[1][0].detach().numpy()
+    assert got == pytest.approx([expected[c] for c in recognizer.class_names], abs=1e-4)
+
+
+def test_export_command_errors(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", f"--ckpt_path={tmp_path / 'none.ckpt'}", f"--output={tmp_path / 'm'}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        err == f"mts-lightning export: error: checkpoint {tmp_path / 'none.ckpt'} does not exist\n"
+    )
+    with pytest.raises(SystemExit):
+        main(["export", "--ckpt_path=x", "--output=y", "--format=tflite"])
+    assert "invalid choice: 'tflite'" in capsys.readouterr().err
