@@ -29,8 +29,7 @@ import soundfile as sf
 import torch
 
 from mts_lightning import EmotionClassifier, EmotionRecognizer
-from mts_lightning.data import SyntheticConfig, SyntheticCorpus
-from mts_lightning.data.features import FeatureConfig
+from mts_lightning.data import FeatureConfig, SyntheticConfig, SyntheticCorpus
 
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 3.0
@@ -97,7 +96,7 @@ def bench_timeline(minutes: float) -> list[dict]:
         seconds = samples / SAMPLE_RATE
         for conv_type in ("mts", "conv"):
             rec = recognizer(conv_type)
-            rec.timeline(path, window=CLIP_SECONDS, hop=CLIP_SECONDS / 2)  # warm-up (short)
+            rec.predict(torch.zeros(SAMPLE_RATE), SAMPLE_RATE)  # warm-up
             _reset_peak_rss()
             before = _peak_rss_mb()
             start = time.perf_counter()
@@ -117,14 +116,115 @@ def bench_timeline(minutes: float) -> list[dict]:
     return results
 
 
+def _best_ms(fn, inputs: torch.Tensor, rounds: int) -> float:
+    """Best wall time of ``fn(inputs)`` over ``rounds``, in ms (after one warm-up call)."""
+    fn(inputs)
+    best = float("inf")
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn(inputs)
+        best = min(best, time.perf_counter() - start)
+    return best * 1000
+
+
+def clip_contenders(conv_type: str, tmp: Path) -> dict:
+    """Callables from normalised features ``(B, time, freq)`` to probabilities, per runtime."""
+    import onnxruntime
+
+    from mts_lightning.export import InferenceGraph, export_recognizer
+
+    trained = recognizer(conv_type, freeze=False)
+    frozen = recognizer(conv_type, freeze=True)
+    eager_training = InferenceGraph(trained, "features").eval()
+    eager_frozen = InferenceGraph(frozen, "features").eval()
+    ts_path = export_recognizer(frozen, tmp / f"{conv_type}.pt", "torchscript", "features")
+    onnx_path = export_recognizer(frozen, tmp / f"{conv_type}.onnx", "onnx", "features")
+    scripted = torch.jit.load(str(ts_path))
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(
+        str(onnx_path), options, providers=["CPUExecutionProvider"]
+    )
+
+    def torch_runner(module):
+        def run(x):
+            with torch.inference_mode():
+                return module(x)[1]
+
+        return run
+
+    return {
+        "eager_training_form": torch_runner(eager_training),
+        "eager_frozen": torch_runner(eager_frozen),
+        "torchscript": torch_runner(scripted),
+        "onnxruntime": lambda x: session.run(["probabilities"], {"features": x.numpy()})[0],
+    }
+
+
+def bench_clips(rounds: int) -> list[dict]:
+    config = FeatureConfig()
+    frames = config.seconds_to_frames(CLIP_SECONDS)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        contenders = {c: clip_contenders(c, Path(tmp)) for c in ("mts", "conv")}
+        for batch in (1, 32):
+            x = torch.randn(batch, frames, config.num_bins)
+            times: dict[tuple[str, str], float] = {}
+            # Contenders take turns: one timing block each per round, best of the rounds.
+            for _ in range(rounds):
+                for conv_type, runners in contenders.items():
+                    for runtime, fn in runners.items():
+                        ms = _best_ms(fn, x, 5) / batch
+                        key = (conv_type, runtime)
+                        times[key] = min(times.get(key, float("inf")), ms)
+            for (conv_type, runtime), ms in times.items():
+                results.append(
+                    {
+                        "model": f"compact_cnn/{conv_type}",
+                        "runtime": runtime,
+                        "batch": batch,
+                        "ms_per_clip": ms,
+                    }
+                )
+            results.append(
+                {
+                    "batch": batch,
+                    "mts_onnx_vs_mts_eager_training": times[("mts", "onnxruntime")]
+                    / times[("mts", "eager_training_form")],
+                    "mts_onnx_vs_conv_onnx": times[("mts", "onnxruntime")]
+                    / times[("conv", "onnxruntime")],
+                    "mts_frozen_vs_training_eager": times[("mts", "eager_frozen")]
+                    / times[("mts", "eager_training_form")],
+                }
+            )
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--part", choices=("timeline", "clips", "all"), default="all")
     parser.add_argument("--minutes", type=float, default=60.0)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--rounds", type=int, default=7)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.part in ("clips", "all"):
+        for row in bench_clips(args.rounds):
+            if args.json:
+                print(json.dumps(row))
+            elif "runtime" in row:
+                print(
+                    f"clip {row['model']:18s} {row['runtime']:20s} batch {row['batch']:2d}: "
+                    f"{row['ms_per_clip']:.2f} ms per 3 s clip"
+                )
+            else:
+                print(
+                    f"ratios at batch {row['batch']}: MTS onnxruntime / MTS eager training form "
+                    f"{row['mts_onnx_vs_mts_eager_training']:.2f}, MTS / conv in onnxruntime "
+                    f"{row['mts_onnx_vs_conv_onnx']:.2f}, MTS frozen / training form (eager) "
+                    f"{row['mts_frozen_vs_training_eager']:.2f}"
+                )
     if args.part in ("timeline", "all"):
         for row in bench_timeline(args.minutes):
             if args.json:
