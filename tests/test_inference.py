@@ -299,3 +299,30 @@ def test_export_command_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["export", "--ckpt_path=x", "--output=y", "--format=tflite"])
     assert "invalid choice: 'tflite'" in capsys.readouterr().err
+
+
+def test_readme_inference_examples_run_as_written(trained, tmp_path, monkeypatch, capsys):
+    """The README's recognizer snippet and its three command lines, with the run folder and
+    the audio files made here."""
+    checkpoint, files, _ = trained
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## From a checkpoint to a product") :]
+    python = section.split("```python\n", 1)[1].split("```", 1)[0]
+    shell = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    run = tmp_path / "RUN" / "checkpoints"
+    run.mkdir(parents=True)
+    (run / "last.ckpt").symlink_to(checkpoint)
+    recording = np.concatenate([sf.read(f, dtype="float32")[0] for f in files[:7]])
+    sf.write(tmp_path / "call.wav", recording, SAMPLE_RATE)
+    sf.write(tmp_path / "clip.wav", sf.read(files[0], dtype="float32")[0], SAMPLE_RATE)
+    (tmp_path / "other.wav").write_text("version https://git-lfs.github.com/spec/v1\n")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(python, "README.md", "exec"), {})
+    out = capsys.readouterr().out
+    assert "Prediction(label='pattern_" in out and (tmp_path / "call.timeline.csv").is_file()
+    for line in shell.strip().splitlines():
+        argv = line.split()
+        assert argv[0] == "mts-lightning"
+        main(argv[1:])
+    assert (tmp_path / "call.timeline.png").is_file()
+    assert (tmp_path / "model.onnx").is_file() and (tmp_path / "model.pt").is_file()
