@@ -195,7 +195,9 @@ def test_frozen_layers_export_with_a_dynamic_time_axis(tmp_path):
 
 
 def test_frozen_compact_cnn_exports(tmp_path):
-    model = build_model("compact_cnn", num_classes=4, input_shape=(1, 48, 16), fmap_align="crop")
+    model = build_model(
+        "compact_cnn", num_classes=4, input_shape=(1, 48, 16), mts={"fmap_align": "crop"}
+    )
     with torch.no_grad():  # batch-norm statistics that are not the identity
         for module in model.modules():
             if isinstance(module, nn.BatchNorm2d):

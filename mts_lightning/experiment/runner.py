@@ -129,7 +129,7 @@ def preflight(spec: ExperimentSpec, key: RunKey, output_dir: Path, extra: Sequen
     args = spec.fit_args(key, extra)[1:]
     with _own_argv():
         cli = _RunCLI(run_folder(output_dir, key), args=args, run=False)
-    if getattr(cli.datamodule, "split", None) == "random" and len(spec.folds) > 1:
+    if cli.datamodule.hparams.get("split") == "random" and len(spec.folds) > 1:
         raise ExperimentError(
             f"{spec.path}: variant {key.variant!r} uses data.split 'random', which has no folds "
             f"(every fold would be the same split); give folds: [0] and vary the split's seed "
