@@ -639,7 +639,7 @@ def test_readme_backbone_overrides_build_the_model(mode):
     """The README's ``--model.backbone_kwargs "..."`` lines, as written there."""
     readme = (REPO / "README.md").read_text()
     overrides = re.findall(r'--model\.backbone_kwargs "([^"]+)"', readme)
-    assert len(overrides) >= 2
+    assert len(overrides) >= 1  # the kernel-sharing loop under "Results"
     for override in overrides:
         args = [f"--config={CONFIGS / 'synthetic.yaml'}", *TINY_SYNTHETIC]
         value = override.replace("$m", mode).replace("average_updates", mode)
