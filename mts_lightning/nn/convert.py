@@ -10,7 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from mts_lightning.nn.multiscale_conv import MultiscaleConv1d, MultiscaleConv2d
+from mts_lightning.nn.multiscale_conv import MultiscaleConv2d
+from mts_lightning.nn.multiscale_conv1d import MultiscaleConv1d
 from mts_lightning.nn.options import DEFAULT_SCALE_FACTORS
 
 
