@@ -284,9 +284,7 @@ def _onnx_probe(module: nn.Module, args: tuple) -> bool:
     if len(args) != 1 or not isinstance(args[0], Tensor):
         return True  # not probed alone: only single-tensor modules are tried
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(module, args, io.BytesIO(), dynamo=True, verbose=False)
+        _onnx_export(module, args[0], io.BytesIO(), None, "input")
     except Exception:  # noqa: BLE001
         return False
     return True

@@ -28,7 +28,7 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
-from mts_lightning.data.audio import BadAudioError, load_audio, resample, to_mono
+from mts_lightning.data.audio import BadAudioError, audio_info, load_audio, resample, to_mono
 from mts_lightning.data.features import (
     FEATURE_SETTINGS,
     FeatureConfig,
@@ -194,9 +194,7 @@ class EmotionRecognizer:
 
     def predict_file(self, path: str | os.PathLike) -> Prediction:
         """Classify one audio file (read with soundfile; every channel layout and rate)."""
-        waveform = load_audio(path, self.feature_config.sample_rate, min_samples=1)
-        mono = self._pad_short(waveform)
-        return self._predictions([self._windows(mono)], paths=[str(path)])[0]
+        return self.predict_files([path]).predictions[0]
 
     def predict_files(
         self, paths: Sequence[str | os.PathLike], batch_size: int = 32, skip_bad_files: bool = False
@@ -303,11 +301,7 @@ class EmotionRecognizer:
                 yield start / rate, stop / rate, self._pad_short(mono[start:stop])
             return
         path = Path(source)
-        # load_audio's checks (existence, empty, truncation, decoding) on the header only.
-        try:
-            info = sf.info(str(path))
-        except (sf.LibsndfileError, RuntimeError) as err:
-            raise BadAudioError(path, f"unreadable audio file ({err})") from err
+        info = audio_info(path, check_truncation=True)  # load_audio's checks, header only
         if info.frames == 0:
             raise BadAudioError(path, "no audio samples (0 frames)")
         with sf.SoundFile(str(path)) as f:

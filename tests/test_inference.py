@@ -207,6 +207,13 @@ def test_bad_files_and_skipping(trained, recognizer, tmp_path):
     assert [Path(path).name for path, _ in batch.skipped] == ["notes.wav", "empty.wav"]
     with pytest.raises(BadAudioError, match="unreadable audio"):
         recognizer.timeline(text)
+    # A long recording gets the checks of any audio file before its header is read.
+    with pytest.raises(BadAudioError, match="empty file"):
+        recognizer.timeline(empty)
+    pointer = tmp_path / "call.wav"
+    pointer.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 9\n")
+    with pytest.raises(BadAudioError, match="Git LFS pointer"):
+        recognizer.timeline(pointer)
 
 
 def test_foreign_checkpoints_are_refused(tmp_path):

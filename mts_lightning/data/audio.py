@@ -113,12 +113,24 @@ def _wav_truncation(path: Path) -> str | None:
 
 def audio_duration(path: str | Path) -> float:
     """Duration in seconds read from the file header (no decoding)."""
-    _check_file(Path(path))
+    info = audio_info(path)
+    return info.frames / info.samplerate
+
+
+def audio_info(path: str | Path, check_truncation: bool = False) -> sf._SoundFileInfo:
+    """The file's header (frames, rate, channels), after the checks that need no decoding:
+    a missing or empty file, a Git LFS pointer, with ``check_truncation`` a cut-short WAV
+    file, and an unreadable header each raise :class:`BadAudioError`."""
+    path = Path(path)
+    _check_file(path)
+    if check_truncation and path.suffix.lower() == ".wav":
+        truncation = _wav_truncation(path)
+        if truncation:
+            raise BadAudioError(path, truncation)
     try:
-        info = sf.info(str(path))
+        return sf.info(str(path))
     except (sf.LibsndfileError, RuntimeError) as err:
         raise BadAudioError(path, f"unreadable audio file ({err})") from err
-    return info.frames / info.samplerate
 
 
 def load_audio(path: str | Path, sample_rate: int, min_samples: int = 1) -> torch.Tensor:
