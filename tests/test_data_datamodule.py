@@ -34,6 +34,7 @@ from mts_lightning.data import (
     SyntheticCorpus,
     default_cache_dir,
 )
+from mts_lightning.data.features import fix_length
 
 SMALL = dict(
     sample_rate=8000,
@@ -650,6 +651,75 @@ def test_synthetic_test_tempo_applies_on_top_of_the_test_stretch():
     assert (plain_frames, slow_frames) == (1 + 8000 // 128, 1 + 10000 // 128)
     # duration=None pads to the longest training clip: the slowed clips are cropped to it.
     assert slow.frames == plain.frames == 1 + 8000 // 128
+
+
+# ---------------------------------------------------------------------- rate augmentation
+def test_augment_tempos_serve_training_clips_at_a_drawn_tempo(count_features):
+    plain = SpectrogramDataModule(**SMALL)
+    plain.setup("fit")
+    tempos = [0.5, 1.0, 2.0]
+    dm = SpectrogramDataModule(**SMALL, augment_tempos=tempos)
+    dm.setup("fit")
+    # Every training clip once more at 0.5 and at 2.0 (1.0 is the cached original).
+    train = len(dm.train_dataset)
+    assert len(count_features) == 32 + 2 * train  # train + val, then train twice
+    lengths = {1 + round(8000 / t) // 128: t for t in tempos}
+    for item in dm.train_dataset.items:
+        assert [t for _, t in item.retimed] == tempos
+        assert [np.load(f).shape[0] for f, _ in item.retimed] == list(lengths)
+    # Validation and the normalisation statistics are the recorded clips'.
+    assert [i.feature for i in dm.val_dataset.items] == [i.feature for i in plain.val_dataset.items]
+    assert all(not i.retimed for i in dm.val_dataset.items)
+    dm.train_dataloader()
+    plain.train_dataloader()
+    assert torch.equal(dm.normalizer.mean, plain.normalizer.mean)
+    # Each read draws a tempo: over many reads every version is served (seeded).
+    torch.manual_seed(0)
+    served = []
+    for _ in range(60):
+        x, _ = dm.train_dataset[0]
+        versions = [
+            fix_length(dm.normalizer(torch.from_numpy(np.load(f))), dm.frames)
+            for f, _ in dm.train_dataset.items[0].retimed
+        ]
+        served.append(next(i for i, v in enumerate(versions) if torch.equal(x[0], v)))
+    assert set(served) == {0, 1, 2}
+    # Without 1.0 in the list the recorded clip is never served.
+    only_fast = SpectrogramDataModule(**SMALL, augment_tempos=[2.0])
+    only_fast.setup("fit")
+    assert {t for i in only_fast.train_dataset.items for _, t in i.retimed} == {2.0}
+
+
+def test_augment_tempos_move_a_segment_to_the_same_moment(tmp_path):
+    make_ravdess_folder(tmp_path, actors=range(1, 6), emotions=(1, 2), seconds=1.0)
+    settings = dict(corpus="ravdess", root=str(tmp_path), segment_duration=0.4, **FIXTURE)
+    dm = SpectrogramDataModule(**settings, augment_tempos=[0.5])
+    dm.setup("fit")
+    dm.train_dataloader()
+    last = max(dm.train_dataset.items, key=lambda i: i.start)
+    assert last.start > 0
+    ((feature, tempo),) = last.retimed
+    x, _ = dm.train_dataset[dm.train_dataset.items.index(last)]
+    slowed = dm.normalizer(torch.from_numpy(np.load(feature)))
+    start = round(last.start / tempo)
+    assert torch.equal(x[0], slowed[start : start + dm.frames])
+
+
+@pytest.mark.parametrize(
+    "tempos, message",
+    [
+        ([], "non-empty list"),
+        ("0.7", "non-empty list"),
+        (0.7, "non-empty list"),
+        ([0.7, 0.7], "lists a tempo twice"),
+        ([1.0, 0], r"augment_tempos\[1\] must be a finite number > 0"),
+        ([float("nan")], r"augment_tempos\[0\] must be a finite number > 0"),
+        ([True], r"augment_tempos\[0\] must be a number > 0"),
+    ],
+)
+def test_bad_augment_tempos_are_refused(tempos, message):
+    with pytest.raises(ValueError, match=message):
+        SpectrogramDataModule(**SMALL, augment_tempos=tempos)
 
 
 # ---------------------------------------------------------------------- segments -> clips

@@ -31,7 +31,7 @@ from .dataset import (
 from .errors import DataError
 from .features import FEATURE_SETTINGS, FeatureConfig
 from .splits import make_split, split_speakers
-from .tempo import check_tempo
+from .tempo import check_augment_tempos, check_tempo
 
 #: With ``duration=None``, a longest clip this many times the median one is warned about.
 LONG_CLIP_RATIO = 4.0
@@ -94,6 +94,13 @@ class SpectrogramDataModule(pl.LightningDataModule):
             keyed by it.
         augment: SpecAugment-style masks, random time stretch (``augment_stretch``) and random
             crops on the training split only.
+        augment_tempos: waveform rate augmentation of the training split: each training item
+            is read at a tempo drawn uniformly from this list at every read, its audio played
+            that many times as fast, pitch kept, before the features (as ``test_tempo``; 1.0
+            is the clip as recorded, which is left out unless listed). Features at every
+            tempo are computed once and cached. E.g. ``[0.7, 0.85, 1.0, 1.2, 1.4]``. ``None``
+            (default): no rate augmentation. Validation, test and the normalisation statistics
+            use the clips as recorded. Independent of ``augment``.
         include_song: use RAVDESS song files too.
         skip_bad_files: skip (and report) unusable files instead of raising an error.
         synthetic_*: the embedded corpus: seed, classes, speakers, clips per speaker, clip
@@ -131,6 +138,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
         freq_masks: int = 2,
         freq_mask_bins: int = 8,
         augment_stretch: tuple[float, float] = (0.8, 1.25),
+        augment_tempos: list[float] | None = None,
         include_song: bool = False,
         skip_bad_files: bool = False,
         synthetic_seed: int = 0,
@@ -158,6 +166,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
         if not 0 <= segment_overlap < 1:
             raise ValueError(f"segment_overlap must be in [0, 1), got {segment_overlap}")
         check_tempo("test_tempo", test_tempo)
+        self.augment_tempos = check_augment_tempos(augment_tempos)
         self.feature_config = FeatureConfig(
             **{name: self.hparams[name] for name in FEATURE_SETTINGS}
         )
@@ -309,7 +318,24 @@ class SpectrogramDataModule(pl.LightningDataModule):
             if key is not None
         ]
         per_segment = name == "train" and self.segmented
-        return make_items(features, self.frames, hp.segment_overlap if per_segment else None)
+        retimed = None
+        if name == "train" and self.augment_tempos:
+            retimed = self._retimed(corpus, [c for c, k in zip(clips, keys, strict=True) if k])
+        return make_items(
+            features, self.frames, hp.segment_overlap if per_segment else None, retimed
+        )
+
+    def _retimed(self, corpus: Corpus, clips: list[Clip]) -> list[tuple[tuple[str, float], ...]]:
+        """Every clip's features at each of ``augment_tempos`` (cached per tempo)."""
+        paths: list[list[tuple[str, float]]] = [[] for _ in clips]
+        for tempo in self.augment_tempos:
+            cache = self._cache(self.corpus, tempo)
+            keys = self._fill(corpus, clips, cache, f"{self.corpus} train")
+            self._check_usable(f"train (tempo {tempo:g})", clips, keys)
+            for versions, key in zip(paths, keys, strict=True):
+                if key is not None:
+                    versions.append((str(cache.feature_path(key)), tempo))
+        return [tuple(v) for v in paths]
 
     @property
     def segmented(self) -> bool:

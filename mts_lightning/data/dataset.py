@@ -51,11 +51,17 @@ class Normalizer:
 
 @dataclass(frozen=True)
 class Item:
-    """One dataset item: a cached feature file, its target, and the first frame to use."""
+    """One dataset item: a cached feature file, its target, and the first frame to use.
+
+    ``retimed`` holds the same clip's features at other speaking rates, ``(feature file,
+    tempo)`` pairs (tempo 1.0 for ``feature`` itself when it takes part); when given, every
+    read draws one of them instead of ``feature`` (waveform rate augmentation).
+    """
 
     feature: str
     target: int | str
     start: int = 0
+    retimed: tuple[tuple[str, float], ...] = ()
 
 
 def class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
@@ -67,16 +73,26 @@ def class_weights(labels: Sequence[int], num_classes: int) -> torch.Tensor:
 
 
 def make_items(
-    features: Sequence[tuple[str, int | str]], frames: int, segment_overlap: float | None = None
+    features: Sequence[tuple[str, int | str]],
+    frames: int,
+    segment_overlap: float | None = None,
+    retimed: Sequence[tuple[tuple[str, float], ...]] | None = None,
 ) -> list[Item]:
     """One item per ``(cached feature file, target)``; with ``segment_overlap``, one per
-    segment of ``frames`` frames (:func:`segment_starts`) instead."""
+    segment of ``frames`` frames (:func:`segment_starts`) instead. ``retimed``, one entry per
+    feature file, gives each item its :attr:`Item.retimed` versions."""
+    versions = retimed if retimed is not None else [()] * len(features)
+    if len(versions) != len(features):
+        raise ValueError(f"retimed has {len(versions)} entries for {len(features)} features")
     if segment_overlap is None:
-        return [Item(path, target) for path, target in features]
+        return [
+            Item(path, target, 0, v) for (path, target), v in zip(features, versions, strict=True)
+        ]
     items = []
-    for path, target in features:
+    for (path, target), v in zip(features, versions, strict=True):
         length = np.load(path, mmap_mode="r", allow_pickle=False).shape[0]
-        items += [Item(path, target, s) for s in segment_starts(length, frames, segment_overlap)]
+        starts = segment_starts(length, frames, segment_overlap)
+        items += [Item(path, target, s, v) for s in starts]
     return items
 
 
@@ -84,7 +100,9 @@ class SpectrogramDataset(Dataset):
     """Items of ``(spectrogram (1, time, freq), target)`` read from the feature cache.
 
     Each item is normalised, cut to ``frames`` frames from its start (a random start when
-    ``random_crop``), zero-padded, and augmented when ``augment`` is given.
+    ``random_crop``), zero-padded, and augmented when ``augment`` is given. An item with
+    :attr:`Item.retimed` versions is read at one of them, drawn uniformly at every read; its
+    start frame is moved to the same moment of the re-timed clip.
     """
 
     def __init__(
@@ -106,8 +124,12 @@ class SpectrogramDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int | str]:
         item = self.items[index]
-        spec = self.normalizer(torch.from_numpy(np.load(item.feature, allow_pickle=False)))
-        start = item.start
+        feature, start = item.feature, item.start
+        if item.retimed:
+            feature, tempo = item.retimed[int(torch.randint(len(item.retimed), ()))]
+            start = round(start / tempo)
+        spec = self.normalizer(torch.from_numpy(np.load(feature, allow_pickle=False)))
+        start = min(start, max(0, spec.shape[0] - self.frames))
         if self.random_crop and spec.shape[0] > self.frames:
             start = int(torch.randint(0, spec.shape[0] - self.frames + 1, ()))
         spec = fix_length(spec, self.frames, start)

@@ -19,6 +19,7 @@ scheme, already dependencies, and runs in the process that computes the features
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -35,6 +36,22 @@ def check_tempo(name: str, tempo: float) -> float:
     if not math.isfinite(tempo) or tempo <= 0:
         raise ValueError(f"{name} must be a finite number > 0 (1.0: unchanged), got {tempo!r}")
     return float(tempo)
+
+
+def check_augment_tempos(tempos: Sequence[float] | None) -> tuple[float, ...]:
+    """Validate the tempos of waveform rate augmentation: ``None`` (none) or a non-empty list
+    of distinct tempo factors (:func:`check_tempo`)."""
+    if tempos is None:
+        return ()
+    if isinstance(tempos, (str, bytes)) or not isinstance(tempos, Sequence) or not tempos:
+        raise ValueError(
+            f"augment_tempos must be a non-empty list of tempo factors > 0 such as "
+            f"[0.7, 1.0, 1.4], or null for no rate augmentation; got {tempos!r}"
+        )
+    checked = tuple(check_tempo(f"augment_tempos[{i}]", t) for i, t in enumerate(tempos))
+    if len(set(checked)) != len(checked):
+        raise ValueError(f"augment_tempos lists a tempo twice: {list(tempos)}")
+    return checked
 
 
 def change_tempo(waveform: torch.Tensor, sample_rate: int, tempo: float) -> torch.Tensor:
