@@ -254,3 +254,28 @@ def test_flat_mts_options_show_the_new_spelling():
         "backbone_kwargs: {conv_type: mts, mts: {scale_factors: [[0.7, 1.0], [1.428, 1.0]], "
         "kernel_sharing: autograd}}"
     )
+
+
+def test_compact_cnn_puts_mts_layers_in_the_chosen_stages_only():
+    model = small_model("compact_cnn", mts_stages=[0, 2], mts={"scale_factors": [0.5, 2.0]})
+    convs = [m for m in model.features if isinstance(m, nn.Conv2d)]
+    assert [type(m).__name__ for m in convs] == ["MultiscaleConv2d", "Conv2d", "MultiscaleConv2d"]
+    assert all(m.scale_factors == ((0.5, 1.0), (2.0, 1.0)) for m in convs[::2])
+    assert model(torch.randn(2, *SIZES[0])).shape == (2, 4)
+    every = small_model("compact_cnn")
+    assert all(isinstance(m, MultiscaleConv2d) for m in every.features if isinstance(m, nn.Conv2d))
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"mts_stages": [3]}, r"distinct stage indices in 0\.\.2"),
+        ({"mts_stages": [0, 0]}, r"distinct stage indices in 0\.\.2"),
+        ({"mts_stages": [True]}, r"distinct stage indices"),
+        ({"mts_stages": "0"}, r"must be a list of stage indices"),
+        ({"mts_stages": [0], "conv_type": "conv"}, r"mts_stages needs conv_type='mts'"),
+    ],
+)
+def test_compact_cnn_refuses_bad_mts_stages(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        small_model("compact_cnn", **kwargs)

@@ -99,8 +99,9 @@ class SpectrogramDataModule(pl.LightningDataModule):
             that many times as fast, pitch kept, before the features (as ``test_tempo``; 1.0
             is the clip as recorded, which is left out unless listed). Features at every
             tempo are computed once and cached. E.g. ``[0.7, 0.85, 1.0, 1.2, 1.4]``. ``None``
-            (default): no rate augmentation. Validation, test and the normalisation statistics
-            use the clips as recorded. Independent of ``augment``.
+            (default): no rate augmentation. A training clip longer than the input is cropped
+            at a random start, as with ``augment``. Validation, test and the normalisation
+            statistics use the clips as recorded. Independent of ``augment``.
         include_song: use RAVDESS song files too.
         skip_bad_files: skip (and report) unusable files instead of raising an error.
         synthetic_*: the embedded corpus: seed, classes, speakers, clips per speaker, clip
@@ -349,7 +350,9 @@ class SpectrogramDataModule(pl.LightningDataModule):
             return SegmentedClipDataset(
                 items, self.normalizer, self.frames, self.hparams.segment_overlap
             )
-        crop = training and self.augmenter is not None and not self.segmented
+        crop = (
+            training and (self.augmenter is not None or bool(self.augment_tempos))
+        ) and not self.segmented
         return SpectrogramDataset(
             items,
             self.normalizer,

@@ -24,6 +24,8 @@ class CompactCNN(nn.Module):
     ``{"scale_factors": [0.7, 1.428], "kernel_sharing": "autograd"}``), ignored for
     ``conv_type="conv"``. Its ``output_type`` ``"pooled_map"`` and ``"interleave_chdim"``
     (doubled channels) are supported; ``"concat_fmaps"`` raises ``ValueError``.
+    ``mts_stages`` (0-based stage indices) puts MTS layers in those stages only and plain
+    convolutions elsewhere; ``None`` (default): every stage, as ``conv_type`` says.
     """
 
     #: Any number of frames works (global average pooling): a test may change the input length.
@@ -38,13 +40,18 @@ class CompactCNN(nn.Module):
         kernel_size: tuple[int, int] = (5, 3),
         dropout: float = 0.2,
         mts: MTSOptions | None = None,
+        mts_stages: Sequence[int] | None = None,
     ) -> None:
         super().__init__()
-        conv = ConvFactory(conv_type, mts)
-        conv.reject_concat_fmaps(type(self).__name__)
+        stages = check_stages(mts_stages, len(channels))
+        if stages is not None and conv_type != "mts":
+            raise ValueError(f"mts_stages needs conv_type='mts', got conv_type={conv_type!r}")
+        mts_conv, plain_conv = ConvFactory(conv_type, mts), ConvFactory("conv")
+        mts_conv.reject_concat_fmaps(type(self).__name__)
         padding = (kernel_size[0] // 2, kernel_size[1] // 2)
         layers, in_channels = [], input_shape[0]
-        for out_channels in channels:
+        for stage, out_channels in enumerate(channels):
+            conv = mts_conv if stages is None or stage in stages else plain_conv
             layers += [
                 conv(in_channels, out_channels, kernel_size, padding=padding, bias=False),
                 nn.BatchNorm2d(conv.channel_multiplier * out_channels),
@@ -63,3 +70,18 @@ class CompactCNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``x``: ``(B, C, time, freq)`` spectrograms -> ``(B, num_classes)`` logits."""
         return self.head(self.features(x))
+
+
+def check_stages(stages: Sequence[int] | None, count: int) -> frozenset[int] | None:
+    """Validate ``mts_stages``: ``None`` or distinct stage indices in ``[0, count)``."""
+    if stages is None:
+        return None
+    if isinstance(stages, (str, bytes)) or not isinstance(stages, Sequence):
+        raise ValueError(f"mts_stages must be a list of stage indices, got {stages!r}")
+    bad = [s for s in stages if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < count]
+    if bad or len(set(stages)) != len(stages):
+        raise ValueError(
+            f"mts_stages must be distinct stage indices in 0..{count - 1} (one per entry of "
+            f"channels), got {list(stages)}"
+        )
+    return frozenset(stages)
