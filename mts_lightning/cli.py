@@ -40,7 +40,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from mts_lightning.callbacks import FitSummary, PredictionCSVWriter
 from mts_lightning.data import SpectrogramDataModule, list_audio_files, restored_settings
-from mts_lightning.data.datamodule import LENGTH_SETTINGS
+from mts_lightning.data.datamodule import LENGTH_SETTINGS, PADDING_SETTINGS
 from mts_lightning.data.errors import DataError
 from mts_lightning.experiment.monitors import refuse_test_monitors
 from mts_lightning.module import EmotionClassifier
@@ -201,6 +201,8 @@ class MTSLightningCLI(LightningCLI):
                 data[key] = value
             elif key in LENGTH_SETTINGS:
                 self._length_overrides[key] = (value, given)  # checked once the model exists
+            elif key in PADDING_SETTINGS:
+                rank_zero_info(f"data.{key}: {given!r} as given (the checkpoint's: {value!r})")
             else:
                 raise ValueError(
                     f"data.{key}: the checkpoint's model was trained with {value!r}, given "

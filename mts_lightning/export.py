@@ -61,12 +61,20 @@ class InferenceGraph(nn.Module):
         self.register_buffer("mean", recognizer.norm_mean.clone())
         self.register_buffer("std", recognizer.norm_std.clone())
         self.frames = recognizer.frames
+        self.pad_mode = recognizer.pad_mode
         self.backbone = recognizer.model.backbone
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.front_end is not None:
             x = (self.front_end(x) - self.mean) / self.std
-        x = nn.functional.pad(x, (0, 0, 0, self.frames))[:, : self.frames]
+        if self.pad_mode == "repeat":
+            # Frame i of the input is frame i mod T of the clip: a crop when T >= frames. T as
+            # a tensor computed from x, so that both exporters keep the time axis dynamic.
+            length = torch.ones_like(x[0, :, 0]).sum()
+            index = torch.arange(self.frames, device=x.device, dtype=x.dtype)
+            x = x[:, torch.remainder(index, length).long()]
+        else:
+            x = nn.functional.pad(x, (0, 0, 0, self.frames))[:, : self.frames]
         logits = self.backbone(x.unsqueeze(1))
         return logits, torch.softmax(logits, dim=-1)
 
@@ -79,6 +87,7 @@ def export_metadata(recognizer: EmotionRecognizer, input_kind: InputKind) -> dic
         "sample_rate": recognizer.feature_config.sample_rate,
         "features": asdict(recognizer.feature_config),
         "frames": recognizer.frames,
+        "pad_mode": recognizer.pad_mode,
         "normalisation": {
             "mean": recognizer.norm_mean.tolist(),
             "std": recognizer.norm_std.tolist(),

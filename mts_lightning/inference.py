@@ -10,7 +10,8 @@ and class probabilities come out::
 
 A clip is turned into model input exactly as ``mts-lightning predict`` does it: read and mixed
 to mono, resampled to the training rate, featurised, normalised, then cut to the model's input
-length from its start (zero-padded after normalisation when shorter). A model trained on
+length from its start (padded after normalisation when shorter, with zeros or by repeating
+the clip, as the model was trained: ``pad_mode``). A model trained on
 segments (``segment_duration``) scores every segment of the clip and averages their logits.
 """
 
@@ -32,7 +33,9 @@ from mts_lightning.data.audio import BadAudioError, audio_info, load_audio, resa
 from mts_lightning.data.features import (
     FEATURE_SETTINGS,
     FeatureConfig,
+    PadMode,
     SpectrogramFeature,
+    check_pad_mode,
     fix_length,
     segment_starts,
 )
@@ -98,6 +101,8 @@ class EmotionRecognizer:
         frames: frames of one model input (the training ``input_shape[1]``).
         segment_overlap: overlap of consecutive segments, for models trained on segments
             (``None``: the clip is cut to one input from its start, as in training).
+        pad_mode: how features shorter than the input are filled (the training
+            ``pad_mode``: ``zeros`` or ``repeat``, :func:`~mts_lightning.data.fix_length`).
         device: where the model runs.
         freeze: precompute the MTS layers' branch kernels once (the inference form; same
             outputs, faster); see :func:`mts_lightning.nn.freeze`.
@@ -113,7 +118,9 @@ class EmotionRecognizer:
         segment_overlap: float | None = None,
         device: str | torch.device = "cpu",
         freeze: bool = True,
+        pad_mode: PadMode = "zeros",
     ) -> None:
+        check_pad_mode(pad_mode)
         if frames < 1:
             raise ValueError(f"frames must be >= 1, got {frames}")
         if norm_mean.shape != (feature_config.num_bins,) or norm_std.shape != norm_mean.shape:
@@ -132,6 +139,7 @@ class EmotionRecognizer:
         self.norm_std = norm_std.float()
         self.frames = frames
         self.segment_overlap = segment_overlap
+        self.pad_mode = pad_mode
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -179,6 +187,7 @@ class EmotionRecognizer:
             segment_overlap=overlap,
             device=device,
             freeze=freeze,
+            pad_mode=data.get("pad_mode", "zeros"),
         )
 
     # ------------------------------------------------------------------ single clips
@@ -274,7 +283,9 @@ class EmotionRecognizer:
 
         for start, end, chunk in self._window_chunks(source, sample_rate, window, hop):
             features = self._features(chunk)
-            batch.append((start, end, fix_length(features, self.frames)[None, None]))
+            batch.append(
+                (start, end, fix_length(features, self.frames, pad_mode=self.pad_mode)[None, None])
+            )
             if len(batch) >= batch_size:
                 flush()
         if batch:
@@ -356,7 +367,9 @@ class EmotionRecognizer:
             starts = [0]
         else:
             starts = segment_starts(features.shape[0], self.frames, self.segment_overlap)
-        return torch.stack([fix_length(features, self.frames, s) for s in starts]).unsqueeze(1)
+        return torch.stack(
+            [fix_length(features, self.frames, s, self.pad_mode) for s in starts]
+        ).unsqueeze(1)
 
     @torch.inference_mode()
     def _predictions(

@@ -676,13 +676,19 @@ def test_augment_tempos_serve_training_clips_at_a_drawn_tempo(count_features):
     # Each read draws a tempo: over many reads every version is served (seeded).
     torch.manual_seed(0)
     served = []
+    item = dm.train_dataset.items[0]
     for _ in range(60):
         x, _ = dm.train_dataset[0]
-        versions = [
-            fix_length(dm.normalizer(torch.from_numpy(np.load(f))), dm.frames)
-            for f, _ in dm.train_dataset.items[0].retimed
-        ]
-        served.append(next(i for i, v in enumerate(versions) if torch.equal(x[0], v)))
+        # A clip longer than the input is cropped at a random start: any window may come.
+        versions = [dm.normalizer(torch.from_numpy(np.load(f))) for f, _ in item.retimed]
+        served.append(
+            next(
+                i
+                for i, v in enumerate(versions)
+                for start in range(max(1, len(v) - dm.frames + 1))
+                if torch.equal(x[0], fix_length(v, dm.frames, start))
+            )
+        )
     assert set(served) == {0, 1, 2}
     # Without 1.0 in the list the recorded clip is never served.
     only_fast = SpectrogramDataModule(**SMALL, augment_tempos=[2.0])
@@ -720,6 +726,27 @@ def test_augment_tempos_move_a_segment_to_the_same_moment(tmp_path):
 def test_bad_augment_tempos_are_refused(tempos, message):
     with pytest.raises(ValueError, match=message):
         SpectrogramDataModule(**SMALL, augment_tempos=tempos)
+
+
+def test_pad_mode_repeat_fills_short_clips_with_the_clip_itself(tmp_path):
+    make_ravdess_folder(tmp_path, actors=range(1, 6), emotions=(1, 2), seconds=0.2)
+    settings = dict(corpus="ravdess", root=str(tmp_path), **FIXTURE)
+    zeros = SpectrogramDataModule(**settings)
+    repeat = SpectrogramDataModule(**settings, pad_mode="repeat", augment=True, time_masks=0)
+    for dm in (zeros, repeat):
+        dm.setup(None)
+    clip = repeat.normalizer(torch.from_numpy(np.load(repeat.test_dataset.items[0].feature)))
+    assert len(clip) < repeat.frames
+    x, _ = next(iter(repeat.test_dataloader()))
+    assert torch.equal(x[0, 0], clip[torch.arange(repeat.frames) % len(clip)])
+    z, _ = next(iter(zeros.test_dataloader()))
+    assert z[0, 0, len(clip) :].abs().sum() == 0 and torch.equal(z[0, 0, : len(clip)], clip)
+    # Training (augmented) inputs hold no zero-padded frames either.
+    assert repeat.augmenter.pad_mode == "repeat"
+    batch, _ = next(iter(repeat.train_dataloader()))
+    assert (batch.abs().sum(dim=3) > 0).all()
+    with pytest.raises(ValueError, match="pad_mode must be one of zeros, repeat"):
+        SpectrogramDataModule(**settings, pad_mode="edge")
 
 
 # ---------------------------------------------------------------------- segments -> clips

@@ -19,6 +19,7 @@ from mts_lightning.data import (
     segment_starts,
 )
 from mts_lightning.data.audio import audio_duration
+from mts_lightning.data.features import check_pad_mode
 
 
 @pytest.mark.parametrize(
@@ -116,6 +117,17 @@ def test_fix_length_crops_and_pads():
     assert torch.equal(fix_length(x, 4, start=2)[:, 0], torch.tensor([2.0, 3, 4, 5]))
     padded = fix_length(x, 12)
     assert padded.shape == (12, 3) and padded[10:].abs().sum() == 0
+
+
+def test_fix_length_repeat_plays_the_clip_again_and_crops_alike():
+    x = torch.arange(4.0)[:, None].repeat(1, 2)
+    assert fix_length(x, 10, pad_mode="repeat")[:, 0].tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    assert fix_length(x, 3, start=1, pad_mode="repeat")[:, 1].tolist() == [1, 2, 3]
+    # From a start near the end, what is left of the clip is what repeats.
+    assert fix_length(x, 5, start=2, pad_mode="repeat")[:, 0].tolist() == [2, 3, 2, 3, 2]
+    assert fix_length(x[:0], 3, pad_mode="repeat").abs().sum() == 0
+    with pytest.raises(ValueError, match="pad_mode must be one of zeros, repeat, got 'wrap'"):
+        check_pad_mode("wrap")
 
 
 def test_segments_overlap_and_cover_the_end():

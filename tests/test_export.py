@@ -24,7 +24,9 @@ FRAMES = 48
 CLASSES = ["angry", "happy", "sad"]
 
 
-def make_recognizer(backbone: str = "compact_cnn", **backbone_kwargs) -> EmotionRecognizer:
+def make_recognizer(
+    backbone: str = "compact_cnn", pad_mode: str = "zeros", **backbone_kwargs
+) -> EmotionRecognizer:
     torch.manual_seed(0)
     model = EmotionClassifier(
         backbone=backbone,
@@ -36,7 +38,7 @@ def make_recognizer(backbone: str = "compact_cnn", **backbone_kwargs) -> Emotion
     generator = torch.Generator().manual_seed(1)
     mean = torch.randn(FEATURES.num_bins, generator=generator)
     std = torch.rand(FEATURES.num_bins, generator=generator) + 0.5
-    return EmotionRecognizer(model, FEATURES, mean, std, frames=FRAMES)
+    return EmotionRecognizer(model, FEATURES, mean, std, frames=FRAMES, pad_mode=pad_mode)
 
 
 def onnx_probabilities(path, x: torch.Tensor, name: str) -> np.ndarray:
@@ -63,6 +65,26 @@ def test_onnx_export_matches_the_recognizer(tmp_path, input_kind):
             x = recognizer._features(wave)[None]
         got = onnx_probabilities(path, x, input_kind)[0]
         assert got == pytest.approx([expected[c] for c in CLASSES], abs=1e-4)
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_repeat_padding_model_exports_with_its_padding(tmp_path, fmt):
+    recognizer = make_recognizer(pad_mode="repeat", conv_type="mts")
+    path = export_recognizer(recognizer, tmp_path / f"model.{fmt}", fmt, "features")
+    # Shorter than the input (repeated), as long, and longer (cropped).
+    for frames in (7, FRAMES, FRAMES + 21):
+        x = torch.randn(2, frames, FEATURES.num_bins)
+        repeated = x[:, torch.arange(FRAMES) % frames]
+        with torch.no_grad():
+            expected = torch.softmax(recognizer.model.backbone(repeated[:, None]), dim=-1)
+        if fmt == "onnx":
+            got = torch.from_numpy(onnx_probabilities(path, x, "features"))
+        else:
+            got = torch.jit.load(str(path))(x)[1]
+        assert torch.allclose(got, expected, atol=1e-4)
+    if fmt == "onnx":
+        meta = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+        assert json.loads(meta["mts_lightning"])["pad_mode"] == "repeat"
 
 
 def test_torchscript_export_and_metadata(tmp_path):

@@ -101,6 +101,44 @@ def test_recognizer_matches_cli_predict(trained, recognizer, tmp_path, monkeypat
             assert many.probabilities[name] == pytest.approx(one.probabilities[name], abs=1e-6)
 
 
+def test_pad_mode_follows_the_checkpoint_in_the_recognizer_and_the_cli(
+    trained, recognizer, tmp_path, monkeypatch
+):
+    checkpoint, files, _ = trained
+    ckpt = torch.load(checkpoint, weights_only=True, map_location="cpu")
+    ckpt["datamodule_hyper_parameters"]["pad_mode"] = "repeat"
+    repeat_ckpt = tmp_path / "repeat.ckpt"
+    torch.save(ckpt, repeat_ckpt)
+    short = tmp_path / "short.wav"
+    wave, rate = sf.read(files[0], dtype="float32")
+    sf.write(short, wave[: rate * 2 // 5], rate)  # 0.4 s: under the 1 s model input
+    repeating = EmotionRecognizer.from_checkpoint(repeat_ckpt)
+    assert (repeating.pad_mode, recognizer.pad_mode) == ("repeat", "zeros")
+    ours = repeating.predict_file(short).probabilities
+    assert ours != pytest.approx(recognizer.predict_file(short).probabilities, abs=1e-4)
+    monkeypatch.setattr(sys, "argv", ["mts-lightning"])
+    for given, expected in (([], ours), (["--data.pad_mode=zeros"], None)):
+        output = tmp_path / f"predictions{len(given)}.csv"
+        cli_main(
+            [
+                "predict",
+                f"--ckpt_path={repeat_ckpt}",
+                f"--data.predict_paths=[{short}]",
+                f"--prediction_writer.output_path={output}",
+                f"--trainer.default_root_dir={tmp_path}",
+                "--trainer.logger=false",
+                "--trainer.enable_progress_bar=false",
+                *given,
+            ]
+        )
+        with open(output, newline="") as f:
+            (row,) = list(csv.DictReader(f))
+        # Restored from the checkpoint unless given; a given one is honoured.
+        want = expected or recognizer.predict_file(short).probabilities
+        for name, probability in want.items():
+            assert float(row[f"prob_{name}"]) == pytest.approx(probability, abs=1e-5)
+
+
 def test_predict_arrays_any_layout_and_rate(trained, recognizer):
     _, files, _ = trained
     data, rate = sf.read(files[0], dtype="float32")

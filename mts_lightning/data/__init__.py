@@ -31,6 +31,7 @@ from .datamodule import SpectrogramDataModule, restored_settings
 from .dataset import Normalizer, SegmentedClipDataset, SpectrogramDataset, collate_segments
 from .errors import DataError
 from .features import (
+    PAD_MODES,
     FeatureConfig,
     FeatureExtractor,
     SpectrogramFeature,
@@ -70,6 +71,7 @@ __all__ = [
     "change_tempo",
     "collate_segments",
     "default_cache_dir",
+    "PAD_MODES",
     "fix_length",
     "get_corpus",
     "list_audio_files",

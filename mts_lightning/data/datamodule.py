@@ -29,7 +29,7 @@ from .dataset import (
     make_items,
 )
 from .errors import DataError
-from .features import FEATURE_SETTINGS, FeatureConfig
+from .features import FEATURE_SETTINGS, FeatureConfig, PadMode, check_pad_mode
 from .splits import make_split, split_speakers
 from .tempo import check_augment_tempos, check_tempo
 
@@ -37,6 +37,9 @@ from .tempo import check_augment_tempos, check_tempo
 LONG_CLIP_RATIO = 4.0
 #: DataModule arguments besides the feature settings that decide the length of an item.
 LENGTH_SETTINGS = ("duration", "segment_duration")
+#: Settings a trained model is evaluated with unless given otherwise; any value works with
+#: any model, so an explicit one is honoured.
+PADDING_SETTINGS = ("pad_mode",)
 
 
 def restored_settings() -> tuple[str, ...]:
@@ -46,7 +49,13 @@ def restored_settings() -> tuple[str, ...]:
     unless given explicitly, which the CLI honours only where the model can take the value
     (:class:`~mts_lightning.cli.MTSLightningCLI`)."""
     class_options = (option for name in list_corpora() for option in get_corpus(name).class_options)
-    return ("corpus", *FEATURE_SETTINGS, *LENGTH_SETTINGS, *dict.fromkeys(class_options))
+    return (
+        "corpus",
+        *FEATURE_SETTINGS,
+        *LENGTH_SETTINGS,
+        *PADDING_SETTINGS,
+        *dict.fromkeys(class_options),
+    )
 
 
 class SpectrogramDataModule(pl.LightningDataModule):
@@ -78,8 +87,13 @@ class SpectrogramDataModule(pl.LightningDataModule):
         cache_dir: feature cache folder; default ``$MTS_LIGHTNING_CACHE`` or
             ``~/.cache/mts-lightning``.
         sample_rate, n_fft, hop_length, win_length, n_mels, f_min, f_max: feature settings.
-        duration: fixed length in seconds (crop or zero-pad); ``None`` pads to the longest
+        duration: fixed length in seconds (crop or pad); ``None`` pads to the longest
             usable clip of the training corpus (:meth:`longest_usable_duration`).
+        pad_mode: how a clip shorter than the input is filled: ``zeros`` (after
+            normalisation: the training mean) or ``repeat`` (the clip again from its start).
+            With ``zeros`` the share of padding in an input tells the clip's length, a cue a
+            model can learn and that moves with the speaking rate; ``repeat`` leaves none.
+            Restored from the checkpoint for evaluation and prediction.
         segment_duration: when set, clips are cut into segments of this many seconds with
             ``segment_overlap`` (e.g. 4.0 and 0.5 for IEMOCAP, as in the paper); each segment
             is a training item with its clip's label, and clips are scored from all their
@@ -130,6 +144,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
         f_min: float = 0.0,
         f_max: float | None = None,
         duration: float | None = 3.0,
+        pad_mode: PadMode = "zeros",
         segment_duration: float | None = None,
         segment_overlap: float = 0.5,
         test_tempo: float = 1.0,
@@ -167,12 +182,15 @@ class SpectrogramDataModule(pl.LightningDataModule):
         if not 0 <= segment_overlap < 1:
             raise ValueError(f"segment_overlap must be in [0, 1), got {segment_overlap}")
         check_tempo("test_tempo", test_tempo)
+        check_pad_mode(pad_mode)
         self.augment_tempos = check_augment_tempos(augment_tempos)
         self.feature_config = FeatureConfig(
             **{name: self.hparams[name] for name in FEATURE_SETTINGS}
         )
         self.augmenter = (
-            SpecAugment(time_masks, time_mask_frames, freq_masks, freq_mask_bins, augment_stretch)
+            SpecAugment(
+                time_masks, time_mask_frames, freq_masks, freq_mask_bins, augment_stretch, pad_mode
+            )
             if augment
             else None
         )
@@ -348,7 +366,11 @@ class SpectrogramDataModule(pl.LightningDataModule):
         clips, single spectrograms otherwise."""
         if self.segmented and not training:
             return SegmentedClipDataset(
-                items, self.normalizer, self.frames, self.hparams.segment_overlap
+                items,
+                self.normalizer,
+                self.frames,
+                self.hparams.segment_overlap,
+                self.hparams.pad_mode,
             )
         crop = (
             training and (self.augmenter is not None or bool(self.augment_tempos))
@@ -359,6 +381,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
             self.frames,
             augment=self.augmenter if training else None,
             random_crop=crop,
+            pad_mode=self.hparams.pad_mode,
         )
 
     def _check_usable(self, name: str, clips: list[Clip], keys: list[str | None]) -> None:

@@ -16,7 +16,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from .augment import SpecAugment
-from .features import fix_length, segment_starts
+from .features import PadMode, fix_length, segment_starts
 
 #: Floor of the per-bin standard deviation used for normalisation.
 MIN_STD = 1e-5
@@ -100,7 +100,7 @@ class SpectrogramDataset(Dataset):
     """Items of ``(spectrogram (1, time, freq), target)`` read from the feature cache.
 
     Each item is normalised, cut to ``frames`` frames from its start (a random start when
-    ``random_crop``), zero-padded, and augmented when ``augment`` is given. An item with
+    ``random_crop``), padded as ``pad_mode`` says (:func:`fix_length`), and augmented when ``augment`` is given. An item with
     :attr:`Item.retimed` versions is read at one of them, drawn uniformly at every read; its
     start frame is moved to the same moment of the re-timed clip.
     """
@@ -112,12 +112,14 @@ class SpectrogramDataset(Dataset):
         frames: int,
         augment: SpecAugment | None = None,
         random_crop: bool = False,
+        pad_mode: PadMode = "zeros",
     ) -> None:
         self.items = list(items)
         self.normalizer = normalizer
         self.frames = frames
         self.augment = augment
         self.random_crop = random_crop
+        self.pad_mode = pad_mode
 
     def __len__(self) -> int:
         return len(self.items)
@@ -132,7 +134,7 @@ class SpectrogramDataset(Dataset):
         start = min(start, max(0, spec.shape[0] - self.frames))
         if self.random_crop and spec.shape[0] > self.frames:
             start = int(torch.randint(0, spec.shape[0] - self.frames + 1, ()))
-        spec = fix_length(spec, self.frames, start)
+        spec = fix_length(spec, self.frames, start, self.pad_mode)
         if self.augment is not None:
             spec = self.augment(spec)
         return spec.unsqueeze(0), item.target
@@ -148,16 +150,21 @@ class SegmentedClipDataset(SpectrogramDataset):
     """
 
     def __init__(
-        self, items: Sequence[Item], normalizer: Normalizer, frames: int, overlap: float
+        self,
+        items: Sequence[Item],
+        normalizer: Normalizer,
+        frames: int,
+        overlap: float,
+        pad_mode: PadMode = "zeros",
     ) -> None:
-        super().__init__(items, normalizer, frames)
+        super().__init__(items, normalizer, frames, pad_mode=pad_mode)
         self.overlap = overlap
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int | str]:
         item = self.items[index]
         spec = self.normalizer(torch.from_numpy(np.load(item.feature, allow_pickle=False)))
         starts = segment_starts(spec.shape[0], self.frames, self.overlap)
-        segments = torch.stack([fix_length(spec, self.frames, s) for s in starts])
+        segments = torch.stack([fix_length(spec, self.frames, s, self.pad_mode) for s in starts])
         return segments.unsqueeze(1), item.target
 
 

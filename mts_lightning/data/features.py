@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import ClassVar, TypeVar
+from typing import ClassVar, Literal, TypeVar
 
 import torch
 import torchaudio.transforms as T
@@ -222,10 +222,29 @@ class FeatureExtractor:
             return self.transform(waveform)
 
 
-def fix_length(feature: torch.Tensor, frames: int, start: int = 0) -> torch.Tensor:
-    """Crop ``feature`` (time first) to ``frames`` from ``start``, zero-padding at the end."""
+PadMode = Literal["zeros", "repeat"]
+#: How a clip shorter than the model input is filled: ``zeros`` appends zeros (the training
+#: mean, after normalisation); ``repeat`` plays the clip again from its start until the input
+#: is full, so that the input holds no padding whose amount would tell the clip's length.
+PAD_MODES: tuple[str, ...] = ("zeros", "repeat")
+
+
+def check_pad_mode(pad_mode: str) -> str:
+    """Validate a :data:`PadMode`."""
+    if pad_mode not in PAD_MODES:
+        raise ValueError(f"pad_mode must be one of {', '.join(PAD_MODES)}, got {pad_mode!r}")
+    return pad_mode
+
+
+def fix_length(
+    feature: torch.Tensor, frames: int, start: int = 0, pad_mode: PadMode = "zeros"
+) -> torch.Tensor:
+    """Crop ``feature`` (time first) to ``frames`` from ``start``; fill what is missing at the
+    end as ``pad_mode`` says (zeros, or the clip repeated; an empty clip gives zeros)."""
     out = feature[start : start + frames]
     if out.shape[0] < frames:
+        if pad_mode == "repeat" and out.shape[0] > 0:
+            return out[torch.arange(frames) % out.shape[0]]
         pad = out.new_zeros((frames - out.shape[0], *out.shape[1:]))
         out = torch.cat([out, pad], dim=0)
     return out
