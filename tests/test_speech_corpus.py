@@ -198,6 +198,26 @@ def test_a_missing_espeak_names_the_package(tmp_path):
     assert not (tmp_path / "c").exists()
 
 
+def test_a_synthesizer_without_the_voice_files_is_refused(tmp_path):
+    data = tmp_path / "data"
+    (data / "voices" / "!v").mkdir(parents=True)
+    exe = tmp_path / "espeak-ng"
+    exe.write_text(f'#!/bin/sh\nFAKE_ESPEAK_DATA="{data}" exec "{sys.executable}" "{FAKE}" "$@"\n')
+    exe.chmod(exe.stat().st_mode | stat.S_IXUSR)
+    result = generate("--output", str(tmp_path / "c"), "--espeak", str(exe))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"espeak-ng's data folder {data} lacks {data / 'lang' / 'gmw' / 'en-US'}, " in (
+        result.stderr
+    )
+    assert "the voice files of espeak-ng 1.49 or later" in result.stderr
+
+    exe.write_text("#!/bin/sh\necho 'some other program'\n")
+    result = generate("--output", str(tmp_path / "c"), "--espeak", str(exe))
+    assert result.returncode == 2
+    assert "`--version` printed no 'Data at: FOLDER' line" in result.stderr
+    assert not (tmp_path / "c").exists()
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -239,6 +259,10 @@ def test_an_output_folder_of_other_settings_is_refused(fake_corpus, fake_espeak,
     assert result.returncode == 2
     assert "is not empty and holds no corpus.json of this script" in result.stderr
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
+
+    result = generate("--output", str(foreign / "notes.txt"), "--espeak", str(fake_espeak))
+    assert result.returncode == 2
+    assert f"--output {foreign / 'notes.txt'} is a file, not a folder" in result.stderr
 
 
 # ---------------------------------------------------------------------- espeak-ng itself
