@@ -34,6 +34,11 @@ CORPORA = {
         ["--data.duration=1.0"],
     ),
     "iemocap_conv_vs_mts.yaml": (make_iemocap_folder, ["--data.segment_duration=1.0"]),
+    # The espeak-ng corpus of the file's header: 4 emotions in RAVDESS naming.
+    "speaking_rate_speech.yaml": (
+        lambda root: make_ravdess_folder(root, actors=range(1, 9), emotions=(1, 3, 4, 5)),
+        ["--data.duration=1.0"],
+    ),
 }
 
 
@@ -65,17 +70,37 @@ def run_shipped(path: Path, output_dir: Path, extra: list[str]) -> list[dict]:
     return rows
 
 
+SYNTHETIC_FILES = {
+    "synthetic_conv_vs_mts.yaml": ["mts", "mts_average_updates", "conv", "baseline"],
+    "speaking_rate_synthetic.yaml": ["mts", "conv", "baseline"],
+    "speaking_rate_candidates.yaml": [
+        "mts",
+        "mts_zero_padding",
+        "mts_no_tempo",
+        "conv_no_tempo",
+        "conv",
+        "mts_4_factors",
+        "mts_wide",
+        "mts_first_stage",
+        "mts_last_stages",
+        "mts_average",
+        "mts_average_updates",
+    ],
+}
+
+
 def test_every_file_is_tested():
     assert sorted(p.name for p in EXPERIMENTS.glob("*.yaml")) == sorted(
-        ["synthetic_conv_vs_mts.yaml", *CORPORA]
+        [*SYNTHETIC_FILES, *CORPORA]
     )
 
 
-def test_synthetic_conv_vs_mts(tmp_path):
-    path = EXPERIMENTS / "synthetic_conv_vs_mts.yaml"
+@pytest.mark.parametrize("name", sorted(SYNTHETIC_FILES))
+def test_synthetic_experiment(tmp_path, name):
+    path = EXPERIMENTS / name
     spec = load_spec(path)
-    assert list(spec.variants) == ["mts", "mts_average_updates", "conv", "baseline"]
-    assert len(spec.folds) == 5 and len(spec.seeds) >= 3
+    assert list(spec.variants) == SYNTHETIC_FILES[name]
+    assert len(spec.folds) == 5 and len(spec.seeds) >= (1 if "candidates" in name else 3)
     run_shipped(path, tmp_path / "out", [*SYNTHETIC, *SHRINK])
 
 
