@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import os
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -847,3 +848,33 @@ def test_a_fixed_size_model_refuses_another_input_length(tmp_path, capsys):
     same = run_test(config, best, "--data.segment_duration=1.0", "--data.test_tempo=1.4")
     assert same.datamodule.input_shape == (1, 32, 64)
     assert "test/WA" in same.trainer.callback_metrics
+
+
+def test_readme_rate_robustness_command_runs_as_written(tmp_path, monkeypatch):
+    """The README's `fit` line with `augment_tempos` and `pad_mode`, on a RAVDESS-named
+    folder in place of /data/RAVDESS; the sizes shrunk, the settings under test as written."""
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### Training settings for speaking-rate robustness") :]
+    command = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    argv = shlex.split(command.split("#")[0].replace("\\\n", " "))
+    assert argv[:2] == ["mts-lightning", "fit"]
+    make_ravdess_folder(tmp_path / "RAVDESS", actors=range(1, 9), emotions=range(1, 9))
+    monkeypatch.chdir(REPO)
+    args = [a.replace("/data/RAVDESS", str(tmp_path / "RAVDESS")) for a in argv[2:]]
+    fit = cli_main(
+        [
+            "fit",
+            *args,
+            "--data.duration=1.0",
+            "--data.batch_size=8",
+            "--data.num_workers=0",
+            f"--data.cache_dir={tmp_path / 'cache'}",
+            f"--trainer.logger.init_args.save_dir={tmp_path / 'logs'}",
+            *TINY_TRAINER,
+        ]
+    )
+    data = fit.datamodule
+    assert data.augment_tempos == (0.7, 0.85, 1.0, 1.2, 1.4) and data.hparams.pad_mode == "repeat"
+    assert all(len(item.retimed) == 5 for item in data.train_dataset.items)
+    saved = torch.load(fit.trainer.checkpoint_callback.best_model_path, weights_only=True)
+    assert saved["datamodule_hyper_parameters"]["pad_mode"] == "repeat"
