@@ -67,6 +67,11 @@ def run_shipped(path: Path, output_dir: Path, extra: list[str]) -> list[dict]:
         (v, c.name) for v in spec.variants for c in spec.conditions
     ]
     assert (output_dir / "summary.md").is_file() and (output_dir / "ua_by_condition.png").is_file()
+    if len(spec.conditions) > 1:  # each condition against the reference, per variant
+        summary = (output_dir / "summary.md").read_text()
+        assert f"UA change from the reference condition ({spec.reference_condition})" in summary
+        changes = (output_dir / "condition_differences.csv").read_text().splitlines()
+        assert len(changes) == 1 + len(spec.variants) * (len(spec.conditions) - 1)
     return rows
 
 

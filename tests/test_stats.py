@@ -126,3 +126,31 @@ def test_summary_rows_per_variant_condition_and_metric():
     assert all(math.isfinite(c.difference.mean) for c in comparisons)
     csv_rows = stats.comparison_rows(comparisons)
     assert csv_rows[0]["zero_method"] == "pratt" and csv_rows[0]["pairs"] == 2
+
+
+def test_condition_changes_pair_each_condition_with_the_reference_by_fold_and_seed():
+    at_one = [0.70, 0.80, 0.75, 0.90, 0.60, 0.85]
+    slow = [0.60, 0.80, 0.55, 0.70, 0.62, 0.65]  # one zero change
+    rows = table({"mts": at_one, "conv": [0.5] * 6}, "tempo_1") + table(
+        {"mts": slow, "conv": [0.5] * 5},
+        "tempo_0.7",  # conv misses one run at 0.7
+    )
+    rows.reverse()  # pairs follow fold and seed, not the order of the rows
+    changes = stats.condition_changes(rows, ["mts", "conv"], ["tempo_0.7", "tempo_1"], "tempo_1")
+    assert [(c.variant, c.condition, c.reference) for c in changes] == [
+        ("mts", "tempo_0.7", "tempo_1"),
+        ("conv", "tempo_0.7", "tempo_1"),
+    ]
+    mts, conv = changes
+    d = np.round(np.array(slow) - np.array(at_one), 9)
+    assert mts.difference.mean == pytest.approx(d.mean()) and mts.difference.n == 6
+    assert mts.p_value == pytest.approx(sps.wilcoxon(d, zero_method="pratt").pvalue)
+    assert mts.zeros == 1 and mts.effect_size == pytest.approx(d.mean() / d.std(ddof=1))
+    assert conv.difference.n == 5 and conv.note == "all differences are zero: no test"
+    markdown = stats.summary_markdown(
+        "x", *stats.summarize(rows, ["mts", "conv"], ["tempo_1"]), ["tempo_1"], changes
+    )
+    assert "UA change from the reference condition (tempo_1)" in markdown
+    assert f"| mts | tempo_0.7 | 6 | {d.mean():+.3f} |" in markdown
+    csv_rows = stats.change_rows(changes)
+    assert csv_rows[0]["reference"] == "tempo_1" and csv_rows[1]["pairs"] == 5

@@ -325,7 +325,7 @@ def find_records(output_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
 
 def write_outputs(output_dir: str | Path, records: Sequence[tuple[Path, dict[str, Any]]]) -> dict:
     """From recorded runs: ``results.csv``, ``summary.md``, ``summary.csv``,
-    ``paired_differences.csv``, the PNG figures and, when the runs log to W&B, a W&B summary
+    ``paired_differences.csv``, ``condition_differences.csv``, the PNG figures and, when the runs log to W&B, a W&B summary
     run. Returns ``{"rows", "table", "comparisons", "files"}``."""
     from mts_lightning.experiment import figures, stats
 
@@ -335,11 +335,18 @@ def write_outputs(output_dir: str | Path, records: Sequence[tuple[Path, dict[str
     description = records[0][1]["experiment"]
     conditions = [c["name"] for c in description["conditions"]]
     table, comparisons = stats.summarize(rows, description["variants"], conditions)
-    markdown = stats.summary_markdown(description["name"], table, comparisons, conditions)
+    changes = stats.condition_changes(
+        rows, description["variants"], conditions, description["reference_condition"]
+    )
+    markdown = stats.summary_markdown(description["name"], table, comparisons, conditions, changes)
     files = [output_dir / "results.csv", output_dir / "summary.md"]
     atomic_write(files[1], lambda f: f.write(markdown.encode()))
     paired_rows = stats.comparison_rows(comparisons)
-    for name, content in (("summary.csv", table), ("paired_differences.csv", paired_rows)):
+    for name, content in (
+        ("summary.csv", table),
+        ("paired_differences.csv", paired_rows),
+        ("condition_differences.csv", stats.change_rows(changes)),
+    ):
         files.append(output_dir / name)
         _write_csv(files[-1], content)
     pngs = figures.write_figures(output_dir, table, description)

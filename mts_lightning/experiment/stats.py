@@ -1,6 +1,7 @@
 """Statistics of an experiment's ``results.csv``: per variant and condition, mean, standard
-deviation and a 95% t-interval over folds x seeds; paired differences between variants
-(paired by fold and seed) with the Wilcoxon signed-rank test and an effect size.
+deviation and a 95% t-interval over folds x seeds; paired differences between variants, and
+between each condition and the reference condition within a variant (paired by fold and
+seed), with the Wilcoxon signed-rank test and an effect size.
 
 All tests come from scipy. Zero differences (ties between the two variants of a pair) are kept
 in the ranking and then dropped (``zero_method="pratt"``, Pratt 1959), which is more
@@ -69,24 +70,44 @@ def estimate(values: Sequence[float], confidence: float = CONFIDENCE) -> Estimat
     return Estimate(int(x.size), mean, std, float(low), float(high))
 
 
-def paired(
-    rows: Sequence[dict[str, Any]], condition: str, metric: str, a: str, b: str
-) -> PairedComparison:
-    """Compare variant ``b`` with ``a`` under ``condition`` on the runs of equal fold and seed."""
-    values = {
-        v: {
-            (r["fold"], r["seed"]): float(r[metric])
-            for r in rows
-            if r["variant"] == v and r["condition"] == condition
-        }
-        for v in (a, b)
+@dataclass(frozen=True)
+class ConditionChange:
+    """``metric`` under ``condition`` minus under ``reference``, for one variant, over the
+    (fold, seed) runs tested under both: how far a condition moves the variant."""
+
+    variant: str
+    condition: str
+    reference: str
+    metric: str
+    difference: Estimate
+    zeros: int
+    wilcoxon_statistic: float | None
+    p_value: float | None
+    effect_size: float | None
+    note: str
+
+
+def _cells(
+    rows: Sequence[dict[str, Any]], variant: str, condition: str, metric: str
+) -> dict[tuple[Any, Any], float]:
+    return {
+        (r["fold"], r["seed"]): float(r[metric])
+        for r in rows
+        if r["variant"] == variant and r["condition"] == condition
     }
-    keys = sorted(set(values[a]) & set(values[b]))
+
+
+def _signed_rank(
+    first: dict[tuple[Any, Any], float], second: dict[tuple[Any, Any], float]
+) -> tuple[Estimate, int, float | None, float | None, float | None, str] | None:
+    """``second - first`` over their common (fold, seed) keys: the estimate, the zero
+    differences, the Wilcoxon statistic and p-value, d_z and a note; None without a pair."""
+    keys = sorted(set(first) & set(second))
     if not keys:
-        raise ValueError(f"{a} and {b} share no (fold, seed) under condition {condition!r}")
+        return None
     # Metrics are ratios of counts: differences that are equal (or zero) in exact arithmetic
     # must stay ties for the ranks, not differ in the 17th digit.
-    differences = np.round([values[b][k] - values[a][k] for k in keys], DIGITS)
+    differences = np.round([second[k] - first[k] for k in keys], DIGITS)
     zeros = int((differences == 0).sum())
     statistic = p_value = effect = None
     if len(keys) < 2:
@@ -102,9 +123,38 @@ def paired(
         effect = float(differences.mean()) / spread
     elif len(keys) > 1 and zeros < len(keys):
         note = "; ".join(filter(None, [note, "every difference equal: effect size undefined"]))
-    return PairedComparison(
-        condition, metric, a, b, estimate(differences), zeros, statistic, p_value, effect, note
-    )
+    return estimate(differences), zeros, statistic, p_value, effect, note
+
+
+def paired(
+    rows: Sequence[dict[str, Any]], condition: str, metric: str, a: str, b: str
+) -> PairedComparison:
+    """Compare variant ``b`` with ``a`` under ``condition`` on the runs of equal fold and seed."""
+    result = _signed_rank(_cells(rows, a, condition, metric), _cells(rows, b, condition, metric))
+    if result is None:
+        raise ValueError(f"{a} and {b} share no (fold, seed) under condition {condition!r}")
+    return PairedComparison(condition, metric, a, b, *result)
+
+
+def condition_changes(
+    rows: Sequence[dict[str, Any]],
+    variants: Sequence[str],
+    conditions: Sequence[str],
+    reference: str,
+    metric: str = "UA",
+) -> list[ConditionChange]:
+    """Per variant, every other condition against ``reference``, paired by fold and seed
+    (e.g. UA at tempo 0.7 minus UA at tempo 1.0 of the same runs)."""
+    changes = []
+    for variant in variants:
+        base = _cells(rows, variant, reference, metric)
+        for condition in conditions:
+            if condition == reference:
+                continue
+            result = _signed_rank(base, _cells(rows, variant, condition, metric))
+            if result is not None:
+                changes.append(ConditionChange(variant, condition, reference, metric, *result))
+    return changes
 
 
 def summarize(
@@ -157,9 +207,11 @@ def summary_markdown(
     table: Sequence[dict[str, Any]],
     comparisons: Sequence[PairedComparison],
     conditions: Sequence[str],
+    changes: Sequence[ConditionChange] = (),
 ) -> str:
-    """``summary.md``: UA (with WA and macro-F1 means) per condition and variant, then the
-    paired UA differences."""
+    """``summary.md``: UA (with WA and macro-F1 means) per condition and variant, the paired
+    UA differences between variants, then each variant's UA change from the reference
+    condition (when ``changes`` are given)."""
     lines = [
         f"# {name}",
         "",
@@ -199,6 +251,22 @@ def summary_markdown(
             f"| {c.condition} | {c.a} | {c.b} | {d.n} | {d.mean:+.3f} | {interval} | "
             f"{_number(c.p_value, 4)} | {_number(c.effect_size, 2)} | {c.note} |"
         )
+    if changes:
+        lines += [
+            "",
+            f"UA change from the reference condition ({changes[0].reference}) within each "
+            "variant (condition - reference, paired by fold and seed): the same test.",
+            "",
+            "| variant | condition | pairs | mean change | 95% CI | Wilcoxon p | d_z | note |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for c in changes:
+            d = c.difference
+            interval = "n/a" if d.ci_low is None else f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+            lines.append(
+                f"| {c.variant} | {c.condition} | {d.n} | {d.mean:+.3f} | {interval} | "
+                f"{_number(c.p_value, 4)} | {_number(c.effect_size, 2)} | {c.note} |"
+            )
     return "\n".join(lines) + "\n"
 
 
@@ -223,4 +291,28 @@ def comparison_rows(comparisons: Sequence[PairedComparison]) -> list[dict[str, A
             "note": c.note,
         }
         for c in comparisons
+    ]
+
+
+def change_rows(changes: Sequence[ConditionChange]) -> list[dict[str, Any]]:
+    """``condition_differences.csv`` rows."""
+    return [
+        {
+            "variant": c.variant,
+            "condition": c.condition,
+            "reference": c.reference,
+            "metric": c.metric,
+            "pairs": c.difference.n,
+            "mean_difference": c.difference.mean,
+            "std_difference": c.difference.std,
+            "ci95_low": c.difference.ci_low,
+            "ci95_high": c.difference.ci_high,
+            "zero_differences": c.zeros,
+            "wilcoxon_statistic": c.wilcoxon_statistic,
+            "p_value": c.p_value,
+            "zero_method": ZERO_METHOD,
+            "effect_size_dz": c.effect_size,
+            "note": c.note,
+        }
+        for c in changes
     ]
