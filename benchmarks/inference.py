@@ -232,7 +232,7 @@ def main() -> None:
                 print(json.dumps(row))
             elif "runtime" in row:
                 print(
-                    f"clip {row['model']:18s} {row['runtime']:20s} batch {row['batch']:2d}: "
+                    f"clip {row['model']:22s} {row['runtime']:20s} batch {row['batch']:2d}: "
                     f"{row['ms_per_clip']:.2f} ms per 3 s clip"
                 )
             else:
