@@ -12,7 +12,10 @@ factor (processing time / audio duration) and the growth of the process's peak m
 
 ``clips``: 3 s clips at batch 1 and 32, side by side in one run (contenders take turns each
 round, best of the rounds): the compact CNN, MTS and conv, in eager PyTorch (training form,
-eval mode, inference mode), frozen eager, TorchScript and onnxruntime (features input). It
+eval mode, inference mode), frozen eager, TorchScript and onnxruntime (features input); and,
+in onnxruntime only, the conv twin with 15-frame kernels (``conv_15tap``): a plain CNN doing the
+multiply-adds of the MTS model's three branch convolutions (kernels of 5, 3 and 7 frames) in
+the form onnxruntime runs fastest, a floor for any MTS graph that convolves every branch. It
 prints milliseconds per clip and the ratios the targets are about.
 """
 
@@ -36,22 +39,22 @@ CLIP_SECONDS = 3.0
 CLASSES = [f"class_{i}" for i in range(6)]
 
 
-def _classifier(conv_type: str, frames: int, bins: int) -> EmotionClassifier:
+def _classifier(conv_type: str, frames: int, bins: int, **backbone_kwargs) -> EmotionClassifier:
     torch.manual_seed(0)
     return EmotionClassifier(
         backbone="compact_cnn",
-        backbone_kwargs={"conv_type": conv_type},
+        backbone_kwargs={"conv_type": conv_type, **backbone_kwargs},
         class_names=CLASSES,
         input_shape=(1, frames, bins),
         confusion_matrix=False,
     )
 
 
-def recognizer(conv_type: str, freeze: bool = True) -> EmotionRecognizer:
+def recognizer(conv_type: str, freeze: bool = True, **backbone_kwargs) -> EmotionRecognizer:
     config = FeatureConfig()
     frames = config.seconds_to_frames(CLIP_SECONDS)
     return EmotionRecognizer(
-        _classifier(conv_type, frames, config.num_bins),
+        _classifier(conv_type, frames, config.num_bins, **backbone_kwargs),
         config,
         torch.zeros(config.num_bins),
         torch.ones(config.num_bins),
@@ -127,10 +130,26 @@ def _best_ms(fn, inputs: torch.Tensor, rounds: int) -> float:
     return best * 1000
 
 
-def clip_contenders(conv_type: str, tmp: Path) -> dict:
-    """Callables from normalised features ``(B, time, freq)`` to probabilities, per runtime."""
+def onnx_runner(rec: EmotionRecognizer, path: Path):
+    """A callable from normalised features to probabilities: ``rec`` exported to ONNX at
+    ``path`` and run in onnxruntime (CPU, every graph optimisation (its default), as many
+    intra-op threads as torch)."""
     import onnxruntime
 
+    from mts_lightning.export import export_recognizer
+
+    onnx_path = export_recognizer(rec, path, "onnx", "features")
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(
+        str(onnx_path), options, providers=["CPUExecutionProvider"]
+    )
+    return lambda x: session.run(["probabilities"], {"features": x.numpy()})[0]
+
+
+def clip_contenders(conv_type: str, tmp: Path) -> dict:
+    """Callables from normalised features ``(B, time, freq)`` to probabilities, per runtime."""
     from mts_lightning.export import InferenceGraph, export_recognizer
 
     trained = recognizer(conv_type, freeze=False)
@@ -138,13 +157,7 @@ def clip_contenders(conv_type: str, tmp: Path) -> dict:
     eager_training = InferenceGraph(trained, "features").eval()
     eager_frozen = InferenceGraph(frozen, "features").eval()
     ts_path = export_recognizer(frozen, tmp / f"{conv_type}.pt", "torchscript", "features")
-    onnx_path = export_recognizer(frozen, tmp / f"{conv_type}.onnx", "onnx", "features")
     scripted = torch.jit.load(str(ts_path))
-    options = onnxruntime.SessionOptions()
-    options.intra_op_num_threads = torch.get_num_threads()
-    session = onnxruntime.InferenceSession(
-        str(onnx_path), options, providers=["CPUExecutionProvider"]
-    )
 
     def torch_runner(module):
         def run(x):
@@ -157,7 +170,7 @@ def clip_contenders(conv_type: str, tmp: Path) -> dict:
         "eager_training_form": torch_runner(eager_training),
         "eager_frozen": torch_runner(eager_frozen),
         "torchscript": torch_runner(scripted),
-        "onnxruntime": lambda x: session.run(["probabilities"], {"features": x.numpy()})[0],
+        "onnxruntime": onnx_runner(frozen, tmp / f"{conv_type}.onnx"),
     }
 
 
@@ -167,6 +180,8 @@ def bench_clips(rounds: int) -> list[dict]:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         contenders = {c: clip_contenders(c, Path(tmp)) for c in ("mts", "conv")}
+        floor = recognizer("conv", kernel_size=(15, 3))
+        contenders["conv_15tap"] = {"onnxruntime": onnx_runner(floor, Path(tmp) / "conv15.onnx")}
         for batch in (1, 32):
             x = torch.randn(batch, frames, config.num_bins)
             times: dict[tuple[str, str], float] = {}
@@ -195,6 +210,8 @@ def bench_clips(rounds: int) -> list[dict]:
                     / times[("conv", "onnxruntime")],
                     "mts_frozen_vs_training_eager": times[("mts", "eager_frozen")]
                     / times[("mts", "eager_training_form")],
+                    "conv_15tap_onnx_vs_conv_onnx": times[("conv_15tap", "onnxruntime")]
+                    / times[("conv", "onnxruntime")],
                 }
             )
     return results
@@ -215,7 +232,7 @@ def main() -> None:
                 print(json.dumps(row))
             elif "runtime" in row:
                 print(
-                    f"clip {row['model']:18s} {row['runtime']:20s} batch {row['batch']:2d}: "
+                    f"clip {row['model']:22s} {row['runtime']:20s} batch {row['batch']:2d}: "
                     f"{row['ms_per_clip']:.2f} ms per 3 s clip"
                 )
             else:
@@ -223,7 +240,8 @@ def main() -> None:
                     f"ratios at batch {row['batch']}: MTS onnxruntime / MTS eager training form "
                     f"{row['mts_onnx_vs_mts_eager_training']:.2f}, MTS / conv in onnxruntime "
                     f"{row['mts_onnx_vs_conv_onnx']:.2f}, MTS frozen / training form (eager) "
-                    f"{row['mts_frozen_vs_training_eager']:.2f}"
+                    f"{row['mts_frozen_vs_training_eager']:.2f}, conv with 15-frame kernels / conv "
+                    f"in onnxruntime {row['conv_15tap_onnx_vs_conv_onnx']:.2f}"
                 )
     if args.part in ("timeline", "all"):
         for row in bench_timeline(args.minutes):

@@ -12,6 +12,7 @@ from torch import nn
 
 from mts_lightning.models import build_model
 from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d, freeze, multiscale_conv, unfreeze
+from mts_lightning.nn.frozen import _resize_time
 from mts_lightning.nn.merge import native_build
 from tests.test_nn_equivalence import CONV_SETTINGS, FACTOR_SETS, fusable
 
@@ -213,3 +214,38 @@ def test_frozen_compact_cnn_exports(tmp_path):
     for outputs in (frozen, traced, [y for (y,) in onnx]):
         for ours, theirs in zip(outputs, expected, strict=True):
             torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize(("time", "length"), [(19, 17), (17, 19), (5, 12), (12, 5)])
+def test_time_resize_is_the_bilinear_resize(time, length):
+    """The frozen graph's time-only resize (frequency rows as channels) computes what
+    ``F.interpolate`` computes on the map itself, shrinking and stretching."""
+    fmap = torch.randn(2, 3, time, 7, dtype=torch.float64)
+    expected = nn.functional.interpolate(
+        fmap, size=(length, 7), mode="bilinear", align_corners=False
+    )
+    torch.testing.assert_close(_resize_time(fmap, length), expected, rtol=0, atol=1e-15)
+
+
+def test_onnxruntime_resizes_time_without_transposes(tmp_path):
+    """The transposes around the exported time resize cancel in onnxruntime's optimiser, so the
+    resize runs on frequency rows (the fast form that benchmarks/inference.py measures)."""
+    import onnx
+    import onnxruntime
+
+    layer = MultiscaleConv2d(2, 16, (5, 3), padding=(2, 1), scale_factors=[0.7, 1.428]).freeze()
+    path, optimised = tmp_path / "layer.onnx", tmp_path / "optimised.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's notes on optional packages
+        torch.onnx.export(
+            layer, (torch.randn(1, 2, 30, 12),), str(path), input_names=["input"],
+            dynamo=True, dynamic_shapes=({0: torch.export.Dim.DYNAMIC, 2: torch.export.Dim.DYNAMIC},),
+        )  # fmt: skip
+    exported = [node.op_type for node in onnx.load(str(path)).graph.node]
+    assert exported.count("Resize") == 2 and exported.count("Transpose") == 4
+    options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options.optimized_model_filepath = str(optimised)
+    onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    kept = [node.op_type for node in onnx.load(str(optimised)).graph.node]
+    assert kept.count("Resize") == 2 and "Transpose" not in kept
