@@ -735,6 +735,7 @@ def test_pad_mode_repeat_fills_short_clips_with_the_clip_itself(tmp_path):
     repeat = SpectrogramDataModule(**settings, pad_mode="repeat", augment=True, time_masks=0)
     for dm in (zeros, repeat):
         dm.setup(None)
+        dm.train_dataloader()  # the training statistics
     clip = repeat.normalizer(torch.from_numpy(np.load(repeat.test_dataset.items[0].feature)))
     assert len(clip) < repeat.frames
     x, _ = next(iter(repeat.test_dataloader()))

@@ -190,5 +190,6 @@ def test_restored_settings_derive_from_the_feature_configuration():
         *(f for f in FeatureConfig.__dataclass_fields__),
         "duration",
         "segment_duration",
+        "pad_mode",
         "synthetic_classes",
     }
