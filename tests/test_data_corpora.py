@@ -68,6 +68,22 @@ def test_ravdess_codes_speakers_and_class_order(tmp_path):
     assert len(scan_ravdess(tmp_path, include_song=True).clips) == 28
 
 
+def test_corpus_folders_that_are_links_are_followed_once(tmp_path):
+    """A corpus root assembled from links to actor folders kept elsewhere, with a link back
+    up the tree: every file once, found through the links."""
+    make_ravdess_folder(tmp_path / "disk", actors=(1, 2, 3), emotions=(1, 5))
+    root = tmp_path / "corpus"
+    root.mkdir()
+    for actor in (1, 2, 3):
+        (root / f"Actor_{actor:02d}").symlink_to(tmp_path / "disk" / f"Actor_{actor:02d}")
+    (root / "Actor_01" / "loop").symlink_to(root)
+    corpus = scan_ravdess(root)
+    names = sorted(clip.path.rsplit("/", 1)[1] for clip in corpus.clips)
+    assert len(names) == 6 and len(set(names)) == 6
+    assert {clip.speaker for clip in corpus.clips} == {"Actor_01", "Actor_02", "Actor_03"}
+    assert all(clip.path.startswith(str(root)) for clip in corpus.clips)
+
+
 def test_ravdess_other_modalities_duplicates_and_hidden_files(tmp_path):
     make_ravdess_folder(tmp_path / "a", actors=(1,), emotions=(1,))
     make_ravdess_folder(tmp_path / "b", actors=(1,), emotions=(1,))  # a second extracted copy

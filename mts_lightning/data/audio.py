@@ -10,6 +10,7 @@ is kept, with a warning naming the file, rather than training on rounding residu
 
 from __future__ import annotations
 
+import os
 import struct
 import warnings
 from collections.abc import Sequence
@@ -49,13 +50,26 @@ class BadAudioError(DataError):
 
 def walk_audio(root: Path) -> tuple[list[Path], list[Path]]:
     """Audio files under ``root``, recursively, sorted; and, apart, the audio-named files that
-    are hidden or macOS metadata (``._x.wav``, ``__MACOSX/``), which are never audio to use."""
+    are hidden or macOS metadata (``._x.wav``, ``__MACOSX/``), which are never audio to use.
+
+    Folders that are symbolic links are followed (a corpus assembled from links to folders on
+    other disks), each real folder once, so a link back up the tree cannot loop.
+    """
     files, hidden = [], []
-    for path in sorted(root.rglob("*")):
-        if not path.is_file() or path.suffix.lower() not in AUDIO_EXTENSIONS:
+    seen: set[str] = set()
+    for folder, subfolders, names in os.walk(root, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:
+            subfolders[:] = []
             continue
-        (hidden if path.name.startswith(".") or "__MACOSX" in path.parts else files).append(path)
-    return files, hidden
+        seen.add(real)
+        for name in names:
+            path = Path(folder) / name
+            if path.suffix.lower() not in AUDIO_EXTENSIONS or not path.is_file():
+                continue
+            concealed = name.startswith(".") or "__MACOSX" in path.parts
+            (hidden if concealed else files).append(path)
+    return sorted(files), sorted(hidden)
 
 
 def list_audio_files(paths: Sequence[str]) -> list[Path]:
