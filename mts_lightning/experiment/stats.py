@@ -202,6 +202,11 @@ def _number(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _signed_interval(d: Estimate) -> str:
+    """A difference's 95% interval with signs, or n/a."""
+    return "n/a" if d.ci_low is None else f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+
+
 def summary_markdown(
     name: str,
     table: Sequence[dict[str, Any]],
@@ -246,7 +251,7 @@ def summary_markdown(
     ]
     for c in comparisons:
         d = c.difference
-        interval = "n/a" if d.ci_low is None else f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+        interval = _signed_interval(d)
         lines.append(
             f"| {c.condition} | {c.a} | {c.b} | {d.n} | {d.mean:+.3f} | {interval} | "
             f"{_number(c.p_value, 4)} | {_number(c.effect_size, 2)} | {c.note} |"
@@ -262,12 +267,29 @@ def summary_markdown(
         ]
         for c in changes:
             d = c.difference
-            interval = "n/a" if d.ci_low is None else f"[{d.ci_low:+.3f}, {d.ci_high:+.3f}]"
+            interval = _signed_interval(d)
             lines.append(
                 f"| {c.variant} | {c.condition} | {d.n} | {d.mean:+.3f} | {interval} | "
                 f"{_number(c.p_value, 4)} | {_number(c.effect_size, 2)} | {c.note} |"
             )
     return "\n".join(lines) + "\n"
+
+
+def _test_columns(c: PairedComparison | ConditionChange) -> dict[str, Any]:
+    """The CSV columns of a paired test, shared by both kinds of comparison."""
+    return {
+        "pairs": c.difference.n,
+        "mean_difference": c.difference.mean,
+        "std_difference": c.difference.std,
+        "ci95_low": c.difference.ci_low,
+        "ci95_high": c.difference.ci_high,
+        "zero_differences": c.zeros,
+        "wilcoxon_statistic": c.wilcoxon_statistic,
+        "p_value": c.p_value,
+        "zero_method": ZERO_METHOD,
+        "effect_size_dz": c.effect_size,
+        "note": c.note,
+    }
 
 
 def comparison_rows(comparisons: Sequence[PairedComparison]) -> list[dict[str, Any]]:
@@ -278,17 +300,7 @@ def comparison_rows(comparisons: Sequence[PairedComparison]) -> list[dict[str, A
             "metric": c.metric,
             "a": c.a,
             "b": c.b,
-            "pairs": c.difference.n,
-            "mean_difference": c.difference.mean,
-            "std_difference": c.difference.std,
-            "ci95_low": c.difference.ci_low,
-            "ci95_high": c.difference.ci_high,
-            "zero_differences": c.zeros,
-            "wilcoxon_statistic": c.wilcoxon_statistic,
-            "p_value": c.p_value,
-            "zero_method": ZERO_METHOD,
-            "effect_size_dz": c.effect_size,
-            "note": c.note,
+            **_test_columns(c),
         }
         for c in comparisons
     ]
@@ -302,17 +314,7 @@ def change_rows(changes: Sequence[ConditionChange]) -> list[dict[str, Any]]:
             "condition": c.condition,
             "reference": c.reference,
             "metric": c.metric,
-            "pairs": c.difference.n,
-            "mean_difference": c.difference.mean,
-            "std_difference": c.difference.std,
-            "ci95_low": c.difference.ci_low,
-            "ci95_high": c.difference.ci_high,
-            "zero_differences": c.zeros,
-            "wilcoxon_statistic": c.wilcoxon_statistic,
-            "p_value": c.p_value,
-            "zero_method": ZERO_METHOD,
-            "effect_size_dz": c.effect_size,
-            "note": c.note,
+            **_test_columns(c),
         }
         for c in changes
     ]
