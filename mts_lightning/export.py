@@ -3,9 +3,16 @@
 The exported graph maps a batch of mono 16-bit-range float waveforms ``(batch, samples)`` at
 the training sample rate (or, with ``input="features"``, normalised spectrograms ``(batch,
 time, freq)``) to ``logits`` and ``probabilities`` ``(batch, classes)``. The batch and time
-axes are dynamic; inside, the features are cut to the model's input length from their start
-and zero-padded when shorter, exactly as :class:`~mts_lightning.EmotionRecognizer` does for
-one window. MTS layers are exported in their frozen (inference) form.
+axes are dynamic. Each row is one clip of ``samples`` samples (at least 1), treated exactly as
+:class:`~mts_lightning.EmotionRecognizer` treats a clip of that length: one shorter than an
+analysis frame (``n_fft`` samples) counts as zero-padded to it
+(:func:`~mts_lightning.data.features.analysis_waveform`, shared by both), and the features are
+cut to the model's input length from their start, or filled as the checkpoint's ``pad_mode``
+says when shorter. Clips of different lengths are separate calls: zeros appended to batch a
+clip with longer ones are part of that clip (its features and, with ``pad_mode: repeat``, what
+is repeated). A segment-trained model scores the first input length only (the recognizer
+averages every segment). An empty waveform (0 samples) is outside the graph's domain (the
+recognizer refuses it). MTS layers are exported in their frozen (inference) form.
 
 The file carries its settings as JSON (ONNX: the ``mts_lightning`` metadata property;
 TorchScript: the ``mts_lightning.json`` extra file): class names, input kind, sample rate,
@@ -13,9 +20,10 @@ feature settings, model input frames, and the normalisation statistics that a fe
 caller must apply.
 
 Every export is checked before it is kept: the runtime (onnxruntime, or the TorchScript
-interpreter) must give the PyTorch result within ``CHECK_TOLERANCE`` on inputs of three lengths
-and two batch sizes. The file is written next to its destination and renamed into place only
-after the check, so a failed export leaves nothing behind.
+interpreter) must give the PyTorch result within ``CHECK_TOLERANCE`` on inputs of five
+lengths (one sample or frame among them) and three batch sizes. The file is written next to
+its destination and renamed into place only after the check, so a failed export leaves
+nothing behind.
 """
 
 from __future__ import annotations
@@ -35,6 +43,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from mts_lightning.data.features import analysis_waveform
 from mts_lightning.inference import EmotionRecognizer
 
 ExportFormat = Literal["onnx", "torchscript"]
@@ -52,12 +61,19 @@ class ExportError(RuntimeError):
 
 
 class InferenceGraph(nn.Module):
-    """The exported computation: front end (optional), normalisation, length, backbone."""
+    """The exported computation: front end (optional), normalisation, length, backbone.
+
+    ``forward`` maps waveforms ``(batch, samples)`` (or normalised features ``(batch, time,
+    freq)``) to ``logits`` and ``probabilities`` ``(batch, classes)``. Every row is one clip of
+    ``samples`` samples (``time`` frames), turned into model input by the recognizer's rules:
+    :func:`~mts_lightning.data.features.analysis_waveform` for clips shorter than one analysis
+    frame, then the checkpoint's ``pad_mode`` for features shorter than the model input.
+    """
 
     def __init__(self, recognizer: EmotionRecognizer, input_kind: InputKind) -> None:
         super().__init__()
         self.front_end = recognizer.features if input_kind == "waveform" else None
-        self.normalise = input_kind == "waveform"
+        self.feature_config = recognizer.feature_config
         self.register_buffer("mean", recognizer.norm_mean.clone())
         self.register_buffer("std", recognizer.norm_std.clone())
         self.frames = recognizer.frames
@@ -65,16 +81,19 @@ class InferenceGraph(nn.Module):
         self.backbone = recognizer.model.backbone
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        # Counts are tensors computed from x, so that both exporters keep the axes dynamic.
         if self.front_end is not None:
-            x = (self.front_end(x) - self.mean) / self.std
+            extended, length = analysis_waveform(x, self.feature_config)
+            x = (self.front_end(extended) - self.mean) / self.std
+        else:
+            length = torch.ones_like(x[:1, :, 0].sum(0), dtype=torch.long).sum()
+        index = torch.arange(self.frames, device=x.device)
         if self.pad_mode == "repeat":
-            # Frame i of the input is frame i mod T of the clip: a crop when T >= frames. T as
-            # a tensor computed from x, so that both exporters keep the time axis dynamic.
-            length = torch.ones_like(x[0, :, 0]).sum()
-            index = torch.arange(self.frames, device=x.device, dtype=x.dtype)
-            x = x[:, torch.remainder(index, length).long()]
+            # Frame i of the input is frame i mod T of the clip: a crop when T >= frames.
+            x = x[:, torch.remainder(index, length)]
         else:
             x = nn.functional.pad(x, (0, 0, 0, self.frames))[:, : self.frames]
+            x = torch.where((index < length)[None, :, None], x, torch.zeros_like(x))
         logits = self.backbone(x.unsqueeze(1))
         return logits, torch.softmax(logits, dim=-1)
 
@@ -194,7 +213,7 @@ def _trace(module: nn.Module, example: Tensor) -> torch.jit.ScriptModule:
     from a tensor), instead of warning and recording a graph that is wrong for other inputs.
 
     Python booleans taken from tensors pass: they are mostly shape checks that hold for every
-    input; one that steers the computation is caught by the check on three input lengths.
+    input; one that steers the computation is caught by the check on five input lengths.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", torch.jit.TracerWarning)
@@ -214,22 +233,19 @@ _BAKED_VALUE = re.compile(
 
 # ---------------------------------------------------------------------- checks
 def _check_inputs(recognizer: EmotionRecognizer, input_kind: InputKind) -> list[Tensor]:
-    """Inputs of three lengths (shorter than, equal to and longer than the model input) and
-    two batch sizes; deterministic."""
+    """Deterministic inputs ``(batch, length)`` of three batch sizes and five lengths: the
+    model input, longer, shorter, (waveforms) shorter than the STFT's reflect padding, and a
+    single sample or frame. The first is the export example: it has no axis of size 1, which
+    the exporter would fix."""
     generator = torch.Generator().manual_seed(0)
     config = recognizer.feature_config
     if input_kind == "waveform":
-        full = (recognizer.frames - 1) * config.hop_length
-        lengths = [max(config.n_fft, full // 2), full, full * 3 // 2 + 123]
-        return [
-            0.1 * torch.randn(batch, n, generator=generator)
-            for batch, n in zip((2, 1, 3), lengths, strict=True)
-        ]
-    lengths = [max(1, recognizer.frames // 2), recognizer.frames, recognizer.frames * 3 // 2]
-    return [
-        torch.randn(batch, n, config.num_bins, generator=generator)
-        for batch, n in zip((2, 1, 3), lengths, strict=True)
-    ]
+        full = max(config.n_fft, (recognizer.frames - 1) * config.hop_length)
+        sizes = [(2, full), (3, full * 3 // 2 + 123), (1, full // 2), (2, config.n_fft // 2)]
+        return [0.1 * torch.randn(*size, generator=generator) for size in [*sizes, (1, 1)]]
+    full = max(2, recognizer.frames)
+    sizes = [(2, full), (3, full * 3 // 2), (1, full // 2), (2, 1)]
+    return [torch.randn(*size, config.num_bins, generator=generator) for size in sizes]
 
 
 def _check(

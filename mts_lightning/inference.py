@@ -35,6 +35,7 @@ from mts_lightning.data.features import (
     FeatureConfig,
     PadMode,
     SpectrogramFeature,
+    analysis_waveform,
     check_pad_mode,
     fix_length,
     segment_starts,
@@ -232,7 +233,7 @@ class EmotionRecognizer:
                     raise
                 skipped.append((err.path, err.reason))
                 continue
-            pending.append((str(path), self._windows(self._pad_short(waveform))))
+            pending.append((str(path), self._windows(waveform)))
             if sum(w.shape[0] for _, w in pending) >= batch_size:
                 flush()
         if pending:
@@ -309,7 +310,7 @@ class EmotionRecognizer:
             mono = self._prepare(source, sample_rate, "waveform")
             rate = self.feature_config.sample_rate
             for start, stop in _window_bounds(mono.numel(), rate, window, hop):
-                yield start / rate, stop / rate, self._pad_short(mono[start:stop])
+                yield start / rate, stop / rate, mono[start:stop]
             return
         path = Path(source)
         info = audio_info(path, check_truncation=True)  # load_audio's checks, header only
@@ -326,7 +327,7 @@ class EmotionRecognizer:
                     )
                 mono = torch.from_numpy(to_mono(data, path))
                 mono = resample(mono, info.samplerate, self.feature_config.sample_rate)
-                yield start / info.samplerate, stop / info.samplerate, self._pad_short(mono)
+                yield start / info.samplerate, stop / info.samplerate, mono
 
     # ------------------------------------------------------------------ internals
     def _prepare(self, waveform: Tensor | np.ndarray, sample_rate: int, what: str) -> Tensor:
@@ -348,17 +349,16 @@ class EmotionRecognizer:
         if not torch.isfinite(tensor).all():
             raise ValueError(f"{what} contains NaN or infinite samples")
         mono = torch.from_numpy(to_mono(tensor.numpy().T, what)) if tensor.dim() == 2 else tensor
-        return self._pad_short(resample(mono, int(sample_rate), self.feature_config.sample_rate))
-
-    def _pad_short(self, mono: Tensor) -> Tensor:
-        """Zero-pad a waveform shorter than one analysis frame to ``n_fft`` samples."""
-        missing = self.feature_config.n_fft - mono.numel()
-        return torch.nn.functional.pad(mono, (0, missing)) if missing > 0 else mono
+        return resample(mono, int(sample_rate), self.feature_config.sample_rate)
 
     def _features(self, mono: Tensor) -> Tensor:
-        """Normalised features ``(time, freq)`` of a mono waveform."""
+        """Normalised features ``(time, freq)`` of a mono waveform of >= 1 sample; one shorter
+        than an analysis frame counts as zero-padded to it (:func:`analysis_waveform`, the
+        rule that the exported graph applies too)."""
         with torch.inference_mode():
-            return (self.features(mono) - self.norm_mean) / self.norm_std
+            extended, frames = analysis_waveform(mono[None], self.feature_config)
+            features = self.features(extended)[0, : int(frames)]
+            return (features - self.norm_mean) / self.norm_std
 
     def _windows(self, mono: Tensor) -> Tensor:
         """Model inputs ``(N, 1, frames, F)`` of one clip: one, or one per segment."""

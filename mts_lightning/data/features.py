@@ -263,3 +263,47 @@ def segment_starts(num_frames: int, frames: int, overlap: float) -> list[int]:
     starts = [i * hop for i in range(count)]
     starts[-1] = num_frames - frames
     return starts
+
+
+def analysis_waveform(
+    waveform: torch.Tensor, config: FeatureConfig
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The inference rule for clips of any length, written with tensor operations only (no
+    Python value of the length), so that it traces and exports with a dynamic length.
+
+    The rule: a clip shorter than one analysis frame (``n_fft`` samples) is zero-padded to
+    ``n_fft``; its features are the frames of the centred STFT (``n_fft // 2`` samples of
+    reflect padding each side) of the padded clip. The reflect padding of a clip shorter than
+    the padding does not exist, and a padding whose size depends on the length needs a Python
+    branch; so the clip is instead extended by a fixed ``n_fft + n_fft // 2`` samples: the
+    zero-padded clip, its right reflection (what the centred STFT appends), then filler. The
+    first ``frames`` frames of the centred STFT of the extension are exactly those of the
+    padded clip; the rest must be dropped.
+
+    Args:
+        waveform: mono clips ``(batch, samples)``, all of ``samples >= 1`` samples; an empty
+            clip fails with an index out of range (in exported graphs too).
+        config: the feature settings (``n_fft``, ``hop_length``).
+
+    Returns:
+        The extended clips ``(batch, samples + n_fft + n_fft // 2)`` and ``frames``, a 0-d
+        int64 tensor: how many leading frames of their features belong to the clips.
+    """
+    n_fft, reflected = config.n_fft, config.n_fft // 2
+    extension = n_fft + reflected
+    # Positions of the extended clip: an arange of a dynamic length (``[:1].sum(0)``: for a
+    # batch of 0 too).
+    extended_shape = torch.nn.functional.pad(waveform[:1].sum(0), (0, extension))
+    position = torch.ones_like(extended_shape, dtype=torch.long).cumsum(0) - 1
+    length = position[-1] + 1 - extension
+    padded_length = length.clamp(min=n_fft)
+    # Position ``padded_length + k`` reflects ``padded_length - 2 - k``, which is >= 0 within
+    # the reflection as padded_length >= n_fft; the filler after it repeats sample 0.
+    source = torch.where(position < padded_length, position, 2 * (padded_length - 1) - position)
+    source = source.clamp(min=0)
+    samples = waveform.index_select(-1, source.minimum(length - 1))
+    extended = torch.where(source < length, samples, torch.zeros_like(samples))
+    frames = 1 + torch.div(
+        padded_length + 2 * reflected - n_fft, config.hop_length, rounding_mode="floor"
+    )
+    return extended, frames
