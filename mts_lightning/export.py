@@ -11,8 +11,8 @@ cut to the model's input length from their start, or filled as the checkpoint's 
 says when shorter. Clips of different lengths are separate calls: zeros appended to batch a
 clip with longer ones are part of that clip (its features and, with ``pad_mode: repeat``, what
 is repeated). A segment-trained model scores the first input length only (the recognizer
-averages every segment). An empty waveform (0 samples) is outside the graph's domain (the
-recognizer refuses it). MTS layers are exported in their frozen (inference) form.
+averages every segment). An empty waveform (0 samples) fails in the runtime (an index out of
+range), as the recognizer refuses it. MTS layers are exported in their frozen (inference) form.
 
 The file carries its settings as JSON (ONNX: the ``mts_lightning`` metadata property;
 TorchScript: the ``mts_lightning.json`` extra file): class names, input kind, sample rate,
@@ -20,8 +20,8 @@ feature settings, model input frames, and the normalisation statistics that a fe
 caller must apply.
 
 Every export is checked before it is kept: the runtime (onnxruntime, or the TorchScript
-interpreter) must give the PyTorch result within ``CHECK_TOLERANCE`` on inputs of five
-lengths (one sample or frame among them) and three batch sizes. The file is written next to
+interpreter) must give the PyTorch result within ``CHECK_TOLERANCE`` on inputs of four or five
+lengths (one sample or frame among them) and batches of 1 to 3. The file is written next to
 its destination and renamed into place only after the check, so a failed export leaves
 nothing behind.
 """
@@ -213,7 +213,7 @@ def _trace(module: nn.Module, example: Tensor) -> torch.jit.ScriptModule:
     from a tensor), instead of warning and recording a graph that is wrong for other inputs.
 
     Python booleans taken from tensors pass: they are mostly shape checks that hold for every
-    input; one that steers the computation is caught by the check on five input lengths.
+    input; one that steers the computation is caught by the check on several input lengths.
     """
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", torch.jit.TracerWarning)
@@ -233,18 +233,18 @@ _BAKED_VALUE = re.compile(
 
 # ---------------------------------------------------------------------- checks
 def _check_inputs(recognizer: EmotionRecognizer, input_kind: InputKind) -> list[Tensor]:
-    """Deterministic inputs ``(batch, length)`` of three batch sizes and five lengths: the
-    model input, longer, shorter, (waveforms) shorter than the STFT's reflect padding, and a
-    single sample or frame. The first is the export example: it has no axis of size 1, which
-    the exporter would fix."""
+    """Deterministic inputs ``(batch, length)``, batches of 1 to 3, of the model input's length,
+    longer, shorter, (waveforms) shorter than the STFT's reflect padding, and one sample or
+    frame. The first is the export example: it has no axis of size 1, which the exporter
+    would fix."""
     generator = torch.Generator().manual_seed(0)
     config = recognizer.feature_config
     if input_kind == "waveform":
         full = max(config.n_fft, (recognizer.frames - 1) * config.hop_length)
-        sizes = [(2, full), (3, full * 3 // 2 + 123), (1, full // 2), (2, config.n_fft // 2)]
+        sizes = [(2, full), (3, full * 3 // 2 + 123), (1, full // 2), (1, config.n_fft // 2)]
         return [0.1 * torch.randn(*size, generator=generator) for size in [*sizes, (1, 1)]]
     full = max(2, recognizer.frames)
-    sizes = [(2, full), (3, full * 3 // 2), (1, full // 2), (2, 1)]
+    sizes = [(2, full), (3, full * 3 // 2), (1, full // 2), (1, 1)]
     return [torch.randn(*size, config.num_bins, generator=generator) for size in sizes]
 
 
