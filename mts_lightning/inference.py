@@ -412,12 +412,57 @@ def _datamodule_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
+#: What names a recording's timeline, in place of the recording's extension (``.png``: plot).
+TIMELINE_SUFFIX = ".timeline.csv"
+
+
+def timeline_outputs(
+    files: Sequence[str | os.PathLike], output_dir: str | os.PathLike = "."
+) -> dict[str, Path]:
+    """Where the timeline of each recording goes in ``output_dir``.
+
+    A recording's timeline mirrors its path below the recordings' deepest common folder, with
+    its extension replaced by :data:`TIMELINE_SUFFIX`: ``a/call.wav`` and ``b/call.wav`` give
+    ``a/call.timeline.csv`` and ``b/call.timeline.csv``; recordings of one folder give
+    ``<name>.timeline.csv`` each. So no output of one command replaces another.
+
+    Returns:
+        One entry per distinct recording, in order, keyed by the path as first given: a path
+        given again (however spelled, ``./x`` or ``d/../x``) is the same recording. Links to
+        one file under different names are different recordings with different outputs.
+
+    Raises:
+        ValueError: naming two recordings that would still share an output (the same folder
+            and name but for the extension, ``call.wav`` and ``call.flac``).
+    """
+    distinct: dict[str, str] = {}
+    for file in files:
+        distinct.setdefault(os.path.abspath(file), os.fspath(file))
+    common = os.path.commonpath([os.path.dirname(path) for path in distinct])
+    outputs: dict[str, Path] = {}
+    owners: dict[Path, str] = {}
+    for absolute, given in distinct.items():
+        relative = Path(os.path.relpath(absolute, common))
+        output = Path(output_dir, relative.with_name(relative.stem + TIMELINE_SUFFIX))
+        if output in owners:
+            raise ValueError(
+                f"{owners[output]} and {given} would both be written to {output} (same folder, "
+                "same name but for the extension): rename one, or run them separately"
+            )
+        owners[output] = given
+        outputs[given] = output
+    return outputs
+
+
 def timeline_main(argv: list[str]) -> list[Path]:
     """``mts-lightning predict --timeline --ckpt_path CKPT FILE... [--window S] [--hop S]
-    [--output_dir DIR] [--plot]``: one ``<file stem>.timeline.csv`` per recording (and with
-    ``--plot`` a PNG of the class probabilities over time); errors are one line, exit 2."""
+    [--output_dir DIR] [--plot]``: one ``<name>.timeline.csv`` per recording (and with
+    ``--plot`` a ``<name>.timeline.png`` of the class probabilities over time), named by
+    :func:`timeline_outputs`; files of those names from an earlier command are replaced.
+    Errors are one line, exit 2; outputs that would collide are refused before any work."""
     import argparse
     import sys
+    from collections import Counter
 
     from mts_lightning.plotting import save_figure, timeline_figure
 
@@ -429,17 +474,27 @@ def timeline_main(argv: list[str]) -> list[Path]:
     parser.add_argument("--ckpt_path", required=True, help="checkpoint written by `fit`")
     parser.add_argument("--window", type=float, default=None, help="seconds (default: model input)")
     parser.add_argument("--hop", type=float, default=None, help="seconds (default: half a window)")
-    parser.add_argument("--output_dir", default=".", help="where the CSV (and PNG) files go")
+    parser.add_argument(
+        "--output_dir",
+        default=".",
+        help="where the CSV (and PNG) files go, in subfolders mirroring the recordings' own "
+        "below their common folder; files of the same names are replaced",
+    )
     parser.add_argument("--plot", action="store_true", help="also write probabilities as PNG")
     args = parser.parse_args([a for a in argv if a != "--timeline"])
     output_dir = Path(args.output_dir)
     written: list[Path] = []
     try:
+        outputs = timeline_outputs(args.files, output_dir)
+        times_given = Counter(os.path.abspath(file) for file in args.files)
+        for file in outputs:
+            if times_given[os.path.abspath(file)] > 1:
+                print(f"{file} is given {times_given[os.path.abspath(file)]} times: analysed once")
         output_dir.mkdir(parents=True, exist_ok=True)
         recognizer = EmotionRecognizer.from_checkpoint(args.ckpt_path)
-        for file in args.files:
+        for file, csv_path in outputs.items():
             timeline = recognizer.timeline(file, window=args.window, hop=args.hop)
-            csv_path = output_dir / f"{Path(file).stem}.timeline.csv"
+            csv_path.parent.mkdir(parents=True, exist_ok=True)
             timeline.to_csv(csv_path)
             written.append(csv_path)
             if args.plot:
