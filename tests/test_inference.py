@@ -304,6 +304,30 @@ def test_predict_timeline_command(trained, tmp_path, capsys):
     )
 
 
+def test_timelines_of_recordings_with_one_name_do_not_replace_each_other(trained, tmp_path):
+    """The reported command: a/call.wav and b/call.wav both went to out/call.timeline.csv."""
+    checkpoint, files, labels = trained
+    first = files[labels.index(0)]
+    second = files[labels.index(1)]
+    for folder, source in (("a", first), ("b", second)):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / "call.wav").write_bytes(source.read_bytes())
+    out = tmp_path / "out"
+    recordings = [str(tmp_path / "a" / "call.wav"), str(tmp_path / "b" / "call.wav")]
+    main(["predict", "--timeline", f"--ckpt_path={checkpoint}", *recordings, f"--output_dir={out}"])
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+        "a",
+        "a/call.timeline.csv",
+        "b",
+        "b/call.timeline.csv",
+    ]
+    recognizer = EmotionRecognizer.from_checkpoint(checkpoint)
+    for folder, source in (("a", first), ("b", second)):
+        recognizer.timeline(source).to_csv(tmp_path / "expected.csv")
+        expected = (tmp_path / "expected.csv").read_text()
+        assert (out / folder / "call.timeline.csv").read_text() == expected
+
+
 @pytest.mark.parametrize(("fmt", "input_kind"), [("onnx", "waveform"), ("torchscript", "features")])
 def test_export_command_from_a_checkpoint(trained, recognizer, tmp_path, capsys, fmt, input_kind):
     """The fixture checkpoint is an MTS model: exported in its frozen form."""
