@@ -157,6 +157,8 @@ def test_an_empty_waveform_is_refused_like_the_recognizer_refuses_it(exported, f
     recognizer, runs = exported
     with pytest.raises(ValueError, match=r"^waveform has no samples \(shape \(0,\)\)$"):
         recognizer.predict(torch.zeros(0), 16000)
+    with pytest.raises(ValueError, match=r"^waveform has no samples \(shape \(2, 0\)\): at least"):
+        analysis_waveform(torch.zeros(2, 0), recognizer.feature_config)
     # A graph cannot word an error: it fails (an index out of range) rather than answer.
     with pytest.raises(Exception, match="index|out of|bounds"):
         runs[fmt](torch.zeros(1, 0))

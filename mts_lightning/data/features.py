@@ -281,14 +281,19 @@ def analysis_waveform(
     padded clip; the rest must be dropped.
 
     Args:
-        waveform: mono clips ``(batch, samples)``, all of ``samples >= 1`` samples; an empty
-            clip fails with an index out of range (in exported graphs too).
+        waveform: mono clips ``(batch, samples)``, all of ``samples >= 1`` samples; empty
+            clips raise ``ValueError`` (in an exported graph, which cannot word an error, they
+            fail with an index out of range).
         config: the feature settings (``n_fft``, ``hop_length``).
 
     Returns:
         The extended clips ``(batch, samples + n_fft + n_fft // 2)`` and ``frames``, a 0-d
         int64 tensor: how many leading frames of their features belong to the clips.
     """
+    if waveform.shape[-1] < 1:  # decided when a graph is exported, whose length is >= 1
+        raise ValueError(
+            f"waveform has no samples (shape {tuple(waveform.shape)}): at least 1 is needed"
+        )
     n_fft, reflected = config.n_fft, config.n_fft // 2
     extension = n_fft + reflected
     # Positions of the extended clip: an arange of a dynamic length (``[:1].sum(0)``: for a
