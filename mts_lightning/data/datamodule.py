@@ -74,7 +74,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
             default), ``ravdess``, ``crema_d``, ``emodb``, ``tess``, ``savee``, ``iemocap``,
             ``manifest``, or one you registered.
         root: the corpus folder (searched recursively), or the CSV file for ``manifest``.
-        features: a registered feature kind: ``stft`` (|X|^(2/3) magnitude, the paper's) or
+        features: a registered feature kind: ``stft`` (``|X|^(2/3)`` magnitude, the paper's) or
             ``logmel``.
         split: ``speaker_kfold``, ``loso`` (leave one speaker out), ``paper`` (the MTS
             paper's protocol for the corpus) or ``random`` (seeded, stratified).

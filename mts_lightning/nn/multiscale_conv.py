@@ -278,7 +278,9 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
     - ``"interleave_chdim"``: ``(B, 2 * C_out, T_out, F_out)``, each pooled channel followed
       by the ``ln(s_time)`` of the branch that won each element.
 
-    Args beyond ``nn.Conv2d``'s (keyword-only):
+    The arguments beyond ``nn.Conv2d``'s are keyword-only.
+
+    Args:
         scale_factors: one entry per extra branch, a number ``s`` (meaning ``(s, 1.0)``) or
             a pair ``(s_time, s_freq)``; empty gives plain ``nn.Conv2d``.
         output_type: ``"pooled_map"``, ``"concat_fmaps"`` or ``"interleave_chdim"``.
