@@ -66,6 +66,10 @@ def attribute_doc(package: ModuleType, name: str) -> list[str]:
     return []
 
 
+def _ours(cls: type) -> bool:
+    return cls.__module__.split(".")[0] == "mts_lightning"
+
+
 def _kind(obj: Any) -> str:
     if inspect.isclass(obj):
         return "exception" if issubclass(obj, BaseException) else "class"
@@ -118,7 +122,16 @@ class PublicAPI(SphinxDirective):
             return [f".. py:data:: {where}", f"   :value: {value}", "", *("   " + d for d in doc), ""]
         if not inspect.getdoc(obj):
             logger.warning(f"public name {where} has no docstring", location=self.get_location())
-        options = ["   :members:", "   :show-inheritance:"] if kind in ("class", "exception") else []
+        options = []
+        if kind in ("class", "exception"):
+            # Members from this package's own base classes (mixins) are documented; those of
+            # torch, Lightning and Python are not.
+            foreign = {base.__name__ for base in obj.__mro__[1:] if not _ours(base)}
+            options = [
+                "   :members:",
+                "   :show-inheritance:",
+                f"   :inherited-members: {', '.join(sorted(foreign))}",
+            ]
         return [f".. auto{kind}:: {where}", *options, ""]
 
 
