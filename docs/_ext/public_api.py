@@ -10,9 +10,9 @@ that no page documents, so the reference cannot fall behind the code.
 from __future__ import annotations
 
 import importlib
-import sys
 import inspect
 import pkgutil
+import sys
 from types import ModuleType
 from typing import Any
 
@@ -50,18 +50,14 @@ def owner(name: str, obj: Any, packages: dict[str, ModuleType]) -> str:
 def attribute_doc(package: ModuleType, name: str) -> list[str]:
     """The ``#:`` comment of a module-level constant, from the module that assigns it."""
     prefix = f"{package.__name__}."
-    candidates = [package.__name__] + [
-        m for m in list(sys.modules) if m.startswith(prefix)
-    ]
+    candidates = [package.__name__] + [m for m in list(sys.modules) if m.startswith(prefix)]
     for module_name in candidates:
         try:
             docs = ModuleAnalyzer.for_module(module_name).find_attr_docs()
         except Exception:  # noqa: BLE001 - a module without source has no attribute docs
             continue
         lines = docs.get(("", name))
-        if lines and getattr(sys.modules[module_name], name, None) is getattr(
-            package, name
-        ):
+        if lines and getattr(sys.modules[module_name], name, None) is getattr(package, name):
             return [line for line in lines if line.strip()]
     return []
 
@@ -119,7 +115,13 @@ class PublicAPI(SphinxDirective):
                 )
             value = repr(obj)
             value = value if len(value) <= 80 else value[:77] + "..."
-            return [f".. py:data:: {where}", f"   :value: {value}", "", *("   " + d for d in doc), ""]
+            return [
+                f".. py:data:: {where}",
+                f"   :value: {value}",
+                "",
+                *("   " + d for d in doc),
+                "",
+            ]
         if not inspect.getdoc(obj):
             logger.warning(f"public name {where} has no docstring", location=self.get_location())
         options = []
