@@ -116,7 +116,8 @@ class PublicAPI(SphinxDirective):
             value = repr(obj)
             value = value if len(value) <= 80 else value[:77] + "..."
             return [
-                f".. py:data:: {where}",
+                f".. py:data:: {name}",
+                f"   :module: {package.__name__}",
                 f"   :value: {value}",
                 "",
                 *("   " + d for d in doc),
