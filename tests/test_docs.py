@@ -1,6 +1,7 @@
 """The documentation site builds with warnings as errors, and documents every public name."""
 
 import importlib
+import re
 import subprocess
 import sys
 import textwrap
@@ -11,6 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 DOCS = REPO / "docs"
 sys.path.insert(0, str(DOCS / "_ext"))
 
+import doc_pages  # noqa: E402
 from public_api import owner, public_packages  # noqa: E402
 
 
@@ -99,3 +101,18 @@ def test_a_package_with_public_names_but_no_page_fails_the_build(tmp_path):
     assert "package fakepkg.inner has an __all__ but no page documents it" in built.stderr
     sys.modules.pop("fakepkg", None)
     importlib.invalidate_caches()
+
+
+def test_readme_is_a_landing_page_whose_examples_the_docs_repeat():
+    """At most about 200 lines, and each of its code blocks also on a page of the site (the
+    README says nothing the documentation does not)."""
+    readme = REPO / "README.md"
+    assert len(readme.read_text().splitlines()) <= 200
+    site = [page.read_text() for page in doc_pages.pages()[1:]]
+    blocks = doc_pages.code_blocks(readme)
+    assert {"bash", "python"} <= {language for language, _ in blocks}
+    for language, code in blocks:
+        assert any(f"```{language}\n{code}```" in page for page in site), code
+    # Its links lead to files that exist.
+    for target in re.findall(r"\]\(([^)#:]+)\)", readme.read_text()):
+        assert (REPO / target).exists(), target
