@@ -16,8 +16,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check mts_lightning tests benchmarks docs
-	$(BIN)/ruff format --check mts_lightning tests benchmarks docs
+	$(BIN)/ruff check mts_lightning tests benchmarks docs/conf.py docs/_ext
+	$(BIN)/ruff format --check mts_lightning tests benchmarks docs/conf.py docs/_ext
 
 # Trains on the embedded synthetic set (configs/synthetic.yaml) and prints the validation WA/UA
 # and where the checkpoint, logs and plots went. Extra CLI arguments: make train ARGS='...'.

@@ -22,6 +22,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
+# What a checkout may hold besides the package's sources: left out of the copy that is built.
+NOT_SOURCE = (".git", ".venv", "build", "dist", "*.egg-info", "docs", "tests", "lightning_logs")
+NOT_SOURCE += ("experiments", "data", "wandb", "__pycache__")
+
 # Run by the installed package's python, from outside the checkout: the layer forward and
 # backward, then the same again in a process that finds no C compiler.
 LAYER_SCRIPT = """
@@ -67,7 +71,7 @@ def test_built_wheel_installs_and_runs_outside_the_checkout(tmp_path):
         REPO,
         source,
         symlinks=True,
-        ignore=shutil.ignore_patterns(".git", ".venv", "build", "*.egg-info", "docs", "tests"),
+        ignore=shutil.ignore_patterns(*NOT_SOURCE),
     )
     built = _run(
         [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(source)]

@@ -301,7 +301,7 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
     Example:
         A layer with two stretched branches, on spectrograms ``(batch, channels, time, freq)``;
         in the published ``"average"`` mode, ``update_kernels()`` follows each optimizer step
-        (:class:`~mts_lightning.KernelAveraging` does it in Lightning):
+        (:class:`~mts_lightning.callbacks.KernelAveraging` does it in Lightning):
 
         >>> import torch
         >>> from mts_lightning import MultiscaleConv2d
