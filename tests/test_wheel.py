@@ -22,14 +22,20 @@ REPO = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.slow
 
-# What a checkout may hold besides the package's sources: left out of the copy that is built.
-NOT_SOURCE = (".git", ".venv", "build", "dist", "*.egg-info", "docs", "tests", "lightning_logs")
-NOT_SOURCE += ("experiments", "data", "wandb", "__pycache__")
+# What a checkout may hold at its top besides the sources: left out of the copy that is built.
+NOT_SOURCE = {".git", ".venv", "build", "dist", "docs", "tests", "lightning_logs", "experiments"}
+NOT_SOURCE |= {"data", "wandb", "mts_lightning.egg-info"}
+
+
+def _outside_the_sources(folder: str, names: list[str]) -> set[str]:
+    top = Path(folder) == REPO
+    return {n for n in names if n == "__pycache__" or (top and n in NOT_SOURCE)}
+
 
 # Run by the installed package's python, from outside the checkout: the layer forward and
 # backward, then the same again in a process that finds no C compiler.
 LAYER_SCRIPT = """
-import sys, warnings
+import importlib.metadata, sys, warnings
 from pathlib import Path
 import torch
 import mts_lightning
@@ -46,6 +52,7 @@ with warnings.catch_warnings(record=True) as caught:
     layer(torch.randn(3, 2, 40, 16))  # a second forward: a warning is given once
 ours = [str(w.message) for w in caught if "mts_lightning" in w.filename or "C compiler" in str(w.message)]
 print("package", Path(mts_lightning.__file__).resolve().parent)
+print("version", importlib.metadata.version("mts-lightning") == mts_lightning.__version__)
 print("native", native_build.library() is not None)
 print("warnings", len(ours), ours)
 print("output", y.shape == (3, 4, 40, 16), float(y.sum()), float(x.grad.abs().sum()))
@@ -71,7 +78,7 @@ def test_built_wheel_installs_and_runs_outside_the_checkout(tmp_path):
         REPO,
         source,
         symlinks=True,
-        ignore=shutil.ignore_patterns(*NOT_SOURCE),
+        ignore=_outside_the_sources,
     )
     built = _run(
         [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(source)]
@@ -108,6 +115,7 @@ def test_built_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     work.mkdir()
     layer = _values(_run([python, "-c", LAYER_SCRIPT], cwd=work, env=env).stdout)
     assert Path(layer["package"]) == site / "mts_lightning"  # the wheel's, not the checkout's
+    assert layer["version"] == "True"  # one version, written in mts_lightning/__init__.py
     assert layer["native"] == "True" and layer["warnings"].startswith("0 ")
     assert any((tmp_path / "native").iterdir())  # compiled from the packaged _merge.c
 
