@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint train bench clean
+.PHONY: install test lint train bench docs dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -16,8 +16,8 @@ $(STAMP): $(BIN)/python pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(BIN)/ruff check mts_lightning tests benchmarks
-	$(BIN)/ruff format --check mts_lightning tests benchmarks
+	$(BIN)/ruff check mts_lightning tests benchmarks docs/conf.py docs/_ext
+	$(BIN)/ruff format --check mts_lightning tests benchmarks docs/conf.py docs/_ext
 
 # Trains on the embedded synthetic set (configs/synthetic.yaml) and prints the validation WA/UA
 # and where the checkpoint, logs and plots went. Extra CLI arguments: make train ARGS='...'.
@@ -30,5 +30,14 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python benchmarks/layer.py
 
+# The documentation site in docs/_build/html; warnings (broken references, missing pages,
+# undocumented public names) are errors. -E rereads every page, so docstrings are fresh.
+docs: $(STAMP)
+	$(BIN)/python -m sphinx -E -W --keep-going -b html docs docs/_build/html
+
+# The sdist and the wheel in dist/.
+dist: $(STAMP)
+	$(BIN)/python -m build
+
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) build dist *.egg-info docs/_build

@@ -414,6 +414,11 @@ def main(args: list[str] | None = None) -> None:
 
         export_main(args[1:])
         return
+    if args[:1] == ["init-config"]:
+        from mts_lightning.init_config import init_config_main
+
+        init_config_main(args[1:])
+        return
     if args[:1] == ["predict"] and "--timeline" in args:
         from mts_lightning.inference import timeline_main
 

@@ -107,6 +107,35 @@ class EmotionRecognizer:
         device: where the model runs.
         freeze: precompute the MTS layers' branch kernels once (the inference form; same
             outputs, faster); see :func:`mts_lightning.nn.freeze`.
+
+    Example:
+        A checkpoint of a tiny model trained for two steps (a real one comes from
+        ``mts-lightning fit``), then a waveform classified from the checkpoint alone:
+
+        >>> import tempfile
+        >>> import lightning.pytorch as pl
+        >>> import torch
+        >>> from mts_lightning import EmotionClassifier, EmotionRecognizer, SpectrogramDataModule
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> data = SpectrogramDataModule(synthetic_classes=3, synthetic_speakers=5,
+        ...                              synthetic_clips_per_speaker=6, synthetic_duration=1.0,
+        ...                              duration=1.0, batch_size=4, cache_dir=folder.name)
+        >>> data.setup("fit")
+        >>> model = EmotionClassifier("compact_cnn", class_names=data.class_names,
+        ...                           input_shape=data.input_shape,
+        ...                           backbone_kwargs={"mts": {"kernel_sharing": "autograd"}})
+        >>> trainer = pl.Trainer(max_steps=2, logger=False, enable_checkpointing=False,
+        ...                      enable_progress_bar=False, enable_model_summary=False,
+        ...                      default_root_dir=folder.name)
+        >>> trainer.fit(model, datamodule=data)
+        >>> trainer.save_checkpoint(f"{folder.name}/tiny.ckpt")
+        >>> recognizer = EmotionRecognizer.from_checkpoint(f"{folder.name}/tiny.ckpt")
+        >>> prediction = recognizer.predict(torch.randn(16000), sample_rate=16000)  # 1 s, 16 kHz
+        >>> prediction.label in recognizer.class_names
+        True
+        >>> sorted(prediction.probabilities), round(sum(prediction.probabilities.values()), 4)
+        (['pattern_0', 'pattern_1', 'pattern_2'], 1.0)
+        >>> folder.cleanup()
     """
 
     def __init__(

@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import doc_pages
 import numpy as np
 import pytest
 import torch
@@ -637,9 +638,9 @@ def test_config_with_the_old_flat_mts_keys_shows_the_new_spelling(tmp_path, caps
 
 @pytest.mark.parametrize("mode", ["average", "average_updates", "autograd"])
 def test_readme_backbone_overrides_build_the_model(mode):
-    """The README's ``--model.backbone_kwargs "..."`` lines, as written there."""
-    readme = (REPO / "README.md").read_text()
-    overrides = re.findall(r'--model\.backbone_kwargs "([^"]+)"', readme)
+    """The documentation's ``--model.backbone_kwargs "..."`` lines, as written there."""
+    text = "".join(page.read_text() for page in doc_pages.pages())
+    overrides = re.findall(r'--model\.backbone_kwargs "([^"]+)"', text)
     assert len(overrides) >= 1  # the kernel-sharing loop under "Results"
     for override in overrides:
         args = [f"--config={CONFIGS / 'synthetic.yaml'}", *TINY_SYNTHETIC]
@@ -851,11 +852,10 @@ def test_a_fixed_size_model_refuses_another_input_length(tmp_path, capsys):
 
 
 def test_readme_rate_robustness_command_runs_as_written(tmp_path, monkeypatch):
-    """The README's `fit` line with `augment_tempos` and `pad_mode`, on a RAVDESS-named
+    """The training page's `fit` line with `augment_tempos` and `pad_mode`, on a RAVDESS-named
     folder in place of /data/RAVDESS; the sizes shrunk, the settings under test as written."""
-    readme = (REPO / "README.md").read_text()
-    section = readme[readme.index("### Training settings for speaking-rate robustness") :]
-    command = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    section = doc_pages.section("training.md", "## Training settings for speaking-rate robustness")
+    command = doc_pages.first_block(section, "bash")
     argv = shlex.split(command.split("#")[0].replace("\\\n", " "))
     assert argv[:2] == ["mts-lightning", "fit"]
     make_ravdess_folder(tmp_path / "RAVDESS", actors=range(1, 9), emotions=range(1, 9))

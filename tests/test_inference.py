@@ -7,6 +7,7 @@ import csv
 import sys
 from pathlib import Path
 
+import doc_pages
 import numpy as np
 import pytest
 import soundfile as sf
@@ -371,13 +372,12 @@ def test_export_command_errors(tmp_path, capsys):
 
 
 def test_readme_inference_examples_run_as_written(trained, tmp_path, monkeypatch, capsys):
-    """The README's recognizer snippet and its three command lines, with the run folder and
-    the audio files made here."""
+    """The inference page's recognizer snippet and its three command lines, with the run
+    folder and the audio files made here."""
     checkpoint, files, _ = trained
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    section = readme[readme.index("## From a checkpoint to a product") :]
-    python = section.split("```python\n", 1)[1].split("```", 1)[0]
-    shell = section.split("```bash\n", 1)[1].split("```", 1)[0]
+    section = doc_pages.section("inference.md", "# From a checkpoint to a product")
+    python = doc_pages.first_block(section, "python")
+    shell = doc_pages.first_block(section, "bash")
     run = tmp_path / "RUN" / "checkpoints"
     run.mkdir(parents=True)
     (run / "last.ckpt").symlink_to(checkpoint)
@@ -386,7 +386,7 @@ def test_readme_inference_examples_run_as_written(trained, tmp_path, monkeypatch
     sf.write(tmp_path / "clip.wav", sf.read(files[0], dtype="float32")[0], SAMPLE_RATE)
     (tmp_path / "other.wav").write_text("version https://git-lfs.github.com/spec/v1\n")
     monkeypatch.chdir(tmp_path)
-    exec(compile(python, "README.md", "exec"), {})
+    exec(compile(python, "docs/inference.md", "exec"), {})
     out = capsys.readouterr().out
     assert "Prediction(label='pattern_" in out and (tmp_path / "call.timeline.csv").is_file()
     for line in shell.strip().splitlines():

@@ -53,6 +53,31 @@ class KernelAveraging(Callback):
     Attributes:
         num_optimizer_steps: real optimizer steps seen (skipped AMP steps excluded).
         num_averagings: how many times the kernels were averaged.
+
+    Example:
+        A LightningModule with one MTS layer, trained with gradient accumulation: eight batches
+        of two epochs make four real optimizer steps, each followed by one averaging.
+
+        >>> import lightning.pytorch as pl
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from mts_lightning import KernelAveraging, MultiscaleConv2d
+        >>> class Tiny(pl.LightningModule):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv = MultiscaleConv2d(1, 2, (5, 3), scale_factors=[0.7, 1.428])
+        ...     def training_step(self, batch, batch_idx):
+        ...         return self.conv(batch[0]).square().mean()
+        ...     def configure_optimizers(self):
+        ...         return torch.optim.SGD(self.parameters(), lr=0.1)
+        >>> loader = DataLoader(TensorDataset(torch.randn(8, 1, 32, 16)), batch_size=2)
+        >>> averaging = KernelAveraging()
+        >>> trainer = pl.Trainer(max_epochs=2, accumulate_grad_batches=2, callbacks=[averaging],
+        ...                      logger=False, enable_checkpointing=False,
+        ...                      enable_progress_bar=False, enable_model_summary=False)
+        >>> trainer.fit(Tiny(), loader)
+        >>> averaging.num_optimizer_steps, averaging.num_averagings
+        (4, 4)
     """
 
     def __init__(self, every_n_steps: int = 1) -> None:

@@ -65,6 +65,33 @@ class StretchUsageLogger(Callback):
         stages: the stages to count, among ``"train"``, ``"val"`` and ``"test"``.
         log_figures: also log the per-epoch bar chart (TensorBoard, W&B) and W&B table.
         save_png: save ``stretch_usage.png`` in the log directory at the end of fit.
+
+    Example:
+        The share of outputs each time scale won, per epoch, in any LightningModule:
+
+        >>> import lightning.pytorch as pl
+        >>> import torch
+        >>> from torch.utils.data import DataLoader, TensorDataset
+        >>> from mts_lightning import MultiscaleConv2d, StretchUsageLogger
+        >>> class Tiny(pl.LightningModule):
+        ...     def __init__(self):
+        ...         super().__init__()
+        ...         self.conv = MultiscaleConv2d(1, 2, (5, 3), scale_factors=[0.7, 1.428],
+        ...                                      kernel_sharing="autograd")
+        ...     def training_step(self, batch, batch_idx):
+        ...         return self.conv(batch[0]).square().mean()
+        ...     def configure_optimizers(self):
+        ...         return torch.optim.SGD(self.parameters(), lr=0.1)
+        >>> loader = DataLoader(TensorDataset(torch.randn(8, 1, 32, 16)), batch_size=4)
+        >>> usage = StretchUsageLogger(stages=("train",), save_png=False)
+        >>> trainer = pl.Trainer(max_epochs=2, callbacks=[usage], logger=False,
+        ...                      enable_checkpointing=False, enable_progress_bar=False,
+        ...                      enable_model_summary=False)
+        >>> trainer.fit(Tiny(), loader)
+        >>> usage.branch_labels
+        {'conv': ['x1', 'x0.7', 'x1.428']}
+        >>> len(usage.history["train"]), round(float(usage.history["train"][-1]["conv"].sum()), 6)
+        (2, 1.0)
     """
 
     def __init__(

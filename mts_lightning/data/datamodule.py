@@ -74,7 +74,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
             default), ``ravdess``, ``crema_d``, ``emodb``, ``tess``, ``savee``, ``iemocap``,
             ``manifest``, or one you registered.
         root: the corpus folder (searched recursively), or the CSV file for ``manifest``.
-        features: a registered feature kind: ``stft`` (|X|^(2/3) magnitude, the paper's) or
+        features: a registered feature kind: ``stft`` (``|X|^(2/3)`` magnitude, the paper's) or
             ``logmel``.
         split: ``speaker_kfold``, ``loso`` (leave one speaker out), ``paper`` (the MTS
             paper's protocol for the corpus) or ``random`` (seeded, stratified).
@@ -121,6 +121,25 @@ class SpectrogramDataModule(pl.LightningDataModule):
         synthetic_*: the embedded corpus: seed, classes, speakers, clips per speaker, clip
             duration, and the time-stretch ranges of the train/val and of the test clips.
         predict_paths: audio files and/or folders for ``predict``.
+
+    Example:
+        A small synthetic corpus (3 classes, 5 speakers, 1-s clips), its features cached in a
+        temporary folder:
+
+        >>> import tempfile
+        >>> from mts_lightning import SpectrogramDataModule
+        >>> cache = tempfile.TemporaryDirectory()
+        >>> data = SpectrogramDataModule(corpus="synthetic", synthetic_classes=3,
+        ...                              synthetic_speakers=5, synthetic_clips_per_speaker=6,
+        ...                              synthetic_duration=1.0, duration=1.0, batch_size=4,
+        ...                              cache_dir=cache.name)
+        >>> data.setup("fit")
+        >>> data.class_names, data.input_shape  # what the model is told
+        (['pattern_0', 'pattern_1', 'pattern_2'], (1, 32, 64))
+        >>> spectrograms, labels = next(iter(data.train_dataloader()))
+        >>> spectrograms.shape, labels.dtype
+        (torch.Size([4, 1, 32, 64]), torch.int64)
+        >>> cache.cleanup()
     """
 
     def __init__(

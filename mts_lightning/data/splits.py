@@ -15,6 +15,7 @@ from .corpora import Clip, get_corpus
 from .corpora.protocols import SPLIT_NAMES, assign, check_fold, corpus_speakers, speaker_window
 
 SplitMethod = Literal["speaker_kfold", "loso", "paper", "random"]
+#: The names ``split`` takes, in the order the documentation lists them.
 SPLIT_METHODS = ("speaker_kfold", "loso", "paper", "random")
 
 

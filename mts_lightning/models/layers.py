@@ -18,6 +18,7 @@ ConvType = Literal["mts", "conv"]
 #: ``{"scale_factors": [[0.7, 1.0], [1.428, 1.0]], "kernel_sharing": "autograd"}``.
 MTSOptions = Mapping[str, Any]
 
+#: What ``conv_type`` takes: MTS layers or plain convolutions.
 CONV_TYPES: tuple[str, ...] = ("mts", "conv")
 # The layer's keyword-only arguments are its MTS options: read from its signature, so every
 # option it gains is reachable from YAML, and its own defaults and checks apply.
@@ -26,6 +27,7 @@ _LAYER_OPTIONS = {
     for name, parameter in inspect.signature(MultiscaleConv2d.__init__).parameters.items()
     if parameter.kind is inspect.Parameter.KEYWORD_ONLY
 }
+#: The keys of a model's ``mts`` mapping: the keyword-only arguments of ``MultiscaleConv2d``.
 MTS_OPTIONS: tuple[str, ...] = tuple(_LAYER_OPTIONS)
 
 

@@ -48,6 +48,25 @@ def convert_to_mts(
 
     Returns ``model``. Raises ``ValueError`` when an ``include`` pattern matches no
     ``nn.Conv2d`` (a typo would otherwise convert nothing without a word).
+
+    Example:
+        >>> import torch
+        >>> from torch import nn
+        >>> from mts_lightning import convert_to_mts
+        >>> cnn = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(),
+        ...                     nn.Conv2d(4, 4, 3, padding=1))
+        >>> x = torch.randn(2, 1, 32, 16)
+        >>> before = cnn(x)
+        >>> cnn = convert_to_mts(cnn, scale_factors=(), exclude=["2"])
+        >>> [type(module).__name__ for module in cnn]
+        ['MultiscaleConv2d', 'ReLU', 'Conv2d']
+        >>> torch.equal(cnn(x), before)  # no extra branch: the same function
+        True
+        >>> cnn = convert_to_mts(cnn, scale_factors=[0.7, 1.428], kernel_sharing="autograd")
+        >>> [type(module).__name__ for module in cnn]  # the MTS layer is left as it was
+        ['MultiscaleConv2d', 'ReLU', 'MultiscaleConv2d']
+        >>> cnn[2].scale_factors
+        ((0.7, 1.0), (1.428, 1.0))
     """
     include = _as_patterns("include", include)
     exclude = _as_patterns("exclude", exclude)

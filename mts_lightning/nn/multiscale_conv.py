@@ -278,7 +278,9 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
     - ``"interleave_chdim"``: ``(B, 2 * C_out, T_out, F_out)``, each pooled channel followed
       by the ``ln(s_time)`` of the branch that won each element.
 
-    Args beyond ``nn.Conv2d``'s (keyword-only):
+    The arguments beyond ``nn.Conv2d``'s are keyword-only.
+
+    Args:
         scale_factors: one entry per extra branch, a number ``s`` (meaning ``(s, 1.0)``) or
             a pair ``(s_time, s_freq)``; empty gives plain ``nn.Conv2d``.
         output_type: ``"pooled_map"``, ``"concat_fmaps"`` or ``"interleave_chdim"``.
@@ -295,6 +297,28 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
         fuse_branches: ``"auto"``, ``"always"`` or ``"never"``: run every branch as one
             convolution over a zero-padded common kernel (stride 1, dilation 1, groups 1, zero
             padding). Same result; ``"auto"`` fuses where that is faster (see :mod:`.dispatch`).
+
+    Example:
+        A layer with two stretched branches, on spectrograms ``(batch, channels, time, freq)``;
+        in the published ``"average"`` mode, ``update_kernels()`` follows each optimizer step
+        (:class:`~mts_lightning.callbacks.KernelAveraging` does it in Lightning):
+
+        >>> import torch
+        >>> from mts_lightning import MultiscaleConv2d
+        >>> layer = MultiscaleConv2d(1, 8, kernel_size=(5, 3), padding=(2, 1),
+        ...                          scale_factors=[0.7, 1.428])
+        >>> layer.branch_kernel_sizes  # the base kernel, then each stretched copy
+        ((5, 3), (3, 3), (7, 3))
+        >>> y = layer(torch.randn(4, 1, 64, 40))
+        >>> y.shape  # what nn.Conv2d(1, 8, (5, 3), padding=(2, 1)) gives
+        torch.Size([4, 8, 64, 40])
+        >>> optimizer = torch.optim.SGD(layer.parameters(), lr=0.1)
+        >>> y.square().mean().backward()
+        >>> optimizer.step()
+        >>> layer.update_kernels()
+        >>> usage = layer.get_stretch_percs()  # share of outputs each branch won, base first
+        >>> usage.shape, round(float(usage.sum()), 6)
+        ((3,), 1.0)
     """
 
     _input_dims = (4, 3)

@@ -22,6 +22,18 @@ class MultiscaleConv1d(_MultiscaleMixin, nn.Conv1d):
     Output ``(B, C_out, T_out)`` for ``"pooled_map"``, ``(B, C_out, n_branches * T_out)``
     for ``"concat_fmaps"``, ``(B, 2 * C_out, T_out)`` for ``"interleave_chdim"``.
     Every other argument and method is that of :class:`MultiscaleConv2d`.
+
+    Example:
+        >>> import torch
+        >>> from mts_lightning import MultiscaleConv1d
+        >>> layer = MultiscaleConv1d(16, 32, kernel_size=9, padding=4, scale_factors=[0.5, 2.0],
+        ...                          kernel_sharing="autograd")
+        >>> y = layer(torch.randn(2, 16, 100))  # (batch, channels, time)
+        >>> y.shape, layer.num_branches
+        (torch.Size([2, 32, 100]), 3)
+        >>> y.sum().backward()  # "autograd": the gradient reaches the base kernel directly
+        >>> layer.weight.grad.shape
+        torch.Size([32, 16, 9])
     """
 
     _input_dims = (3, 2)

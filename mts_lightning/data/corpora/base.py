@@ -1,7 +1,7 @@
 """What every corpus is made of: clips, the corpus classes, and the scan that collects clips.
 
 A scanner walks a root folder recursively, parses the official naming of its corpus (the table
-in the README), and returns a :class:`FileCorpus`: one :class:`Clip` (file, label index,
+in the corpora guide, docs/corpora.md), and returns a :class:`FileCorpus`: one :class:`Clip` (file, label index,
 speaker) per usable file, in a stable (sorted) order. Files that break the convention raise one
 :class:`DataError` naming the first few and how many more, or, with ``skip_bad_files=True``,
 are listed in ``corpus.skipped`` with the reason. Files left out by design (RAVDESS song/video
