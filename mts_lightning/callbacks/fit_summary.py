@@ -74,6 +74,9 @@ class FitSummary(Callback):
                     f"UA {metrics.get('val/UA', float('nan')):.3f}  "
                     f"macro-F1 {metrics.get('val/macro_F1', float('nan')):.3f}"
                 )
+        report = getattr(trainer.datamodule, "label_set_report", None)
+        if report is not None:
+            lines.append(f"  {report.line()}")
         lines.append(f"  run folder (logs): {folder}")
         lines += [f"    {path}" for path in run_files(folder, best_epoch)]
         config_path = folder / "config.yaml"
