@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from data_fixtures import (
     make_crema_d_folder,
     make_emodb_folder,
@@ -19,7 +20,7 @@ from data_fixtures import (
     make_tess_folder,
 )
 
-from mts_lightning.cli import cli_main
+from mts_lightning.cli import cli_main, main
 from mts_lightning.data import DataError, SpectrogramDataModule, get_corpus
 from mts_lightning.data.datamodule import balanced
 from mts_lightning.data.label_sets import (
@@ -28,6 +29,8 @@ from mts_lightning.data.label_sets import (
     get_label_set,
     list_label_sets,
 )
+from mts_lightning.experiment import ExperimentError, load_spec
+from mts_lightning.experiment.runner import read_results
 from mts_lightning.export import export_metadata
 from mts_lightning.inference import EmotionRecognizer
 
@@ -312,3 +315,112 @@ def test_other_corpus_without_a_shared_class_is_refused(tmp_path, capsys):
 )
 def test_fit_errors(tmp_path, capsys, args, message):
     refused(capsys, lambda: fit(tmp_path, *args), "fit", message)
+
+
+# ---------------------------------------------------------------------- the matrix
+ACTED = {
+    "RAVDESS": lambda root: make_ravdess_folder(root, seconds=0.5),
+    "CREMA-D": lambda root: make_crema_d_folder(root, seconds=0.5),
+    "EmoDB": lambda root: make_emodb_folder(root, seconds=0.5),
+    "TESS": lambda root: make_tess_folder(root, words=("back", "bar", "base", "bath"), seconds=0.5),
+    "SAVEE": lambda root: make_savee_folder(root, seconds=0.5),
+}
+SHRINK = [
+    "--data.duration=0.5",
+    "--data.num_workers=0",
+    "--data.batch_size=8",
+    "--trainer.max_epochs=1",
+    "--trainer.limit_train_batches=1",
+]
+
+
+def test_shipped_cross_corpus_experiment(tmp_path, monkeypatch, capsys):
+    """configs/experiments/cross_corpus_acted.yaml on the fixture corpora, one fold and seed."""
+    for folder, make in ACTED.items():
+        make(tmp_path / "corpora" / folder)
+    monkeypatch.setenv("MTS_CORPORA", str(tmp_path / "corpora"))
+    path = CONFIGS / "experiments" / "cross_corpus_acted.yaml"
+    spec = load_spec(path)
+    corpora = ["ravdess", "crema_d", "emodb", "tess", "savee"]
+    assert list(spec.variants) == ["mts", "conv"]
+    assert spec.cross_corpus.train == spec.cross_corpus.test == tuple(corpora)
+    assert spec.cross_corpus.label_set == "shared4" and spec.cross_corpus.balance_test
+    out = tmp_path / "out"
+    main(
+        [
+            "experiment",
+            f"--config={path}",
+            f"--output_dir={out}",
+            "--folds",
+            "0",
+            "--seeds",
+            "0",
+            "--",
+            *SHRINK,
+        ]
+    )
+    rows = read_results(out / "results.csv")
+    header = (out / "results.csv").read_text().splitlines()[0]
+    assert header.startswith("variant,fold,seed,train_corpus,test_corpus,condition,WA,UA")
+    cells = [(r["train_corpus"], r["variant"], r["test_corpus"]) for r in rows]
+    assert cells == [(t, v, s) for t in corpora for v in spec.variants for s in corpora]
+    for row in rows:  # balanced test corpora: WA equals UA
+        assert row["WA"] == pytest.approx(row["UA"], abs=1e-6), row
+    # the diagonal is the run's own test split, the rest the whole (balanced) corpus
+    run = out / "runs" / "mts" / "ravdess_fold0_seed0"
+    assert (run / "test" / "emodb" / "as_recorded").is_dir()
+    summary = (out / "summary.md").read_text()
+    assert "## mts" in summary and "## conv" in summary
+    assert "| train \\ test | ravdess | crema_d | emodb | tess | savee |" in summary
+    assert "label set shared4; test corpora balanced per class" in summary
+    emodb_from_ravdess = next(
+        r
+        for r in rows
+        if (r["variant"], r["train_corpus"], r["test_corpus"]) == ("mts", "ravdess", "emodb")
+    )
+    assert f"{emodb_from_ravdess['UA']:.3f} (n=1)" in summary
+    paired = (out / "paired_differences.csv").read_text().splitlines()
+    assert paired[0].startswith("condition,train_corpus,test_corpus,metric,a,b,pairs")
+    assert len(paired) == 1 + 25  # one conv - mts test per cell
+    assert (out / "cross_corpus_ua.png").stat().st_size > 0
+    # collect rebuilds the same outputs from the run folders
+    before = summary
+    main(["experiment", "collect", str(out)])
+    assert (out / "summary.md").read_text() == before
+
+
+def test_cross_corpus_spec_errors(tmp_path, monkeypatch):
+    base = {
+        "configs": [str(CONFIGS / "synthetic.yaml")],
+        "variants": {"mts": []},
+        "folds": [0],
+        "seeds": [0],
+        "conditions": [{"name": "test"}],
+    }
+
+    def load(cross):
+        path = tmp_path / "e.yaml"
+        path.write_text(yaml.safe_dump({**base, "cross_corpus": cross}))
+        return load_spec(path)
+
+    with pytest.raises(ExperimentError, match="'opera' is not a registered corpus"):
+        load({"corpora": {"opera": {"root": "x"}}})
+    with pytest.raises(ExperimentError, match=r"cross_corpus.test is a list of distinct corpora"):
+        load({"corpora": {"emodb": {"root": "x"}}, "test": ["tess"]})
+    with pytest.raises(ExperimentError, match="unknown label set 'shared5'; known: acted6"):
+        load({"corpora": {"emodb": {"root": "x"}}, "label_set": "shared5"})
+    monkeypatch.delenv("NO_SUCH_FOLDER_VARIABLE", raising=False)
+    spec = load(
+        {"corpora": {"emodb": {"root": "${NO_SUCH_FOLDER_VARIABLE}/EmoDB"}, "synthetic": {}}}
+    )
+    key = spec.plan()[0]
+    assert key.corpus == "emodb" and key.folder_name == "emodb_fold0_seed0"
+    with pytest.raises(ExperimentError, match="NO_SUCH_FOLDER_VARIABLE, which are not set"):
+        spec.fit_args(key)
+    synthetic = spec.fit_args(spec.plan(corpora=["synthetic"])[0])
+    assert "--data.corpus=synthetic" in synthetic
+    assert not any(a.startswith(("--data.root", "--data.label_set")) for a in synthetic)
+    plain = tmp_path / "plain.yaml"
+    plain.write_text(yaml.safe_dump(base))
+    with pytest.raises(ExperimentError, match="is not a cross-corpus experiment"):
+        load_spec(plain).plan(corpora=["emodb"])

@@ -27,6 +27,8 @@ def run_command(
         f"--fold={key.fold}",
         f"--seed={key.seed}",
     ]
+    if key.corpus is not None:
+        args.append(f"--train_corpus={key.corpus}")
     if extra:
         args += ["--", *extra]
     return shlex.join(args)
