@@ -19,6 +19,7 @@ from data_fixtures import (
     make_savee_folder,
     make_tess_folder,
 )
+from wandb_records import read_wandb_records
 
 from mts_lightning.cli import cli_main, main
 from mts_lightning.data import DataError, SpectrogramDataModule, get_corpus
@@ -424,3 +425,71 @@ def test_cross_corpus_spec_errors(tmp_path, monkeypatch):
     plain.write_text(yaml.safe_dump(base))
     with pytest.raises(ExperimentError, match="is not a cross-corpus experiment"):
         load_spec(plain).plan(corpora=["emodb"])
+
+
+def test_cross_corpus_experiment_logs_its_matrix_to_wandb(tmp_path, capsys):
+    """Trained on the synthetic corpus, tested on it and on an EmoDB folder, with each test
+    corpus's own statistics; W&B among the loggers: the matrix goes to a W&B table."""
+    make_emodb_folder(tmp_path / "EmoDB", speakers=("03", "08", "09", "10"))
+    spec = tmp_path / "matrix.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "configs": [
+                    str(CONFIGS / "synthetic_conv.yaml"),
+                    str(CONFIGS / "loggers" / "wandb.yaml"),
+                ],
+                "variants": {"conv": []},
+                "folds": [0],
+                "seeds": [0],
+                "conditions": [{"name": "test"}],
+                "cross_corpus": {
+                    "label_set": {"neutral": ["neutral", "pattern_0"], "sad": ["sad", "pattern_1"]},
+                    "corpora": {"synthetic": {}, "emodb": {"root": "EmoDB"}},
+                    "train": ["synthetic"],
+                    "normalise_with": "test",
+                },
+            },
+            sort_keys=False,
+        )
+    )
+    out = tmp_path / "out"
+    main(
+        [
+            "experiment",
+            f"--config={spec}",
+            f"--output_dir={out}",
+            "--",
+            *TINY_SYNTHETIC,
+            *TINY_TRAINER,
+        ]
+    )
+    assert "W&B summary run:" in capsys.readouterr().out
+    rows = read_results(out / "results.csv")
+    assert [(r["train_corpus"], r["test_corpus"]) for r in rows] == [
+        ("synthetic", "synthetic"),
+        ("synthetic", "emodb"),
+    ]
+    summary = (out / "summary.md").read_text()
+    assert (
+        "label set inline; test corpora as they are; normalisation with the test corpus's own"
+        in summary
+    )
+    (run_file,) = (out / "wandb").glob("offline-run-*/run-*.wandb")
+    logged = {
+        "/".join(item.nested_key) or item.key
+        for r in read_wandb_records(run_file)
+        if r.WhichOneof("record_type") == "history"
+        for item in r.history.item
+    }
+    assert {"experiment/cross_corpus/_type", "experiment/cross_corpus_ua/_type"} <= logged
+
+
+def test_label_set_other_than_the_checkpoints_is_refused(tmp_path, capsys):
+    config, best = fit(tmp_path, "--data.label_set=shared4")
+    refused(
+        capsys,
+        lambda: evaluate(config, best, "--data.label_set=acted6"),
+        "test",
+        "data.label_set: the checkpoint's model was trained with 'shared4', given 'acted6'",
+    )
