@@ -268,6 +268,18 @@ def test_checkpoint_tested_on_another_corpus(tmp_path, capsys, caplog):
     val = evaluate(config, best, *other, command="validate")
     assert len(val.datamodule.val_dataset) == 16 and "val/UA" in val.trainer.callback_metrics
 
+    clips = sorted(str(p) for p in root.rglob("*.wav"))[:3]
+    predictions = tmp_path / "predictions.csv"
+    evaluate(
+        config,
+        best,
+        f"--data.predict_paths=[{', '.join(clips)}]",
+        f"--prediction_writer.output_path={predictions}",
+        command="predict",
+    )
+    header = predictions.read_text().splitlines()[0]
+    assert header == "file,predicted_emotion," + ",".join(f"prob_{c}" for c in SHARED4)
+
     recognizer = EmotionRecognizer.from_checkpoint(best)
     assert recognizer.label_set["name"] == "shared4"
     assert export_metadata(recognizer, "features")["label_set"]["classes"] == SHARED4
@@ -493,3 +505,30 @@ def test_label_set_other_than_the_checkpoints_is_refused(tmp_path, capsys):
         "test",
         "data.label_set: the checkpoint's model was trained with 'shared4', given 'acted6'",
     )
+
+
+def test_missing_test_corpus_folder_is_refused_before_any_run(tmp_path, capsys):
+    spec = tmp_path / "matrix.yaml"
+    spec.write_text(
+        yaml.safe_dump(
+            {
+                "configs": [str(CONFIGS / "synthetic_conv.yaml")],
+                "variants": {"conv": []},
+                "folds": [0],
+                "seeds": [0],
+                "conditions": [{"name": "test"}],
+                "cross_corpus": {
+                    "label_set": "shared4",
+                    "corpora": {"synthetic": {}, "emodb": {"root": "missing/EmoDB"}},
+                    "train": ["synthetic"],
+                },
+            }
+        )
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", f"--config={spec}", f"--output_dir={tmp_path / 'out'}"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cross_corpus.corpora.emodb.root" in err
+    assert f"'{tmp_path / 'missing' / 'EmoDB'}' does not exist" in err
+    assert not (tmp_path / "out" / "runs").exists()

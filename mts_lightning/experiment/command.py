@@ -136,8 +136,10 @@ def _main(argv: list[str]) -> None:
         flush=True,
     )
     todo = pending[: args.max_runs] if args.max_runs else pending
-    for variant in dict.fromkeys(k.variant for k in todo):  # every variant's config builds
-        runner.preflight(spec, next(k for k in todo if k.variant == variant), output_dir, extra)
+    # every variant's config builds (on every training corpus of a cross-corpus file)
+    for variant, corpus in dict.fromkeys((k.variant, k.corpus) for k in todo):
+        first = next(k for k in todo if (k.variant, k.corpus) == (variant, corpus))
+        runner.preflight(spec, first, output_dir, extra)
     output_dir.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     if args.launcher == "inprocess":

@@ -129,8 +129,18 @@ def read_record(folder: Path) -> dict[str, Any] | None:
 
 def preflight(spec: ExperimentSpec, key: RunKey, output_dir: Path, extra: Sequence[str]) -> None:
     """Build the run's classes without running (configuration errors, a missing corpus, a test
-    monitor surface now, before any run starts). Writes nothing."""
+    monitor surface now, before any run starts); check the folders of the test corpora of a
+    cross-corpus experiment. Writes nothing."""
     args = spec.fit_args(key, extra)[1:]
+    if spec.cross_corpus is not None:
+        for corpus in spec.cross_corpus.test:
+            for arg in spec.cross_corpus.test_args(spec.path, corpus):
+                root = arg.removeprefix("--data.root=")
+                if root != arg and not Path(root).exists():
+                    raise ExperimentError(
+                        f"{spec.path}: cross_corpus.corpora.{corpus}.root: '{root}' does not "
+                        f"exist; expected the {corpus} corpus there (a test corpus)"
+                    )
     with _own_argv():
         cli = _RunCLI(run_folder(output_dir, key), args=args, run=False)
     if cli.datamodule.hparams.get("split") == "random" and len(spec.folds) > 1:
@@ -161,9 +171,7 @@ def run_one(
             )
         return record
     if folder.exists() and _first_process():
-        print(
-            f"{key.variant} fold {key.fold} seed {key.seed}: interrupted before; redone", flush=True
-        )
+        print(f"{key.label}: interrupted before; redone", flush=True)
         shutil.rmtree(folder)
     start = time.monotonic()
     with _own_argv():
@@ -182,14 +190,12 @@ def _fit_and_test(
     _finish_wandb(fit.trainer)
     trainer = fit.trainer
     if trainer.interrupted:  # never record a fit that did not finish
-        raise ExperimentError(
-            f"{key.variant} fold {key.fold} seed {key.seed}: the fit was interrupted"
-        )
+        raise ExperimentError(f"{key.label}: the fit was interrupted")
     checkpoint = trainer.checkpoint_callback
     best = Path(getattr(checkpoint, "best_model_path", "") or "")
     if not best.is_file():
         raise ExperimentError(
-            f"{key.variant} fold {key.fold} seed {key.seed}: the fit saved no checkpoint to test; "
+            f"{key.label}: the fit saved no checkpoint to test; "
             "the config needs a ModelCheckpoint callback (monitoring a val/ metric)"
         )
     best_epoch = torch.load(best, map_location="cpu", weights_only=True).get("epoch")
