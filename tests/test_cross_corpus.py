@@ -532,3 +532,22 @@ def test_missing_test_corpus_folder_is_refused_before_any_run(tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "cross_corpus.corpora.emodb.root" in err
     assert f"'{tmp_path / 'missing' / 'EmoDB'}' does not exist" in err
     assert not (tmp_path / "out" / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    ("corpus", "label_set", "counts"),
+    [("iemocap", "shared4_excited", [10, 20, 10, 10]), ("manifest", "shared4", [3, 3, 0, 3])],
+)
+def test_training_parts_with_a_label_set(tmp_path, corpus, label_set, counts):
+    """IEMOCAP and a manifest train on a label set: the loaders serve the shared labels."""
+    written = CORPORA[corpus][0](tmp_path)
+    root = written[0] if corpus == "manifest" else tmp_path
+    data = SpectrogramDataModule(
+        corpus=corpus, root=str(root), label_set=label_set, num_folds=3, duration=0.3
+    )
+    data.setup("fit")
+    clips = data.load_corpus().clips
+    assert [sum(c.label == i for c in clips) for i in range(4)] == counts
+    labels = {int(y) for _, batch in data.train_dataloader() for y in batch}
+    assert labels <= {i for i, n in enumerate(counts) if n} and len(labels) > 1
+    assert data.class_weights.shape == (4,)
