@@ -402,7 +402,7 @@ def test_shipped_cross_corpus_experiment(tmp_path, monkeypatch, capsys):
     assert (out / "summary.md").read_text() == before
 
 
-def test_cross_corpus_spec_errors(tmp_path, monkeypatch):
+def test_cross_corpus_spec_errors(tmp_path, monkeypatch, capsys):
     base = {
         "configs": [str(CONFIGS / "synthetic.yaml")],
         "variants": {"mts": []},
@@ -433,6 +433,10 @@ def test_cross_corpus_spec_errors(tmp_path, monkeypatch):
     synthetic = spec.fit_args(spec.plan(corpora=["synthetic"])[0])
     assert "--data.corpus=synthetic" in synthetic
     assert not any(a.startswith(("--data.root", "--data.label_set")) for a in synthetic)
+    main(["experiment", f"--config={tmp_path / 'e.yaml'}", f"--output_dir={tmp_path}", "--dry-run"])
+    commands = capsys.readouterr().out.splitlines()
+    assert commands[0].endswith("--variant=mts --fold=0 --seed=0 --train_corpus=emodb")
+    assert commands[1].endswith("--train_corpus=synthetic")
     plain = tmp_path / "plain.yaml"
     plain.write_text(yaml.safe_dump(base))
     with pytest.raises(ExperimentError, match="is not a cross-corpus experiment"):

@@ -622,7 +622,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 f"features have {self.feature_config.num_bins}; use the feature settings of training"
             )
         self.normalizer.set(mean, state_dict["norm_std"])
-        if trained_on != self.corpus:
+        if state_dict.get("norm_corpus", self.corpus) != self.corpus:
             rank_zero_info(
                 f"normalisation: the statistics of the training split of {trained_on}, from the "
                 f"checkpoint (normalise_with='train'; --data.normalise_with test uses "

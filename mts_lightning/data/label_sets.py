@@ -130,8 +130,7 @@ def list_label_sets() -> list[str]:
 
 def get_label_set(value: LabelSetArg | Mapping[str, Any]) -> LabelSet | None:
     """The label set of ``--data.label_set``: a registered name, an inline ``{shared class:
-    [corpus classes]}`` mapping (named ``inline``), a :meth:`LabelSet.describe` dict (as a
-    checkpoint keeps it), or None."""
+    [corpus classes]}`` mapping (named ``inline``), or None."""
     if value is None:
         return None
     if isinstance(value, str):
@@ -146,15 +145,6 @@ def get_label_set(value: LabelSetArg | Mapping[str, Any]) -> LabelSet | None:
         raise ValueError(
             f"data.label_set: a label set name or a mapping {{shared class: [corpus classes]}}, "
             f"got {value!r}"
-        )
-    if "sources" in value and "classes" in value:  # a checkpoint's description
-        return LabelSet(
-            str(value["name"]),
-            {k: tuple(v) for k, v in value["sources"].items()},
-            {
-                c: {k: tuple(v) for k, v in t.items()}
-                for c, t in (value.get("corpus_sources") or {}).items()
-            },
         )
     table = {}
     for shared, owns in value.items():
