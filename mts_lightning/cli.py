@@ -130,8 +130,15 @@ class MTSLightningCLI(LightningCLI):
     length settings for a backbone that declares ``accepts_any_length``, as the zoo's globally
     pooled models do; a fixed-size backbone as long as the input length stays the same), and
     refused with a one-line error naming the setting, the checkpoint's and the given value
-    otherwise (the corpus, feature settings, class options). ``segment_overlap`` and
+    otherwise (feature settings, class options, the label set). ``segment_overlap`` and
     ``test_tempo`` never change the input contract: they always follow the user.
+
+    Another corpus (``--data.corpus`` other than the checkpoint's, with its ``--data.root``):
+    the model is evaluated on it with the checkpoint's feature, length and label-set settings,
+    and the whole corpus is the test (and validation) split (``split='all'``, unless
+    ``--data.split`` is given); its class options are its own. Its classes, read through the
+    checkpoint's label set, must be the model's: a checkpoint trained without a label set is
+    refused on a corpus with other classes, one line naming both.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
