@@ -40,8 +40,10 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from mts_lightning.callbacks import FitSummary, PredictionCSVWriter
 from mts_lightning.data import SpectrogramDataModule, list_audio_files, restored_settings
+from mts_lightning.data.corpora import get_corpus, list_corpora
 from mts_lightning.data.datamodule import LENGTH_SETTINGS, PADDING_SETTINGS
 from mts_lightning.data.errors import DataError
+from mts_lightning.data.label_sets import list_label_sets
 from mts_lightning.experiment.monitors import refuse_test_monitors
 from mts_lightning.module import EmotionClassifier
 from mts_lightning.resume import logged_rows, relog, run_folder_of
@@ -128,8 +130,15 @@ class MTSLightningCLI(LightningCLI):
     length settings for a backbone that declares ``accepts_any_length``, as the zoo's globally
     pooled models do; a fixed-size backbone as long as the input length stays the same), and
     refused with a one-line error naming the setting, the checkpoint's and the given value
-    otherwise (the corpus, feature settings, class options). ``segment_overlap`` and
+    otherwise (feature settings, class options, the label set). ``segment_overlap`` and
     ``test_tempo`` never change the input contract: they always follow the user.
+
+    Another corpus (``--data.corpus`` other than the checkpoint's, with its ``--data.root``):
+    the model is evaluated on it with the checkpoint's feature, length and label-set settings,
+    and the whole corpus is the test (and validation) split (``split='all'``, unless
+    ``--data.split`` is given); its class options are its own. Its classes, read through the
+    checkpoint's label set, must be the model's: a checkpoint trained without a label set is
+    refused on a corpus with other classes, one line naming both.
     """
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -146,6 +155,9 @@ class MTSLightningCLI(LightningCLI):
         #: Explicit length settings that differ from the checkpoint's: key -> (saved, given).
         self._length_overrides: dict[str, tuple[Any, Any]] = {}
         self._saved_input_shape: list[int] | None = None
+        #: The checkpoint's class names and data settings, for cross-corpus evaluation.
+        self._saved_classes: list[str] | None = None
+        self._saved_data: dict[str, Any] = {}
         try:
             super().__init__(*args, **kwargs)
         except _USER_ERRORS as err:
@@ -169,6 +181,7 @@ class MTSLightningCLI(LightningCLI):
         # Computed when the datamodule is built (from the corpus and the feature settings).
         for key in ("num_classes", "class_names", "input_shape"):
             parser.link_arguments(f"data.{key}", f"model.{key}", apply_on="instantiate")
+        parser.link_arguments("data.label_set_info", "model.label_set_info", apply_on="instantiate")
         parser.add_lightning_class_args(PredictionCSVWriter, "prediction_writer")
 
     # ------------------------------------------------------------------ before building
@@ -189,8 +202,14 @@ class MTSLightningCLI(LightningCLI):
             return
         ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
         saved = ckpt.get("datamodule_hyper_parameters") or {}
-        self._saved_input_shape = (ckpt.get("hyper_parameters") or {}).get("input_shape")
+        model_hparams = ckpt.get("hyper_parameters") or {}
+        self._saved_input_shape = model_hparams.get("input_shape")
+        self._saved_classes = model_hparams.get("class_names")
+        self._saved_data = dict(saved)
         data = self.config[subcommand].data
+        # Another corpus than the checkpoint's: its classes are checked once it is built.
+        other_corpus = "corpus" in self._given_data and data.get("corpus") != saved.get("corpus")
+        class_options = {o for n in list_corpora() for o in get_corpus(n).class_options}
         # The datamodule arguments that shape the model's input and classes.
         for key in restored_settings():
             if key not in saved or _plain(data.get(key)) == _plain(saved[key]):
@@ -199,6 +218,11 @@ class MTSLightningCLI(LightningCLI):
             if key not in self._given_data:
                 rank_zero_info(f"data.{key}: {value!r} from the checkpoint (config: {given!r})")
                 data[key] = value
+            elif other_corpus and (key == "corpus" or key in class_options):
+                rank_zero_info(
+                    f"data.{key}: {given!r} as given (the checkpoint's: {value!r}): a model "
+                    f"trained on {saved.get('corpus')} evaluated on {data.get('corpus')}"
+                )
             elif key in LENGTH_SETTINGS:
                 self._length_overrides[key] = (value, given)  # checked once the model exists
             elif key in PADDING_SETTINGS:
@@ -209,6 +233,13 @@ class MTSLightningCLI(LightningCLI):
                     f"{given!r}; it changes the model's input or classes (leave --data.{key} "
                     "out to use the checkpoint's value)"
                 )
+        if other_corpus and "split" not in self._given_data and data.get("split") != "all":
+            rank_zero_info(
+                f"data.split: 'all' (config: {data.get('split')!r}): every clip of "
+                f"{data.get('corpus')} is a test clip, its speakers unseen in training on "
+                f"{saved.get('corpus')}"
+            )
+            data["split"] = "all"
 
     def before_instantiate_classes(self) -> None:
         try:
@@ -312,6 +343,7 @@ class MTSLightningCLI(LightningCLI):
         try:
             super().instantiate_classes()
             self._check_length_overrides()
+            self._check_classes()
             self._check_inputs()
         except (ValueError, OSError) as err:
             self._exit_with_error(err)
@@ -352,6 +384,29 @@ class MTSLightningCLI(LightningCLI):
             f"data.{key}: the checkpoint's model ({type(backbone).__name__}) was trained with "
             f"{value!r}, given {given!r}; it takes inputs of one length only (it does not "
             f"declare accepts_any_length), so leave --data.{key} out"
+        )
+
+    def _check_classes(self) -> None:
+        """Refuse to evaluate a checkpoint on a corpus whose classes are not the model's (a
+        corpus other than the training one, read without the checkpoint's label set)."""
+        datamodule = self.datamodule
+        saved = self._saved_classes
+        if saved is None or not isinstance(datamodule, SpectrogramDataModule):
+            return
+        if list(datamodule.class_names) == list(saved):
+            return
+        trained_on = self._saved_data.get("corpus")
+        label_set = self._saved_data.get("label_set")
+        how = (
+            f"with label set {label_set if isinstance(label_set, str) else 'inline'}"
+            if label_set is not None
+            else "without a label set"
+        )
+        raise ValueError(
+            f"data.corpus: the checkpoint's model was trained on {trained_on} {how}, with the "
+            f"classes {', '.join(saved)}; {datamodule.corpus} has the classes "
+            f"{', '.join(datamodule.class_names)}; to test across corpora, train with "
+            f"--data.label_set (one of {', '.join(list_label_sets())}, or an inline mapping)"
         )
 
     def _check_inputs(self) -> None:

@@ -102,6 +102,7 @@ def export_metadata(recognizer: EmotionRecognizer, input_kind: InputKind) -> dic
     """What a runtime caller needs to feed the graph and read its outputs."""
     return {
         "class_names": recognizer.class_names,
+        "label_set": recognizer.label_set,
         "input": input_kind,
         "sample_rate": recognizer.feature_config.sample_rate,
         "features": asdict(recognizer.feature_config),

@@ -163,6 +163,9 @@ class EmotionRecognizer:
         if freeze:
             freeze_mts_layers(self.model)
         self.class_names = list(model.class_names)
+        #: The label set of the classes as the checkpoint keeps it (name, shared classes,
+        #: the corpus classes joining each, the training corpus), or None.
+        self.label_set: dict[str, Any] | None = model.label_set_info
         self.feature_config = feature_config
         self.features: SpectrogramFeature = feature_config.kind(feature_config).eval()
         self.norm_mean = norm_mean.float()

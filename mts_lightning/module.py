@@ -71,6 +71,11 @@ class EmotionClassifier(pl.LightningModule):
             (:func:`mts_lightning.scheduling.plateau_frequency`).
         confusion_matrix: log and save a confusion-matrix figure after each validation and
             test epoch.
+        label_set_info: the label set the classes come from, as the datamodule describes it
+            (``SpectrogramDataModule.label_set_info``: name, shared classes, the corpus
+            classes that join each, the training corpus and its mapping); ``None`` when the
+            classes are the corpus's own. Kept in the checkpoint's hyperparameters, where the
+            CLI, ``EmotionRecognizer`` and exported files read it.
 
     Batches are ``(spectrograms, labels)``, or, for clips cut into segments, ``(spectrograms
     (S, 1, T, F), labels (B,), clip_index (S,))`` (see ``SpectrogramDataModule``): then the
@@ -108,6 +113,7 @@ class EmotionClassifier(pl.LightningModule):
         lr_scheduler_interval: Literal["epoch", "step"] = "epoch",
         lr_scheduler_monitor: str = "val/loss",
         confusion_matrix: bool = True,
+        label_set_info: dict[str, Any] | None = None,
     ) -> None:
         super().__init__()
         with warnings.catch_warnings():
@@ -146,6 +152,12 @@ class EmotionClassifier(pl.LightningModule):
         self.lr_scheduler_interval = lr_scheduler_interval
         self.lr_scheduler_monitor = lr_scheduler_monitor
         self.plot_confusion_matrix = confusion_matrix
+        if label_set_info is not None and list(label_set_info["classes"]) != self.class_names:
+            raise ValueError(
+                f"label_set_info: its classes {label_set_info['classes']} are not the model's "
+                f"class_names {self.class_names}"
+            )
+        self.label_set_info = label_set_info
         self._restored_random_state: dict[str, Any] | None = None
 
         self._auto_class_weights = isinstance(class_weights, str)

@@ -192,4 +192,5 @@ def test_restored_settings_derive_from_the_feature_configuration():
         "segment_duration",
         "pad_mode",
         "synthetic_classes",
+        "label_set",
     }

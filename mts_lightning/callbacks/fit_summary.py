@@ -18,8 +18,9 @@ from mts_lightning.run_dir import run_dir
 class FitSummary(Callback):
     """At the end of ``fit``, prints (rank zero) the epochs, steps and time, the best
     checkpoint and its monitored score, the validation WA/UA/macro-F1 of the best and the
-    last epoch, every file of the run's folder (:func:`~mts_lightning.run_dir.run_dir`), and
-    the commands that resume and test the run.
+    last epoch, the clips a label set kept and left out (per class), every file of the run's
+    folder (:func:`~mts_lightning.run_dir.run_dir`), and the commands that resume and test
+    the run.
 
     Attributes:
         epochs: validation metrics (``val/...``) of every validation run of the fit, by
@@ -74,6 +75,9 @@ class FitSummary(Callback):
                     f"UA {metrics.get('val/UA', float('nan')):.3f}  "
                     f"macro-F1 {metrics.get('val/macro_F1', float('nan')):.3f}"
                 )
+        report = getattr(trainer.datamodule, "label_set_report", None)
+        if report is not None:
+            lines.append(f"  {report.line()}")
         lines.append(f"  run folder (logs): {folder}")
         lines += [f"    {path}" for path in run_files(folder, best_epoch)]
         config_path = folder / "config.yaml"

@@ -40,6 +40,7 @@ from .features import (
     register_feature,
     segment_starts,
 )
+from .label_sets import LabelSet, get_label_set, list_label_sets, register_label_set
 from .splits import SPLIT_METHODS, make_split, split_speakers
 from .tempo import change_tempo
 
@@ -56,6 +57,7 @@ __all__ = [
     "FeatureConfig",
     "FeatureExtractor",
     "FileCorpus",
+    "LabelSet",
     "NamingScheme",
     "Normalizer",
     "SCANNERS",
@@ -74,13 +76,16 @@ __all__ = [
     "PAD_MODES",
     "fix_length",
     "get_corpus",
+    "get_label_set",
     "list_audio_files",
     "list_corpora",
     "list_features",
+    "list_label_sets",
     "load_audio",
     "make_split",
     "register_corpus",
     "register_feature",
+    "register_label_set",
     "restored_settings",
     "scan_crema_d",
     "scan_emodb",

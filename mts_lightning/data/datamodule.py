@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from collections import defaultdict
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +33,7 @@ from .dataset import (
 )
 from .errors import DataError
 from .features import FEATURE_SETTINGS, FeatureConfig, PadMode, check_pad_mode
+from .label_sets import LabelSetArg, LabelSetReport, apply_label_set, get_label_set
 from .splits import make_split, split_speakers
 from .tempo import check_augment_tempos, check_tempo
 
@@ -40,6 +44,8 @@ LENGTH_SETTINGS = ("duration", "segment_duration")
 #: Settings a trained model is evaluated with unless given otherwise; any value works with
 #: any model, so an explicit one is honoured.
 PADDING_SETTINGS = ("pad_mode",)
+#: Where the normalisation statistics of an evaluation come from (``normalise_with``).
+NORMALISE_WITH = ("train", "test")
 
 
 def restored_settings() -> tuple[str, ...]:
@@ -55,6 +61,7 @@ def restored_settings() -> tuple[str, ...]:
         *LENGTH_SETTINGS,
         *PADDING_SETTINGS,
         *dict.fromkeys(class_options),
+        "label_set",
     )
 
 
@@ -77,7 +84,10 @@ class SpectrogramDataModule(pl.LightningDataModule):
         features: a registered feature kind: ``stft`` (``|X|^(2/3)`` magnitude, the paper's) or
             ``logmel``.
         split: ``speaker_kfold``, ``loso`` (leave one speaker out), ``paper`` (the MTS
-            paper's protocol for the corpus) or ``random`` (seeded, stratified).
+            paper's protocol for the corpus), ``random`` (seeded, stratified) or ``all``
+            (every clip is a validation and a test clip, none trains: a corpus a checkpoint
+            was not trained on; the CLI picks it when ``--data.corpus`` differs from the
+            checkpoint's).
         fold: which fold of ``speaker_kfold``/``loso``/``paper`` to use.
         num_folds: folds of ``speaker_kfold``.
         split_ratios: train/val/test ratios of ``random``.
@@ -121,6 +131,17 @@ class SpectrogramDataModule(pl.LightningDataModule):
         synthetic_*: the embedded corpus: seed, classes, speakers, clips per speaker, clip
             duration, and the time-stretch ranges of the train/val and of the test clips.
         predict_paths: audio files and/or folders for ``predict``.
+        label_set: shared classes that the corpus's classes map onto
+            (:mod:`~mts_lightning.data.label_sets`): a registered name (``shared4``,
+            ``shared4_excited``, ``acted6``) or an inline ``{shared class: [corpus classes]}``.
+            The classes are then the set's; clips of other classes are left out, logged, and
+            counted in ``label_set.json`` of the run and in the fit summary. A checkpoint
+            trained with a label set can be tested on any corpus the set covers.
+        normalise_with: the statistics an evaluation normalises with: ``train`` (those of the
+            training split, from the checkpoint) or ``test`` (the evaluated clips' own: the
+            validate/test part, or the predict files). Fit always uses the training split's.
+        balance_test: subsample the test part to the same number of clips per class (the
+            fewest of any class present; seeded with ``seed``), so that UA and WA agree.
 
     Example:
         A small synthetic corpus (3 classes, 5 speakers, 1-s clips), its features cached in a
@@ -147,7 +168,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
         corpus: str = "synthetic",
         root: str | None = None,
         features: str = "logmel",
-        split: Literal["speaker_kfold", "loso", "paper", "random"] = "speaker_kfold",
+        split: Literal["speaker_kfold", "loso", "paper", "random", "all"] = "speaker_kfold",
         fold: int = 0,
         num_folds: int = 5,
         split_ratios: tuple[float, float, float] = (0.7, 0.2, 0.1),
@@ -184,6 +205,9 @@ class SpectrogramDataModule(pl.LightningDataModule):
         synthetic_train_stretch: tuple[float, float] = (0.6, 1.6),
         synthetic_test_stretch: tuple[float, float] = (0.6, 1.6),
         predict_paths: list[str] | None = None,
+        label_set: LabelSetArg = None,
+        normalise_with: Literal["train", "test"] = "train",
+        balance_test: bool = False,
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -202,6 +226,13 @@ class SpectrogramDataModule(pl.LightningDataModule):
             raise ValueError(f"segment_overlap must be in [0, 1), got {segment_overlap}")
         check_tempo("test_tempo", test_tempo)
         check_pad_mode(pad_mode)
+        if normalise_with not in NORMALISE_WITH:
+            raise ValueError(
+                f"normalise_with must be one of {', '.join(NORMALISE_WITH)}, got {normalise_with!r}"
+            )
+        self.label_set = get_label_set(label_set)
+        #: How the label set met the corpus (set when the corpus is scanned).
+        self.label_set_report: LabelSetReport | None = None
         self.augment_tempos = check_augment_tempos(augment_tempos)
         self.feature_config = FeatureConfig(
             **{name: self.hparams[name] for name in FEATURE_SETTINGS}
@@ -215,11 +246,14 @@ class SpectrogramDataModule(pl.LightningDataModule):
         )
         self._corpora: dict[str, Corpus] = {}
         self.bad_files = BadFiles(corpus, skip_bad_files)
-        self.class_names = list(
-            self.corpus_spec.classes
-            if self.corpus_spec.classes is not None
-            else self.load_corpus().class_names
-        )
+        if self.label_set is not None:
+            self.class_names = self.label_set.classes
+        else:
+            self.class_names = list(
+                self.corpus_spec.classes
+                if self.corpus_spec.classes is not None
+                else self.load_corpus().class_names
+            )
         self.num_classes = len(self.class_names)
         length = segment_duration or duration or self.longest_usable_duration()
         frames = self.feature_config.seconds_to_frames(length)
@@ -240,6 +274,11 @@ class SpectrogramDataModule(pl.LightningDataModule):
     def corpus(self) -> str:
         """The registered name of the corpus."""
         return self.hparams.corpus
+
+    @property
+    def label_set_info(self) -> dict | None:
+        """The label set as a checkpoint keeps it (:meth:`LabelSet.describe`), or None."""
+        return None if self.label_set is None else self.label_set.describe(self.corpus)
 
     @property
     def predict_paths(self) -> list[str] | None:
@@ -265,9 +304,15 @@ class SpectrogramDataModule(pl.LightningDataModule):
             options = {name: self.hparams[name] for name in self.corpus_spec.options}
             if self.corpus_spec.test_part_differs:
                 options["part"] = variant
+            if self.label_set is not None:
+                options.update(self.corpus_spec.label_set_scan)
             hp = self.hparams
             corpus = self.corpus_spec.scan(hp.root, skip_bad_files=hp.skip_bad_files, **options)
             self.bad_files.record(corpus.skipped)
+            if self.label_set is not None:
+                where = "the embedded corpus" if hp.root is None else str(hp.root)
+                corpus, self.label_set_report = apply_label_set(corpus, self.label_set, where)
+                rank_zero_info(self.label_set_report.line())
             if corpus.excluded:
                 rank_zero_info(corpus.excluded_summary())
             self._corpora[variant] = corpus
@@ -278,9 +323,20 @@ class SpectrogramDataModule(pl.LightningDataModule):
         configured split (too few speakers, a fold out of range)."""
         if self.split_indices is None:
             hp, clips = self.hparams, self.load_corpus().clips
-            self.split_indices = make_split(
-                clips, hp.split, hp.fold, hp.num_folds, hp.seed, hp.split_ratios, hp.corpus
-            )
+            if hp.split == "all":
+                every = list(range(len(clips)))
+                self.split_indices = {"train": [], "val": every, "test": list(every)}
+            else:
+                self.split_indices = make_split(
+                    clips, hp.split, hp.fold, hp.num_folds, hp.seed, hp.split_ratios, hp.corpus
+                )
+            if hp.balance_test:
+                test = self.split_indices["test"]
+                self.split_indices["test"] = balanced(clips, test, hp.seed)
+                rank_zero_info(
+                    f"{self.corpus} test: balanced to {len(self.split_indices['test'])} clips, "
+                    f"the same number per class, of {len(test)} (balance_test, seed {hp.seed})"
+                )
             self.split_speakers = split_speakers(clips, self.split_indices)
         return self.split_indices
 
@@ -427,6 +483,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
         parts = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
             stage or "", SPLIT_NAMES
         )
+        self._check_stage(parts)
         for name in parts:
             dataset = self._dataset(self._part(name), training=name == "train")
             setattr(self, f"{name}_dataset", dataset)
@@ -434,8 +491,25 @@ class SpectrogramDataModule(pl.LightningDataModule):
         self.bad_files.report()
         self._write_log()
 
+    def _check_stage(self, parts: Sequence[str]) -> None:
+        """Refuse settings that only apply to evaluation when training."""
+        hp = self.hparams
+        if "train" in parts and hp.split == "all":
+            raise DataError(
+                f"split='all' makes every clip of {self.corpus} a test clip and leaves none to "
+                "train on; it evaluates a checkpoint (validate, test): choose another split to fit"
+            )
+        if "train" in parts and hp.normalise_with != "train":
+            raise DataError(
+                f"normalise_with={hp.normalise_with!r} normalises an evaluation with the "
+                "evaluated clips' own statistics (validate, test, predict with --ckpt_path); "
+                "fit normalises with the training split: leave it 'train'"
+            )
+
     def _class_weights(self) -> torch.Tensor:
         """:func:`class_weights` of the usable training clips."""
+        if self.hparams.split == "all":
+            return torch.ones(self.num_classes)  # nothing trains
         clips = self.load_corpus().clips
         indices = self.make_split()["train"]
         keys = self._keys.get("train")
@@ -443,14 +517,25 @@ class SpectrogramDataModule(pl.LightningDataModule):
             indices = [i for i, k in zip(indices, keys, strict=True) if k is not None]
         return class_weights([clips[i].label for i in indices], self.num_classes)
 
-    def _ensure_stats(self) -> None:
-        """Set the training split's per-bin mean/std unless set (or restored) already."""
+    def _ensure_stats(self, stage: str = "train") -> None:
+        """Set the training split's per-bin mean/std unless set (or restored) already; with
+        ``normalise_with='test'``, the evaluated ``stage``'s own (val, test or predict)."""
         if self.normalizer.ready:
             return
-        if "train" not in self._keys:
-            self._part("train")
-        keys = [k for k in self._keys["train"] if k is not None]
-        self.normalizer.set(*training_statistics(self._cache(self.corpus), keys))
+        part = stage if self.hparams.normalise_with == "test" else "train"
+        if part not in self._keys:
+            self._part(part)
+        keys = [k for k in self._keys[part] if k is not None]
+        cache = self._cache("predict") if part == "predict" else self._cache(self.corpus)
+        if part == "test" and self.hparams.test_tempo != 1.0:
+            cache = self._cache(self.corpus, self.hparams.test_tempo)
+        self.normalizer.set(*training_statistics(cache, keys))
+        if part != "train":
+            what = "the predict files" if part == "predict" else f"{self.corpus} {part}"
+            rank_zero_info(
+                f"normalisation: the statistics of {what} itself ({len(keys)} clips; "
+                "normalise_with='test')"
+            )
 
     def _setup_predict(self) -> None:
         if not self.predict_paths:
@@ -463,6 +548,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
         keys = self._fill(corpus, corpus.clips, cache, "predict")
         kept = [(f, k) for f, k in zip(files, keys, strict=True) if k is not None]
         self.predict_files = [f for f, _ in kept]
+        self._keys["predict"] = [k for _, k in kept]
         items = [Item(str(cache.feature_path(k)), f) for f, k in kept]
         self.predict_dataset = self._dataset(items)
         self.bad_files.report()
@@ -479,7 +565,9 @@ class SpectrogramDataModule(pl.LightningDataModule):
         if trainer is None or not trainer.is_global_zero:
             return None
         log_dir = run_dir(trainer)
-        files = {"split_speakers.json": self.split_speakers}
+        files: dict[str, object] = {"split_speakers.json": self.split_speakers}
+        if self.label_set_report is not None:
+            files["label_set.json"] = self.label_set_report.as_dict()
         if self.skipped_files:
             files["skipped_files.json"] = [
                 {"path": s.path, "reason": s.reason} for s in self.skipped_files
@@ -493,7 +581,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
     ) -> DataLoader:
         if dataset is None:
             raise RuntimeError(f"no {stage} dataset: call setup() with the matching stage first")
-        self._ensure_stats()
+        self._ensure_stats(stage)
         trainer = self.trainer
         on_gpu = (
             isinstance(trainer.accelerator, CUDAAccelerator)
@@ -529,11 +617,22 @@ class SpectrogramDataModule(pl.LightningDataModule):
         """Normalisation statistics of the training split (stored in Lightning checkpoints)."""
         if not self.normalizer.ready:
             return {}
-        return {"norm_mean": self.normalizer.mean, "norm_std": self.normalizer.std}
+        return {
+            "norm_mean": self.normalizer.mean,
+            "norm_std": self.normalizer.std,
+            "norm_corpus": self.corpus,
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         """Restore the training statistics (used even when the corpus is not available)."""
         if "norm_mean" not in state_dict:
+            return
+        trained_on = state_dict.get("norm_corpus", "the training corpus")
+        if self.hparams.normalise_with == "test":
+            rank_zero_info(
+                f"normalisation: the evaluated clips' own statistics (normalise_with='test'), "
+                f"not those of the training split of {trained_on} in the checkpoint"
+            )
             return
         mean = torch.as_tensor(state_dict["norm_mean"])
         if mean.numel() != self.feature_config.num_bins:
@@ -542,3 +641,24 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 f"features have {self.feature_config.num_bins}; use the feature settings of training"
             )
         self.normalizer.set(mean, state_dict["norm_std"])
+        if state_dict.get("norm_corpus", self.corpus) != self.corpus:
+            rank_zero_info(
+                f"normalisation: the statistics of the training split of {trained_on}, from the "
+                f"checkpoint (normalise_with='train'; --data.normalise_with test uses "
+                f"{self.corpus}'s own)"
+            )
+
+
+def balanced(clips: Sequence[Clip], indices: Sequence[int], seed: int) -> list[int]:
+    """The clips ``indices`` subsampled to the same number per class, the fewest of any class
+    present, drawn with ``seed`` (sorted)."""
+    by_label: dict[int, list[int]] = defaultdict(list)
+    for i in indices:
+        by_label[clips[i].label].append(i)
+    if not by_label:
+        return []
+    count = min(len(members) for members in by_label.values())
+    chosen = []
+    for label, members in sorted(by_label.items()):
+        chosen += random.Random(f"{seed}-balance-{label}").sample(sorted(members), count)
+    return sorted(chosen)

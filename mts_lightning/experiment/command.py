@@ -45,6 +45,9 @@ def _experiment_parser() -> argparse.ArgumentParser:
     parser.add_argument("--folds", nargs="+", type=int, help="only these folds of the file")
     parser.add_argument("--seeds", nargs="+", type=int, help="only these seeds of the file")
     parser.add_argument(
+        "--train_corpora", nargs="+", help="only these training corpora of a cross-corpus file"
+    )
+    parser.add_argument(
         "--max_runs", type=int, help="run at most this many unrecorded runs, then stop"
     )
     parser.add_argument(
@@ -71,6 +74,7 @@ def _run_parser() -> argparse.ArgumentParser:
     parser.add_argument("--variant", required=True)
     parser.add_argument("--fold", type=int, required=True)
     parser.add_argument("--seed", type=int, required=True)
+    parser.add_argument("--train_corpus", help="the training corpus (cross-corpus files)")
     return parser
 
 
@@ -105,7 +109,8 @@ def _main(argv: list[str]) -> None:
         own, extra = _split_extra(argv[1:])
         args = _run_parser().parse_args(own)
         spec = load_spec(args.config)
-        key = spec.plan([args.variant], [args.fold], [args.seed])[0]
+        corpora = None if args.train_corpus is None else [args.train_corpus]
+        key = spec.plan([args.variant], [args.fold], [args.seed], corpora)[0]
         runner.run_one(spec, key, args.output_dir, extra)
         print(f"recorded in {runner.run_folder(args.output_dir, key) / runner.RESULT_FILE}")
         return
@@ -114,7 +119,7 @@ def _main(argv: list[str]) -> None:
     if args.max_runs is not None and args.max_runs < 1:
         raise ExperimentError(f"--max_runs must be >= 1, got {args.max_runs}")
     spec = load_spec(args.config)
-    plan = spec.plan(args.variants, args.folds, args.seeds)
+    plan = spec.plan(args.variants, args.folds, args.seeds, args.train_corpora)
     output_dir = Path(args.output_dir)
     pending = [k for k in plan if runner.read_record(runner.run_folder(output_dir, k)) is None]
     if args.dry_run:
@@ -131,13 +136,15 @@ def _main(argv: list[str]) -> None:
         flush=True,
     )
     todo = pending[: args.max_runs] if args.max_runs else pending
-    for variant in dict.fromkeys(k.variant for k in todo):  # every variant's config builds
-        runner.preflight(spec, next(k for k in todo if k.variant == variant), output_dir, extra)
+    # every variant's config builds (on every training corpus of a cross-corpus file)
+    for variant, corpus in dict.fromkeys((k.variant, k.corpus) for k in todo):
+        first = next(k for k in todo if (k.variant, k.corpus) == (variant, corpus))
+        runner.preflight(spec, first, output_dir, extra)
     output_dir.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     if args.launcher == "inprocess":
         for i, key in enumerate(todo, 1):
-            print(f"[{i}/{len(todo)}] {key.variant} fold {key.fold} seed {key.seed}", flush=True)
+            print(f"[{i}/{len(todo)}] {key.label}", flush=True)
             runner.run_one(spec, key, output_dir, extra)
             runner.write_results(
                 output_dir / "results.csv",

@@ -27,6 +27,8 @@ def run_command(
         f"--fold={key.fold}",
         f"--seed={key.seed}",
     ]
+    if key.corpus is not None:
+        args.append(f"--train_corpus={key.corpus}")
     if extra:
         args += ["--", *extra]
     return shlex.join(args)
@@ -63,15 +65,11 @@ def submit_runs(
         for key in keys
     ]
     for key, job in jobs:
-        print(
-            f"submitted {key.variant} fold {key.fold} seed {key.seed}: job {job.job_id}", flush=True
-        )
+        print(f"submitted {key.label}: job {job.job_id}", flush=True)
     failures = []
     for key, job in jobs:
         try:
             job.result()
         except Exception as err:
-            failures.append(
-                f"{key.variant} fold {key.fold} seed {key.seed} (job {job.job_id}): {err}"
-            )
+            failures.append(f"{key.label} (job {job.job_id}): {err}")
     return failures

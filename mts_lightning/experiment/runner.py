@@ -5,6 +5,8 @@ Layout of an output folder::
 
     DIR/runs/<variant>/fold<F>_seed<S>/   the run folder: config.yaml, checkpoints/, metrics.csv,
                                           test/<condition>/ (one per test), result.json
+                                          (cross-corpus: <train corpus>_fold<F>_seed<S>/, with
+                                          test/<test corpus>/<condition>/)
     DIR/results.csv                       one row per run and condition, rewritten atomically
                                           from the result.json files after every run
     DIR/summary.md, summary.csv, ...      statistics and figures (stats.py, figures.py)
@@ -50,6 +52,8 @@ RESULT_COLUMNS = (
     "checkpoint",
 )
 METRICS = ("WA", "UA", "macro_F1", "loss")
+#: The columns a cross-corpus experiment adds to ``results.csv``, after ``seed``.
+CROSS_CORPUS_COLUMNS = ("train_corpus", "test_corpus")
 
 
 def run_folder(output_dir: str | Path, key: RunKey) -> Path:
@@ -125,8 +129,18 @@ def read_record(folder: Path) -> dict[str, Any] | None:
 
 def preflight(spec: ExperimentSpec, key: RunKey, output_dir: Path, extra: Sequence[str]) -> None:
     """Build the run's classes without running (configuration errors, a missing corpus, a test
-    monitor surface now, before any run starts). Writes nothing."""
+    monitor surface now, before any run starts); check the folders of the test corpora of a
+    cross-corpus experiment. Writes nothing."""
     args = spec.fit_args(key, extra)[1:]
+    if spec.cross_corpus is not None:
+        for corpus in spec.cross_corpus.test:
+            for arg in spec.cross_corpus.test_args(spec.path, corpus):
+                root = arg.removeprefix("--data.root=")
+                if root != arg and not Path(root).exists():
+                    raise ExperimentError(
+                        f"{spec.path}: cross_corpus.corpora.{corpus}.root: '{root}' does not "
+                        f"exist; expected the {corpus} corpus there (a test corpus)"
+                    )
     with _own_argv():
         cli = _RunCLI(run_folder(output_dir, key), args=args, run=False)
     if cli.datamodule.hparams.get("split") == "random" and len(spec.folds) > 1:
@@ -157,9 +171,7 @@ def run_one(
             )
         return record
     if folder.exists() and _first_process():
-        print(
-            f"{key.variant} fold {key.fold} seed {key.seed}: interrupted before; redone", flush=True
-        )
+        print(f"{key.label}: interrupted before; redone", flush=True)
         shutil.rmtree(folder)
     start = time.monotonic()
     with _own_argv():
@@ -178,45 +190,58 @@ def _fit_and_test(
     _finish_wandb(fit.trainer)
     trainer = fit.trainer
     if trainer.interrupted:  # never record a fit that did not finish
-        raise ExperimentError(
-            f"{key.variant} fold {key.fold} seed {key.seed}: the fit was interrupted"
-        )
+        raise ExperimentError(f"{key.label}: the fit was interrupted")
     checkpoint = trainer.checkpoint_callback
     best = Path(getattr(checkpoint, "best_model_path", "") or "")
     if not best.is_file():
         raise ExperimentError(
-            f"{key.variant} fold {key.fold} seed {key.seed}: the fit saved no checkpoint to test; "
+            f"{key.label}: the fit saved no checkpoint to test; "
             "the config needs a ModelCheckpoint callback (monitoring a val/ metric)"
         )
     best_epoch = torch.load(best, map_location="cpu", weights_only=True).get("epoch")
     fit_folder = Path(run_dir(trainer))
+    cross = spec.cross_corpus
+    # (test folder, corpus arguments, corpus recorded) of every test corpus; one without
+    # cross-corpus testing.
+    targets = (
+        [(folder / "test" / t, cross.test_args(spec.path, t), t) for t in cross.test]
+        if cross is not None
+        else [(folder / "test", [], None)]
+    )
     results = []
-    for condition in spec.conditions:
-        test = _RunCLI(
-            folder / "test" / condition.name,
-            args=[
-                "test",
-                f"--config={fit_folder / 'config.yaml'}",
-                f"--ckpt_path={best}",
-                "--trainer.logger=false",
-                *condition.overrides,
-            ],
-        )
-        _finish_wandb(test.trainer)
-        metrics = test.trainer.callback_metrics
-        missing = [m for m in METRICS if f"test/{m}" not in metrics]
-        if missing:
-            raise ExperimentError(
-                f"test under {condition.name!r} logged no {', '.join('test/' + m for m in missing)}"
+    for test_folder, corpus_args, test_corpus in targets:
+        for condition in spec.conditions:
+            test = _RunCLI(
+                test_folder / condition.name,
+                args=[
+                    "test",
+                    f"--config={fit_folder / 'config.yaml'}",
+                    f"--ckpt_path={best}",
+                    "--trainer.logger=false",
+                    *corpus_args,
+                    *condition.overrides,
+                ],
             )
-        results.append(
-            {"condition": condition.name, **{m: float(metrics[f"test/{m}"]) for m in METRICS}}
-        )
+            _finish_wandb(test.trainer)
+            metrics = test.trainer.callback_metrics
+            missing = [m for m in METRICS if f"test/{m}" not in metrics]
+            on = f" on {test_corpus}" if test_corpus else ""
+            if missing:
+                raise ExperimentError(
+                    f"test under {condition.name!r}{on} logged no "
+                    f"{', '.join('test/' + m for m in missing)}"
+                )
+            result = {"condition": condition.name}
+            if test_corpus is not None:
+                result["test_corpus"] = test_corpus
+            results.append({**result, **{m: float(metrics[f"test/{m}"]) for m in METRICS}})
+    trained_on = {} if key.corpus is None else {"train_corpus": key.corpus}
     return {
         "experiment": spec.description(),
         "variant": key.variant,
         "fold": key.fold,
         "seed": key.seed,
+        **trained_on,
         "fit_args": fit_args,
         "epochs": int(trainer.current_epoch),
         "best_epoch": best_epoch,
@@ -249,11 +274,18 @@ def result_rows(records: Sequence[tuple[Path, dict[str, Any]]]) -> list[dict[str
     rows = []
     for folder, record in records:
         for result in record["results"]:
+            corpora = {}
+            if "train_corpus" in record:
+                corpora = {
+                    "train_corpus": record["train_corpus"],
+                    "test_corpus": result["test_corpus"],
+                }
             rows.append(
                 {
                     "variant": record["variant"],
                     "fold": record["fold"],
                     "seed": record["seed"],
+                    **corpora,
                     "condition": result["condition"],
                     **{m: result[m] for m in METRICS},
                     "epochs": record["epochs"],
@@ -267,7 +299,10 @@ def result_rows(records: Sequence[tuple[Path, dict[str, Any]]]) -> list[dict[str
 def write_results(path: Path, rows: Sequence[dict[str, Any]]) -> None:
     """Write ``results.csv`` atomically (a reader never sees half a file; nothing is lost)."""
     buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=RESULT_COLUMNS, lineterminator="\n")
+    columns = list(RESULT_COLUMNS)
+    if any("test_corpus" in row for row in rows):
+        columns[3:3] = CROSS_CORPUS_COLUMNS
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
         writer.writerow({k: (f"{v:.6f}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -310,15 +345,21 @@ def find_records(output_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
                 f"collect: '{root}' holds runs of different experiments: {found[0][0]} "
                 f"({description['name']}) and {folder} ({record['experiment']['name']})"
             )
-        key = (record["variant"], record["fold"], record["seed"])
+        key = (record["variant"], record["fold"], record["seed"], record.get("train_corpus"))
         if key in seen:
             raise ExperimentError(
                 f"collect: the run {key} is recorded twice: {seen[key]} and {folder}"
             )
         seen[key] = folder
     order = {v: i for i, v in enumerate(description["variants"])}
+    trains = {c: i for i, c in enumerate((description.get("cross_corpus") or {}).get("train", []))}
     found.sort(
-        key=lambda fr: (order.get(fr[1]["variant"], len(order)), fr[1]["fold"], fr[1]["seed"])
+        key=lambda fr: (
+            trains.get(fr[1].get("train_corpus"), 0),
+            order.get(fr[1]["variant"], len(order)),
+            fr[1]["fold"],
+            fr[1]["seed"],
+        )
     )
     return found
 
@@ -333,6 +374,10 @@ def write_outputs(output_dir: str | Path, records: Sequence[tuple[Path, dict[str
     rows = result_rows(records)
     write_results(output_dir / "results.csv", rows)
     description = records[0][1]["experiment"]
+    if "cross_corpus" in description:
+        from mts_lightning.experiment.matrix import write_matrix_outputs
+
+        return write_matrix_outputs(output_dir, records, rows, description)
     conditions = [c["name"] for c in description["conditions"]]
     table, comparisons = stats.summarize(rows, description["variants"], conditions)
     changes = stats.condition_changes(

@@ -17,11 +17,26 @@ tempo_sweep: [0.7, 1.0, 1.4]         # adds conditions tempo_0.7 ... (--data.tes
 reference_condition: seen_speeds     # of the bar chart; default tempo 1.0 or the first
 x_label: test time stretch           # of the condition figure
 slurm: {timeout_min: 60}             # submitit parameters for --launcher slurm
+cross_corpus:                        # optional: train on corpora, test each run on corpora
+  label_set: shared4                 # --data.label_set of every fit (names or inline)
+  corpora:                           # name -> its folder (relative to this file, or with
+    ravdess: {root: "${MTS_CORPORA}/RAVDESS"}   # environment variables) and fit overrides
+    emodb: {root: "${MTS_CORPORA}/EmoDB", overrides: ["--data.split=paper"]}
+  train: [ravdess, emodb]            # default: every corpus listed
+  test: [ravdess, emodb]             # default: every corpus listed
+  balance_test: true                 # the same number of clips per class in each test
+  normalise_with: train              # or test: each test corpus's own statistics
 ```
+
+With ``cross_corpus`` every (train corpus, variant, fold, seed) is one run, tested under every
+condition on every test corpus: on its own test split for its training corpus, on the whole
+corpus for the others (:class:`CrossCorpus`).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,7 +58,9 @@ _KEYS = {
     "reference_condition",
     "x_label",
     "slurm",
+    "cross_corpus",
 }
+_CROSS_KEYS = {"label_set", "corpora", "train", "test", "balance_test", "normalise_with"}
 
 
 class ExperimentError(ValueError):
@@ -64,16 +81,83 @@ class Condition:
 
 @dataclass(frozen=True, order=True)
 class RunKey:
-    """One run of the plan: a variant on a fold with a seed."""
+    """One run of the plan: a variant on a fold with a seed (and, in a cross-corpus
+    experiment, the corpus it trains on)."""
 
     variant: str
     fold: int
     seed: int
+    corpus: str | None = None
 
     @property
     def folder_name(self) -> str:
         """Folder of the run under ``output_dir/runs/<variant>/``."""
-        return f"fold{self.fold}_seed{self.seed}"
+        trained_on = f"{self.corpus}_" if self.corpus else ""
+        return f"{trained_on}fold{self.fold}_seed{self.seed}"
+
+    @property
+    def label(self) -> str:
+        """The run in messages: ``mts fold 0 seed 1`` (``ravdess mts fold 0 seed 1``)."""
+        trained_on = f"{self.corpus} " if self.corpus else ""
+        return f"{trained_on}{self.variant} fold {self.fold} seed {self.seed}"
+
+
+@dataclass(frozen=True)
+class CorpusEntry:
+    """A corpus of a cross-corpus experiment: its folder (``None`` for the embedded one; may
+    hold ``${VARIABLE}``s, expanded when a run starts) and the overrides of fits on it."""
+
+    root: str | None = None
+    overrides: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CrossCorpus:
+    """The ``cross_corpus`` block of an experiment file (see the module docstring)."""
+
+    label_set: str | dict[str, list[str]] | None
+    corpora: dict[str, CorpusEntry]
+    train: tuple[str, ...]
+    test: tuple[str, ...]
+    balance_test: bool = False
+    normalise_with: str = "train"
+
+    def root_args(self, path: Path, corpus: str) -> list[str]:
+        """``--data.corpus`` and ``--data.root`` of ``corpus``, its root resolved against
+        the experiment file ``path`` after expanding environment variables."""
+        args = [f"--data.corpus={corpus}"]
+        root = self.corpora[corpus].root
+        if root is None:
+            return args
+        expanded = os.path.expandvars(os.path.expanduser(root))
+        unset = re.findall(r"\$\{?(\w+)", expanded)
+        if unset:
+            raise ExperimentError(
+                f"{path}: cross_corpus.corpora.{corpus}.root {root!r} names the environment "
+                f"variable(s) {', '.join(unset)}, which are not set; set them to the folder "
+                "holding the corpora"
+            )
+        resolved = Path(expanded) if Path(expanded).is_absolute() else path.parent / expanded
+        return [*args, f"--data.root={resolved}"]
+
+    def fit_args(self, path: Path, corpus: str) -> list[str]:
+        """What a fit on ``corpus`` adds: corpus, root, label set and the corpus's overrides."""
+        args = self.root_args(path, corpus)
+        if self.label_set is not None:
+            value = self.label_set
+            args.append(
+                f"--data.label_set={value if isinstance(value, str) else json.dumps(value)}"
+            )
+        return [*args, *self.corpora[corpus].overrides]
+
+    def test_args(self, path: Path, corpus: str) -> list[str]:
+        """What a test on ``corpus`` adds: corpus, root, balancing and normalisation."""
+        args = self.root_args(path, corpus)
+        if self.balance_test:
+            args.append("--data.balance_test=true")
+        if self.normalise_with != "train":
+            args.append(f"--data.normalise_with={self.normalise_with}")
+        return args
 
 
 @dataclass(frozen=True)
@@ -91,6 +175,7 @@ class ExperimentSpec:
     reference_condition: str
     x_label: str
     slurm: dict[str, Any]
+    cross_corpus: CrossCorpus | None = None
 
     def fit_args(self, key: RunKey, extra: Sequence[str] = ()) -> list[str]:
         """The ``mts-lightning fit`` arguments of one run (without its run folder)."""
@@ -98,10 +183,19 @@ class ExperimentSpec:
             raise ExperimentError(
                 f"variant {key.variant!r} is not in {self.path} (variants: {', '.join(self.variants)})"
             )
+        if (key.corpus is None) != (self.cross_corpus is None) or (
+            self.cross_corpus is not None and key.corpus not in self.cross_corpus.train
+        ):
+            trains = ", ".join(self.cross_corpus.train) if self.cross_corpus else "none"
+            raise ExperimentError(
+                f"training corpus {key.corpus!r} is not in {self.path} (training corpora: {trains})"
+            )
+        corpus_args = self.cross_corpus.fit_args(self.path, key.corpus) if key.corpus else []
         return [
             "fit",
             *(f"--config={c}" for c in self.configs),
             *self.overrides,
+            *corpus_args,
             *self.variants[key.variant],
             f"--data.fold={key.fold}",
             f"--seed_everything={key.seed}",
@@ -113,26 +207,48 @@ class ExperimentSpec:
         variants: Sequence[str] | None = None,
         folds: Sequence[int] | None = None,
         seeds: Sequence[int] | None = None,
+        corpora: Sequence[str] | None = None,
     ) -> list[RunKey]:
-        """Every (variant, fold, seed) in file order, optionally restricted to subsets of the
-        file's own values (a subset never adds a value the file does not name)."""
+        """Every (variant, fold, seed) in file order (first by training corpus in a
+        cross-corpus experiment), optionally restricted to subsets of the file's own values
+        (a subset never adds a value the file does not name)."""
         chosen_variants = _subset("variants", variants, tuple(self.variants), self.path)
         chosen_folds = _subset("folds", folds, self.folds, self.path)
         chosen_seeds = _subset("seeds", seeds, self.seeds, self.path)
+        known = self.cross_corpus.train if self.cross_corpus else ()
+        if corpora is not None and not known:
+            raise ExperimentError(
+                f"--train_corpora: {self.path} is not a cross-corpus experiment (no cross_corpus)"
+            )
+        chosen_corpora = _subset("train_corpora", corpora, known, self.path) if known else [None]
         return [
-            RunKey(v, f, s) for v in chosen_variants for f in chosen_folds for s in chosen_seeds
+            RunKey(v, f, s, c)
+            for c in chosen_corpora
+            for v in chosen_variants
+            for f in chosen_folds
+            for s in chosen_seeds
         ]
 
     def description(self) -> dict[str, Any]:
         """What ``collect`` needs to rebuild the summary: variant and condition order, the x
         values, the reference condition and the axis label (stored with every run)."""
-        return {
+        description = {
             "name": self.name,
             "variants": list(self.variants),
             "conditions": [{"name": c.name, "x": c.x} for c in self.conditions],
             "reference_condition": self.reference_condition,
             "x_label": self.x_label,
         }
+        if self.cross_corpus is not None:
+            cross = self.cross_corpus
+            description["cross_corpus"] = {
+                "label_set": cross.label_set,
+                "train": list(cross.train),
+                "test": list(cross.test),
+                "balance_test": cross.balance_test,
+                "normalise_with": cross.normalise_with,
+            }
+        return description
 
 
 def tempo_conditions(tempos: Sequence[float]) -> list[Condition]:
@@ -221,6 +337,7 @@ def load_spec(path: str | Path) -> ExperimentSpec:
         reference_condition=str(reference),
         x_label=x_label,
         slurm=dict(slurm),
+        cross_corpus=_cross_corpus(path, raw.get("cross_corpus")),
     )
 
 
@@ -289,3 +406,70 @@ def _subset(key: str, chosen: Sequence[Any] | None, known: Sequence[Any], path: 
             f"({key}: {', '.join(map(str, known))})"
         )
     return [k for k in known if k in chosen]
+
+
+def _cross_corpus(path: Path, raw: Any) -> CrossCorpus | None:
+    """The checked ``cross_corpus`` block, or None when the file has none."""
+    if raw is None:
+        return None
+    where = f"{path}: cross_corpus"
+    if not isinstance(raw, dict):
+        raise ExperimentError(f"{where} is a mapping (label_set, corpora, train, test, ...)")
+    unknown = sorted(set(raw) - _CROSS_KEYS)
+    if unknown:
+        raise ExperimentError(
+            f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(sorted(_CROSS_KEYS))}"
+        )
+    from mts_lightning.data.corpora import list_corpora
+    from mts_lightning.data.label_sets import get_label_set
+
+    corpora_raw = raw.get("corpora")
+    if not isinstance(corpora_raw, dict) or not corpora_raw:
+        raise ExperimentError(
+            f"{where}.corpora maps each corpus name to {{root: FOLDER, overrides: [...]}}"
+        )
+    corpora = {}
+    for name, entry in corpora_raw.items():
+        if name not in list_corpora():
+            raise ExperimentError(
+                f"{where}.corpora: {name!r} is not a registered corpus ({', '.join(list_corpora())})"
+            )
+        entry = entry or {}
+        if not isinstance(entry, dict) or set(entry) - {"root", "overrides"}:
+            raise ExperimentError(
+                f"{where}.corpora.{name} is a mapping with 'root' and 'overrides', got {entry!r}"
+            )
+        root = entry.get("root")
+        overrides = _str_list(
+            path, f"cross_corpus.corpora.{name}.overrides", entry.get("overrides") or []
+        )
+        corpora[name] = CorpusEntry(None if root is None else str(root), tuple(overrides))
+    parts = {}
+    for part in ("train", "test"):
+        chosen = raw.get(part)
+        chosen = (
+            list(corpora) if chosen is None else _str_list(path, f"cross_corpus.{part}", chosen)
+        )
+        missing = [c for c in chosen if c not in corpora]
+        if missing or not chosen or len(set(chosen)) != len(chosen):
+            raise ExperimentError(
+                f"{where}.{part} is a list of distinct corpora of cross_corpus.corpora "
+                f"({', '.join(corpora)}), got {chosen!r}"
+            )
+        parts[part] = tuple(chosen)
+    label_set = raw.get("label_set")
+    try:
+        get_label_set(label_set)
+    except ValueError as err:
+        raise ExperimentError(f"{where}.label_set: {err}") from err
+    balance = raw.get("balance_test", False)
+    if not isinstance(balance, bool):
+        raise ExperimentError(f"{where}.balance_test is true or false, got {balance!r}")
+    normalise_with = raw.get("normalise_with", "train")
+    if normalise_with not in ("train", "test"):
+        raise ExperimentError(
+            f"{where}.normalise_with is 'train' or 'test', got {normalise_with!r}"
+        )
+    return CrossCorpus(
+        label_set, corpora, parts["train"], parts["test"], balance, str(normalise_with)
+    )

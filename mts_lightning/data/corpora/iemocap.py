@@ -13,6 +13,9 @@ from .registry import CorpusSpec, register_corpus
 
 IEMOCAP_EMOTIONS = {"neu": "neutral", "ang": "angry", "hap": "happy", "exc": "happy", "sad": "sad"}
 IEMOCAP_CLASSES = ("neutral", "angry", "happy", "sad")
+#: The classes with ``merge_excited=False`` (what label sets map from: ``shared4`` leaves
+#: ``excited`` out, ``shared4_excited`` lets it join ``happy``).
+IEMOCAP_LABEL_SET_CLASSES = (*IEMOCAP_CLASSES, "excited")
 
 IEMOCAP_LINE_RE = re.compile(r"^\[\s*([\d.]+)\s*-\s*([\d.]+)\s*\]\s+(Ses\d\d[FM]_\S+)\s+(\S+)\s+\[")
 IEMOCAP_UTT_RE = re.compile(r"^Ses(\d\d)[FM]_(.+)_([FM])\d+$")
@@ -23,12 +26,15 @@ IEMOCAP_EXAMPLE = (
 )
 
 
-def scan_iemocap(root: str | Path | None, skip_bad_files: bool = False) -> FileCorpus:
+def scan_iemocap(
+    root: str | Path | None, skip_bad_files: bool = False, merge_excited: bool = True
+) -> FileCorpus:
     """IEMOCAP: labels from ``Session*/dialog/EmoEvaluation/*.txt``, audio from
     ``Session*/sentences/wav/<dialog>/<utterance>.wav``.
 
-    The usual four classes (excited merged into happy); other labels are excluded. The speaker
-    is the session plus the gender letter of the utterance, e.g. ``Ses01M``.
+    The usual four classes (excited merged into happy; with ``merge_excited=False`` a fifth
+    class ``excited``, as label sets read it); other labels are excluded. The speaker is the
+    session plus the gender letter of the utterance, e.g. ``Ses01M``.
     """
     root = check_root(root, "IEMOCAP", IEMOCAP_EXAMPLE)
     scan = CorpusScan("iemocap", "IEMOCAP", skip_bad_files)
@@ -62,8 +68,10 @@ def scan_iemocap(root: str | Path | None, skip_bad_files: bool = False) -> FileC
                 else:
                     speaker = f"Ses{um.group(1)}{um.group(3)}"
                     where = f"{label_file}, line {number}"
-                    scan.add(wav, IEMOCAP_EMOTIONS[code], speaker, utterance, where)
-    return scan.finish(root, IEMOCAP_EXAMPLE, IEMOCAP_CLASSES)
+                    label = "excited" if code == "exc" and not merge_excited else None
+                    scan.add(wav, label or IEMOCAP_EMOTIONS[code], speaker, utterance, where)
+    classes = IEMOCAP_CLASSES if merge_excited else IEMOCAP_LABEL_SET_CLASSES
+    return scan.finish(root, IEMOCAP_EXAMPLE, classes)
 
 
 def session_of(speaker: str) -> str:
@@ -77,5 +85,6 @@ register_corpus(
         scan_iemocap,
         speaker_groups(session_of, "sessions"),
         classes=IEMOCAP_CLASSES,
+        label_set_scan={"merge_excited": False},
     )
 )

@@ -7,8 +7,9 @@ the splits and the CLI only ever ask the registry.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
 from .base import Clip, Corpus
 
@@ -35,6 +36,9 @@ class CorpusSpec:
         needs_root: whether ``scan`` reads the DataModule's ``root``.
         test_part_differs: the test part is scanned apart, with ``part="test"`` passed to
             ``scan`` (the synthetic corpus renders it with its own stretch range).
+        label_set_scan: keyword arguments passed to ``scan`` when a label set maps the
+            classes: the scan then keeps apart labels it merges otherwise (IEMOCAP's
+            ``excited``), so that each label set decides (:mod:`~mts_lightning.data.label_sets`).
     """
 
     name: str
@@ -45,6 +49,7 @@ class CorpusSpec:
     class_options: tuple[str, ...] = ()
     needs_root: bool = True
     test_part_differs: bool = False
+    label_set_scan: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
