@@ -438,7 +438,8 @@ def render(espeak: str, clip: Clip) -> tuple[np.ndarray, bool, bool]:
     """The finished clip at 16 kHz; whether espeak-ng's 16-bit output saturated; whether the
     clip was scaled down to ``PEAK_LIMIT``."""
     import torch
-    import torchaudio.functional as AF
+
+    from mts_lightning.data.audio import resample
 
     audio, rate = synthesize(espeak, clip)
     saturated = bool(np.abs(audio).max() >= 32767 / 32768)
@@ -446,7 +447,7 @@ def render(espeak: str, clip: Clip) -> tuple[np.ndarray, bool, bool]:
         t = np.arange(len(audio)) / rate
         wave = np.sin(2 * math.pi * clip.tremolo_hz * t + clip.tremolo_phase)
         audio = audio * (1 - clip.tremolo / 2 * (1 - wave)).astype(np.float32)
-    resampled = AF.resample(torch.from_numpy(np.ascontiguousarray(audio)), rate, SAMPLE_RATE)
+    resampled = resample(torch.from_numpy(np.ascontiguousarray(audio)), rate, SAMPLE_RATE)
     audio = trim(resampled.numpy() * np.float32(clip.gain), SAMPLE_RATE)
     peak = float(np.abs(audio).max())
     limited = peak > PEAK_LIMIT

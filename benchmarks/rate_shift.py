@@ -122,6 +122,14 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _number(text: str) -> float | str:
+    """``text`` as a float, or as it is when it is none (for the error to show it)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", type=Path, help="run folders (with checkpoints/)")
@@ -132,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
     try:
-        tempos = [check_tempo("--tempos", float(t)) for t in args.tempos.split(",")]
+        tempos = [check_tempo("--tempos", _number(t)) for t in args.tempos.split(",")]
     except ValueError as err:
-        parser.error(f"--tempos must be comma-separated numbers > 0, got {args.tempos!r} ({err})")
+        parser.error(f"{err} (comma-separated, e.g. 0.7,1.0,1.4)")
     for run in args.runs:
         if not run.is_dir():
             parser.error(f"run folder {run} does not exist")

@@ -29,7 +29,15 @@ import soundfile as sf
 import torch
 from torch import Tensor
 
-from mts_lightning.data.audio import BadAudioError, audio_info, load_audio, resample, to_mono
+from mts_lightning.data.audio import (
+    BadAudioError,
+    audio_info,
+    frames_by_channels,
+    load_audio,
+    resample,
+    samples_to_float,
+    to_mono,
+)
 from mts_lightning.data.features import (
     FEATURE_SETTINGS,
     FeatureConfig,
@@ -225,7 +233,18 @@ class EmotionRecognizer:
 
     # ------------------------------------------------------------------ single clips
     def predict(self, waveform: Tensor | np.ndarray, sample_rate: int) -> Prediction:
-        """Classify a waveform: ``(samples,)`` or ``(channels, samples)``, any sample rate.
+        """Classify a waveform at ``sample_rate`` Hz (any positive integer; resampled to the
+        training rate, :func:`~mts_lightning.data.audio.resample`).
+
+        ``waveform`` is 1-D ``(samples,)`` or 2-D with the channels on its shorter axis, at most
+        :data:`~mts_lightning.data.audio.MAX_CHANNELS` of them: ``(channels, samples)`` as in
+        torch, or ``(samples, channels)`` as soundfile and ``scipy.io.wavfile`` return it
+        (:func:`~mts_lightning.data.audio.frames_by_channels`); the channels are averaged.
+        Float samples are taken as they are (full scale 1.0); integer samples as PCM, as in a
+        WAV file: int16 ``/ 32768``, int32 ``/ 2**31``, int8 ``/ 128``, uint8 ``(x - 128) /
+        128`` (:func:`~mts_lightning.data.audio.samples_to_float`). Raises ``ValueError``, one
+        line naming what is wrong, for an ambiguous or 3-D shape, int64, bool or complex
+        samples, no samples, or NaN and infinite ones.
 
         A clip shorter than one analysis frame (``n_fft`` samples at the training rate) is
         zero-padded to it; the features of a clip shorter than the model input are padded
@@ -284,8 +303,8 @@ class EmotionRecognizer:
         """Classify a long recording window by window.
 
         Args:
-            source: an audio file, or a waveform ``(samples,)``/``(channels, samples)`` with
-                its ``sample_rate``.
+            source: an audio file, or a waveform with its ``sample_rate``, taken as
+                :meth:`predict` takes it (any layout of channels, float or integer PCM).
             window: seconds per window; default: the model's input length.
             hop: seconds between window starts; default: half a window.
             batch_size: windows per model call.
@@ -370,17 +389,13 @@ class EmotionRecognizer:
             or sample_rate <= 0
         ):
             raise ValueError(f"sample_rate must be a positive integer (Hz), got {sample_rate!r}")
-        tensor = torch.as_tensor(waveform, dtype=torch.float32)
-        if tensor.dim() not in (1, 2):
-            raise ValueError(
-                f"{what} must be 1-D (samples,) or 2-D (channels, samples), got shape "
-                f"{tuple(tensor.shape)}"
-            )
-        if tensor.shape[-1] == 0 or tensor.numel() == 0:
-            raise ValueError(f"{what} has no samples (shape {tuple(tensor.shape)})")
-        if not torch.isfinite(tensor).all():
+        samples = samples_to_float(waveform, what)
+        if samples.numel() == 0:
+            raise ValueError(f"{what} has no samples (shape {tuple(samples.shape)})")
+        frames = frames_by_channels(samples, what)
+        if not torch.isfinite(frames).all():
             raise ValueError(f"{what} contains NaN or infinite samples")
-        mono = torch.from_numpy(to_mono(tensor.numpy().T, what)) if tensor.dim() == 2 else tensor
+        mono = torch.from_numpy(to_mono(frames.numpy(), what))
         return resample(mono, int(sample_rate), self.feature_config.sample_rate)
 
     def _features(self, mono: Tensor) -> Tensor:

@@ -237,6 +237,10 @@ def test_predict_without_the_corpus(tmp_path, capsys):
         (["--data.corpus=emodb", "--data.root=/nonexistent/EmoDB"], "/nonexistent/EmoDB"),
         (["--model.backbone=no_such_net"], "unknown model name 'no_such_net'"),
         (["--data.num_folds=20"], "split"),
+        # Tempos the re-timing cannot honour, refused before any work.
+        (["--data.test_tempo", "1000"], "test_tempo must be a number from 0.25 to 4"),
+        (["--data.test_tempo=0.01"], "test_tempo must be a number from 0.25 to 4"),
+        (["--data.augment_tempos=[1.0, 8]"], "augment_tempos[1] must be a number from 0.25"),
     ],
 )
 def test_config_errors_exit_with_a_message(args, message, capsys):

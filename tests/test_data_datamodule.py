@@ -634,10 +634,29 @@ def test_test_tempo_with_segments_gives_more_segments(tmp_path):
     assert counts[0.5][0] > counts[1.0][0] > counts[2.0][0]
 
 
-@pytest.mark.parametrize("tempo", [0, -0.5, float("nan"), float("inf"), "fast", True])
+@pytest.mark.parametrize(
+    "tempo", [0, -0.5, float("nan"), float("inf"), "fast", True, 1000, 4.01, 0.249, 1e-9]
+)
 def test_a_bad_test_tempo_is_refused(tempo):
-    with pytest.raises(ValueError, match="test_tempo must be"):
+    with pytest.raises(ValueError, match=r"^test_tempo must be a number from 0.25 to 4 \(") as info:
         SpectrogramDataModule(**SMALL, test_tempo=tempo)
+    assert str(info.value).endswith(f"got {tempo!r}") and "\n" not in str(info.value)
+
+
+def test_a_clip_too_short_at_the_test_tempo_is_named(tmp_path):
+    """The extreme tempos honoured can still leave a short clip under one analysis frame:
+    it is a bad file named with the reason, never an error from inside the features."""
+    make_ravdess_folder(tmp_path, actors=range(1, 6), emotions=(1, 2), seconds=0.04)
+    settings = dict(corpus="ravdess", root=str(tmp_path), **FIXTURE)
+    fast = SpectrogramDataModule(**settings, test_tempo=1.2)  # 320 -> 267 samples: usable
+    fast.setup("test")
+    assert len(fast.test_dataset) > 0
+    with pytest.raises(
+        BadAudioError,
+        match=r"\.wav: too short: 80 samples after re-timing at tempo 4, fewer than one "
+        r"analysis frame \(256 samples",
+    ):
+        SpectrogramDataModule(**settings, test_tempo=4).setup("test")
 
 
 def test_synthetic_test_tempo_applies_on_top_of_the_test_stretch():
@@ -718,9 +737,11 @@ def test_augment_tempos_move_a_segment_to_the_same_moment(tmp_path):
         ("0.7", "non-empty list"),
         (0.7, "non-empty list"),
         ([0.7, 0.7], "lists a tempo twice"),
-        ([1.0, 0], r"augment_tempos\[1\] must be a finite number > 0"),
-        ([float("nan")], r"augment_tempos\[0\] must be a finite number > 0"),
-        ([True], r"augment_tempos\[0\] must be a number > 0"),
+        ([1.0, 0], r"augment_tempos\[1\] must be a number from 0.25 to 4 .*, got 0$"),
+        ([float("nan")], r"augment_tempos\[0\] must be a number from 0.25 to 4"),
+        ([True], r"augment_tempos\[0\] must be a number from 0.25 to 4 .*, got True$"),
+        ([0.7, 1000], r"augment_tempos\[1\] must be a number from 0.25 to 4 .*, got 1000$"),
+        ([0.2, 1.0], r"augment_tempos\[0\] must be .*, got 0.2$"),
     ],
 )
 def test_bad_augment_tempos_are_refused(tempos, message):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from mts_lightning.data.tempo import change_tempo
+from mts_lightning.data.tempo import MAX_TEMPO, MIN_TEMPO, change_tempo, check_tempo
 
 RATE = 16000
 
@@ -60,10 +60,27 @@ def test_clips_shorter_than_a_window():
     assert change_tempo(wave, RATE, 2.0).numel() == 400
 
 
-@pytest.mark.parametrize("tempo", [0, -1.0, float("nan"), float("inf"), "fast", True])
+@pytest.mark.parametrize(
+    "tempo", [0, -1.0, float("nan"), float("inf"), "fast", True, 1000, 4.001, 0.2499, 1e-6]
+)
 def test_bad_tempo(tempo):
-    with pytest.raises(ValueError, match="tempo must be a"):
+    with pytest.raises(ValueError, match=r"^tempo must be a number from 0.25 to 4 \(") as info:
         change_tempo(tone(440.0, 0.1), RATE, tempo)
+    assert str(info.value).endswith(f"got {tempo!r}") and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("tempo", [MIN_TEMPO, MAX_TEMPO])
+@pytest.mark.parametrize("seconds", [0.01, 1.0])
+def test_the_extreme_tempos_honoured(tempo, seconds):
+    """At both ends of the range, long clips and clips far shorter than a window: the length
+    asked, the pitch kept where there is enough of the tone to measure it."""
+    assert check_tempo("tempo", tempo) == tempo
+    wave = tone(440.0, seconds)
+    out = change_tempo(wave, RATE, tempo)
+    assert out.numel() == round(wave.numel() / tempo) and torch.isfinite(out).all()
+    if out.numel() >= RATE // 4:
+        middle = out[out.numel() // 4 : 3 * out.numel() // 4]
+        assert peak_frequency(middle) == pytest.approx(440.0, rel=0.01)
 
 
 def test_bad_shape():

@@ -64,14 +64,24 @@ def test_spec_reads_every_setting(tmp_path):
     ]
 
 
-def test_tempo_sweep_expands_to_test_tempo_conditions():
+def test_tempo_sweep_expands_to_test_tempo_conditions(tmp_path):
     assert tempo_conditions([0.5, 1.0, 2]) == [
         Condition("tempo_0.5", ("--data.test_tempo=0.5",), 0.5),
         Condition("tempo_1", ("--data.test_tempo=1",), 1.0),
         Condition("tempo_2", ("--data.test_tempo=2",), 2),
     ]
-    with pytest.raises(ExperimentError, match="positive numbers"):
-        tempo_conditions([0.0])
+    for tempos, bad in (([0.0], "0.0"), ([0.7, 1000], "1000"), ([4.5], "4.5"), (["x"], "'x'")):
+        with pytest.raises(
+            ExperimentError,
+            match=rf"^tempo_sweep\[\d\] must be a number from 0.25 to 4 .*, got {bad}$",
+        ):
+            tempo_conditions(tempos)
+    # In a file, the error names the file too, before any run.
+    path = write_spec(tmp_path, tempo_sweep=[0.7, 1000])
+    with pytest.raises(ExperimentError) as info:
+        load_spec(path)
+    assert str(info.value).startswith(f"{path}: tempo_sweep[1] must be a number from 0.25 to 4")
+    assert str(info.value).endswith("got 1000")
 
 
 def test_plan_and_its_subsets(tmp_path):

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import sys
 from pathlib import Path
 
@@ -156,6 +157,128 @@ def test_predict_arrays_any_layout_and_rate(trained, recognizer):
     # Shorter than one analysis frame: padded, still a prediction.
     tiny = recognizer.predict(data[:100], rate)
     assert sum(tiny.probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+
+
+def assert_same_prediction(got, want, tolerance: float = 1e-5) -> None:
+    assert got.label == want.label
+    assert got.probabilities == pytest.approx(want.probabilities, abs=tolerance)
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_32", "PCM_U8", "PCM_24"])
+def test_integer_pcm_arrays_mean_what_they_mean_in_the_wav_file(
+    trained, recognizer, tmp_path, subtype
+):
+    """The int16 array of ``scipy.io.wavfile.read`` (and every other width) is the WAV
+    file it came from, not values 32768 times too large."""
+    from scipy.io import wavfile
+
+    _, files, _ = trained
+    data, rate = sf.read(files[0], dtype="float32")
+    path = tmp_path / f"{subtype}.wav"
+    sf.write(path, data, rate, subtype)
+    read_rate, ints = wavfile.read(path)
+    assert read_rate == rate and ints.dtype.kind in "iu"
+    from_file = recognizer.predict_file(path)
+    assert_same_prediction(recognizer.predict(ints, rate), from_file)
+    assert_same_prediction(recognizer.predict(torch.from_numpy(ints), rate), from_file)
+    if ints.dtype == np.uint8:  # the same samples as signed 8-bit
+        signed = (ints.astype(np.int16) - 128).astype(np.int8)
+        assert_same_prediction(recognizer.predict(signed, rate), from_file)
+
+
+def test_int64_and_other_sample_types_are_refused_in_one_line(trained, recognizer):
+    _, files, _ = trained
+    ints, rate = sf.read(files[0], dtype="int16")
+    cases = [
+        (ints.astype(np.int64), "int64"),
+        (torch.from_numpy(ints).long(), "int64"),
+        (ints.astype(bool), "bool"),
+        (ints.astype(np.complex64), "complex64"),
+    ]
+    for samples, dtype in cases:
+        with pytest.raises(ValueError) as info:
+            recognizer.predict(samples, rate)
+        message = str(info.value)
+        assert message.startswith(f"waveform has dtype {dtype}, ") and "\n" not in message
+        with pytest.raises(ValueError, match=f"waveform has dtype {dtype}"):
+            recognizer.timeline(samples, sample_rate=rate)
+
+
+def test_stereo_in_either_layout_is_the_stereo_file(trained, recognizer, tmp_path):
+    """soundfile's ``(samples, channels)`` and torch's ``(channels, samples)`` alike."""
+    _, files, _ = trained
+    left, rate = sf.read(files[0], dtype="float32")
+    right, _ = sf.read(files[1], dtype="float32")
+    stereo = np.stack([left, 0.5 * right], axis=1)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, stereo, rate, "FLOAT")
+    read, _ = sf.read(path, dtype="float32")
+    assert read.shape == (len(left), 2)
+    from_file = recognizer.predict_file(path)
+    for samples in (read, read.T, torch.from_numpy(read), torch.from_numpy(read.T)):
+        assert_same_prediction(recognizer.predict(samples, rate), from_file)
+    # One channel in either layout is the mono clip; the timeline takes the same rule.
+    mono = recognizer.predict(left, rate)
+    assert_same_prediction(recognizer.predict(left[:, None], rate), mono)
+    assert_same_prediction(recognizer.predict(left[None, :], rate), mono)
+    by_file = recognizer.timeline(path, window=0.5, hop=0.5)
+    by_array = recognizer.timeline(read, sample_rate=rate, window=0.5, hop=0.5)
+    assert [r.label for r in by_array.rows] == [r.label for r in by_file.rows]
+    for a, b in zip(by_array.rows, by_file.rows, strict=True):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("shape", "words"),
+    [
+        ((2, 2), "shape (2, 2) is ambiguous"),
+        ((16, 30), "shape (16, 30) is ambiguous"),
+        ((40, 16000), "shape (40, 16000) has no channel axis"),
+        ((16000, 2, 1), "got shape (16000, 2, 1)"),
+    ],
+)
+def test_layouts_that_stay_unclear_are_refused(recognizer, shape, words):
+    samples = np.full(shape, 0.1, dtype=np.float32)
+    for call in (
+        lambda: recognizer.predict(samples, SAMPLE_RATE),
+        lambda: recognizer.timeline(samples, sample_rate=SAMPLE_RATE),
+    ):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert words in str(info.value) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("rate", "common"), [(16001, 16016), (44101, 44100), (22051, 22050), (96001, 96000)]
+)
+def test_odd_sample_rates_are_resampled_in_bounded_memory(
+    trained, recognizer, tmp_path, rate, common
+):
+    """A file at 16001 Hz (the report: 16 s and 5 GB) or 44101 Hz (a memory error) is read in
+    bounded memory and classified as the same audio at a nearby rate that was always
+    resampled well (a small reduced ratio: the polyphase kernel)."""
+    from scipy.signal import resample_poly
+    from test_data_audio import LargestTensor
+
+    _, files, _ = trained
+    data, _ = sf.read(files[0], dtype="float64")
+    paths = {}
+    for r in (rate, common):
+        divisor = math.gcd(r, SAMPLE_RATE)
+        paths[r] = tmp_path / f"clip_{r}.wav"
+        sf.write(paths[r], resample_poly(data, r // divisor, SAMPLE_RATE // divisor), r, "FLOAT")
+    with LargestTensor() as mode:
+        got = recognizer.predict_file(paths[rate])
+        timeline = recognizer.timeline(paths[rate], window=0.5, hop=0.5)
+    assert mode.largest < 2_000_000, mode.largest
+    want = recognizer.predict_file(paths[common])
+    assert_same_prediction(got, want, tolerance=1e-2)
+    # Windows are cut in the file's samples: the last one may end a sample off the other's.
+    expected = recognizer.timeline(paths[common], window=0.5, hop=0.5)
+    for row in timeline.rows:
+        ref = min(expected.rows, key=lambda r: abs(r.start - row.start))
+        assert (row.start, row.end) == pytest.approx((ref.start, ref.end), abs=1e-3)
+        assert row.probabilities == pytest.approx(ref.probabilities, abs=1e-2)
 
 
 def test_timeline_switches_label_at_the_seam(trained, recognizer, tmp_path):

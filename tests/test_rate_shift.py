@@ -93,6 +93,7 @@ def test_rate_shift_refuses_bad_arguments(run, tmp_path, capsys):
     for args, message in (
         (["--root", str(corpus), "--tempos", "0.7,fast", str(folder)], "--tempos must be"),
         (["--root", str(corpus), "--tempos", "0,1", str(folder)], "--tempos must be"),
+        (["--root", str(corpus), "--tempos", "0.7,1000", str(folder)], "from 0.25 to 4"),
         (["--root", str(corpus), str(tmp_path / "nowhere")], "does not exist"),
         (["--root", str(corpus), str(tmp_path)], "no checkpoints"),
     ):

@@ -1,7 +1,11 @@
-"""Reading audio files: soundfile for decoding, torchaudio for resampling, strict checks.
+"""Reading audio: soundfile for decoding, one resampler for every rate, strict checks.
 
 Every problem with a file raises :class:`BadAudioError`, which names the file and says what is
 wrong, so that callers can either stop with a clear message or skip the file and report it.
+
+Waveforms given as arrays (:func:`samples_to_float`, :func:`frames_by_channels`) follow the
+rules of audio files: integer samples are PCM (scaled as a WAV file's), and a 2-D array's
+short axis holds the channels, in either order.
 
 Channels are averaged to mono, except where averaging cancels them (a stereo file whose right
 channel is the inverted left one, a wiring fault of real recordings): then the loudest channel
@@ -10,6 +14,7 @@ is kept, with a warning naming the file, rather than training on rounding residu
 
 from __future__ import annotations
 
+import math
 import os
 import struct
 import warnings
@@ -33,6 +38,29 @@ SILENCE_PEAK = 1e-5
 CANCELLATION_RATIO = 0.1
 #: How every Git LFS pointer file starts (what a clone without ``git lfs pull`` holds).
 LFS_POINTER_PREFIX = b"version https://git-lfs.github.com/spec/"
+#: Integer sample types read as PCM, as in a WAV file: ``(offset, full scale)``, the sample
+#: ``x`` meaning ``(x - offset) / full scale`` (unsigned 8-bit PCM is centred on 128).
+PCM_SCALES: dict[str, tuple[int, int]] = {
+    "int8": (0, 2**7),
+    "int16": (0, 2**15),
+    "int32": (0, 2**31),
+    "uint8": (2**7, 2**7),
+}
+#: The most channels a 2-D waveform array may have. Its shorter axis holds the channels, in
+#: either order (``(channels, samples)`` as torch, ``(samples, channels)`` as soundfile); 32
+#: covers surround, third-order ambisonics and microphone arrays, and leaves an array whose
+#: axes are both this short (under 2 ms of audio) ambiguous.
+MAX_CHANNELS = 32
+#: The resampling filter (a Hann-windowed sinc; torchaudio's defaults): zero crossings on
+#: each side, and cut-off as a fraction of the lower rate's Nyquist frequency.
+LOWPASS_ZERO_CROSSINGS = 6
+ROLLOFF = 0.99
+#: Largest polyphase kernel (phases x taps) built for a pair of rates. Every common pair is far
+#: below it (44.1 kHz -> 16 kHz: 76 000); rates whose reduced ratio is large (16001 -> 16000:
+#: 16000 phases of 16013 taps, 1 GB) evaluate the same filter at each output sample instead.
+MAX_POLYPHASE_KERNEL = 2**20
+#: Filter values computed at once on that path (rows of output samples x taps): bounds memory.
+RESAMPLE_CHUNK = 2**16
 LFS_POINTER_REASON = (
     "is a Git LFS pointer, not audio: run `git lfs pull` in the clone it came from to fetch "
     "the audio"
@@ -151,7 +179,7 @@ def load_audio(path: str | Path, sample_rate: int, min_samples: int = 1) -> torc
     """Read ``path`` as a mono float32 waveform at ``sample_rate``, checking it is usable.
 
     Channels are averaged (see :func:`to_mono` for channels that cancel); the waveform is
-    resampled with torchaudio when the file's rate differs. Raises :class:`BadAudioError` for a
+    resampled (:func:`resample`, any rate) when the file's rate differs. Raises :class:`BadAudioError` for a
     missing, empty, truncated or unreadable file, a Git LFS pointer, non-finite samples, a
     silent file, or one shorter than ``min_samples`` after resampling.
     """
@@ -209,18 +237,134 @@ def to_mono(data: np.ndarray, path: str | Path) -> np.ndarray:
 
 
 def resample(waveform: torch.Tensor, orig_rate: int, sample_rate: int) -> torch.Tensor:
-    """Resample a 1-D waveform with torchaudio (identity when the rates match)."""
+    """Resample a 1-D waveform from ``orig_rate`` to ``sample_rate`` (Hz, any positive
+    integers); identity when they match.
+
+    Band-limited interpolation with a Hann-windowed sinc of :data:`LOWPASS_ZERO_CROSSINGS`
+    zero crossings cut at :data:`ROLLOFF` of the lower Nyquist frequency: output sample ``j``
+    is ``sum_n x[n] h(n / orig_rate - j / sample_rate)``, ``ceil(samples * sample_rate /
+    orig_rate)`` samples in all. Where the rates' reduced ratio gives a polyphase kernel of at
+    most :data:`MAX_POLYPHASE_KERNEL` values (every common pair of rates) it runs as
+    torchaudio's polyphase convolution; otherwise (16001 Hz, 44101 Hz, a prime rate) the same
+    filter is evaluated at each output sample, :data:`RESAMPLE_CHUNK` values at a time, so
+    time grows with the samples and memory stays bounded whatever the rates. The two agree
+    within 2e-4 (torchaudio builds its kernel in float32; this path works in float64).
+    Returns float32.
+    """
+    for name, rate in (("orig_rate", orig_rate), ("sample_rate", sample_rate)):
+        if isinstance(rate, bool) or not isinstance(rate, (int, np.integer)) or rate <= 0:
+            raise ValueError(f"{name} must be a positive integer (Hz), got {rate!r}")
+    if waveform.dim() != 1:
+        raise ValueError(f"waveform must be 1-D (samples,), got shape {tuple(waveform.shape)}")
     if orig_rate == sample_rate:
         return waveform
-    return AF.resample(waveform, orig_rate, sample_rate)
+    divisor = math.gcd(int(orig_rate), int(sample_rate))
+    orig, new = int(orig_rate) // divisor, int(sample_rate) // divisor
+    if new * (2 * _filter_reach(orig, new) + orig) <= MAX_POLYPHASE_KERNEL:
+        return AF.resample(waveform.float(), orig, new, LOWPASS_ZERO_CROSSINGS, ROLLOFF)
+    return _resample_pointwise(waveform, orig, new)
 
 
-def check_length(waveform: torch.Tensor, path: str | Path, min_samples: int) -> torch.Tensor:
+def _filter_reach(orig: int, new: int) -> int:
+    """Input samples on each side of an output sample that the filter reaches (rates reduced
+    by their greatest common divisor)."""
+    return math.ceil(LOWPASS_ZERO_CROSSINGS * orig / (min(orig, new) * ROLLOFF))
+
+
+def _resample_pointwise(waveform: torch.Tensor, orig: int, new: int) -> torch.Tensor:
+    """:func:`resample`'s filter evaluated at every output sample (rates reduced, coprime)."""
+    cutoff = min(orig, new) * ROLLOFF
+    reach = _filter_reach(orig, new)
+    taps = torch.arange(2 * reach + 1)
+    padded = torch.nn.functional.pad(waveform.to(torch.float64), (reach, reach))
+    out = torch.empty(-(-waveform.numel() * new // orig), dtype=torch.float32)
+    rows = max(1, RESAMPLE_CHUNK // taps.numel())
+    for start in range(0, out.numel(), rows):
+        j = torch.arange(start, min(out.numel(), start + rows))
+        # Padded index of each tap, and its distance to the output position in units of the
+        # filter's zero crossings, (n / orig - j / new) * cutoff, from exact integers.
+        index = (j * orig // new)[:, None] + taps
+        t = ((index - reach) * new - j[:, None] * orig).to(torch.float64) * (cutoff / (orig * new))
+        t = t.clamp_(-LOWPASS_ZERO_CROSSINGS, LOWPASS_ZERO_CROSSINGS)
+        window = torch.cos(t * (math.pi / LOWPASS_ZERO_CROSSINGS)).add_(1).mul_(0.5)
+        kernel = torch.sinc(t).mul_(window)
+        out[start : start + j.numel()] = (padded[index] * kernel).sum(dim=1) * (cutoff / orig)
+    return out
+
+
+def check_length(
+    waveform: torch.Tensor, path: str | Path, min_samples: int, after: str = "resampling"
+) -> torch.Tensor:
     """Raise :class:`BadAudioError` when ``waveform`` is shorter than ``min_samples``."""
     if waveform.numel() < min_samples:
         raise BadAudioError(
             path,
-            f"too short: {waveform.numel()} samples after resampling, fewer than one "
+            f"too short: {waveform.numel()} samples after {after}, fewer than one "
             f"analysis frame ({min_samples} samples, n_fft)",
         )
     return waveform
+
+
+def samples_to_float(samples: torch.Tensor | np.ndarray, what: str = "waveform") -> torch.Tensor:
+    """An array or tensor of samples as float32, integer samples read as PCM.
+
+    Floating-point samples are kept as they are. Integer samples mean what they mean in a WAV
+    file (:data:`PCM_SCALES`): int16 ``x / 32768``, int32 ``x / 2**31`` (24-bit audio read as
+    int32 included), int8 ``x / 128``, uint8 ``(x - 128) / 128``. Any other type is refused
+    with a ``ValueError`` naming ``what``: int64 (Python's and numpy's default integer, which
+    no audio format stores: its samples could be 16-bit values or 32-bit ones, so no scale is
+    right for all), other unsigned widths, bool, complex and object arrays.
+    """
+    if isinstance(samples, torch.Tensor):
+        tensor = samples.detach().cpu()
+        if tensor.is_floating_point():
+            return tensor.float()
+        kind = str(tensor.dtype).removeprefix("torch.")
+        array = tensor.numpy() if kind in PCM_SCALES else None
+    else:
+        array = np.asarray(samples)
+        kind = array.dtype.name
+        if array.dtype.kind == "f":
+            return torch.from_numpy(np.array(array, dtype=np.float32))
+    if kind not in PCM_SCALES:
+        hint = (
+            "which no audio format stores (16-bit or 32-bit values?): cast it to the type of "
+            "its samples, e.g. int16, or to float in [-1, 1]"
+            if kind == "int64"
+            else "expected float samples in [-1, 1] or integer PCM"
+        )
+        raise ValueError(
+            f"{what} has dtype {kind}, {hint} ({', '.join(PCM_SCALES)}: scaled as in a WAV file)"
+        )
+    offset, scale = PCM_SCALES[kind]
+    return torch.from_numpy(((array.astype(np.float64) - offset) / scale).astype(np.float32))
+
+
+def frames_by_channels(samples: torch.Tensor, what: str = "waveform") -> torch.Tensor:
+    """A 1-D ``(samples,)`` or 2-D waveform as ``(samples, channels)``.
+
+    The shorter axis of a 2-D waveform holds the channels, at most :data:`MAX_CHANNELS` of them,
+    whichever its place: ``(channels, samples)`` and ``(samples, channels)`` both work. A
+    ``ValueError`` naming the shape refuses what stays ambiguous (both axes of at most
+    :data:`MAX_CHANNELS`), a 2-D waveform with no axis that short, and other dimensions.
+    """
+    shape = tuple(samples.shape)
+    if samples.dim() == 1:
+        return samples[:, None]
+    if samples.dim() != 2:
+        raise ValueError(
+            f"{what} must be 1-D (samples,) or 2-D (channels and samples, either order), got "
+            f"shape {shape}"
+        )
+    if max(shape) <= MAX_CHANNELS:
+        raise ValueError(
+            f"{what} of shape {shape} is ambiguous: either axis could hold the channels (at "
+            f"most {MAX_CHANNELS}); give it as 1-D (samples,) or with more than {MAX_CHANNELS} "
+            "samples"
+        )
+    if min(shape) > MAX_CHANNELS:
+        raise ValueError(
+            f"{what} of shape {shape} has no channel axis: a 2-D waveform is (channels, "
+            f"samples) or (samples, channels) with at most {MAX_CHANNELS} channels"
+        )
+    return samples if shape[1] < shape[0] else samples.T

@@ -30,7 +30,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
-from .audio import BadAudioError
+from .audio import BadAudioError, check_length
 from .corpora import Clip, Corpus
 from .features import FeatureConfig, FeatureExtractor
 from .tempo import change_tempo
@@ -225,10 +225,17 @@ class _FeatureJobs(Dataset):
                 waveform = self.corpus.load_waveform(
                     clip, self.config.sample_rate, self.config.n_fft
                 )
+                if self.cache.tempo != 1.0:
+                    # A sped-up clip can end shorter than the one frame its features need.
+                    waveform = check_length(
+                        change_tempo(waveform, self.config.sample_rate, self.cache.tempo),
+                        clip.path,
+                        self.config.n_fft,
+                        after=f"re-timing at tempo {self.cache.tempo:g}",
+                    )
             except BadAudioError as err:
                 self.cache.mark_bad(key, clip.path, err.reason)
                 return [str(w.message) for w in caught]
-        waveform = change_tempo(waveform, self.config.sample_rate, self.cache.tempo)
         self.cache.save(key, self.extractor(waveform).numpy())
         return [str(w.message) for w in caught]
 

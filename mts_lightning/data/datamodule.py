@@ -115,14 +115,17 @@ class SpectrogramDataModule(pl.LightningDataModule):
             is cropped like any long clip (a sped-up one padded); with segments a slowed clip
             gives more segments. The synthetic corpus applies it on top of its render-time
             ``synthetic_test_stretch``. Features at a tempo other than 1.0 are cached apart,
-            keyed by it.
+            keyed by it. Tempos are honoured from :data:`~mts_lightning.data.tempo.MIN_TEMPO`
+            to :data:`~mts_lightning.data.tempo.MAX_TEMPO` (why: there); a clip that ends
+            shorter than one analysis frame is a bad file (``skip_bad_files``).
         augment: SpecAugment-style masks, random time stretch (``augment_stretch``) and random
             crops on the training split only.
         augment_tempos: waveform rate augmentation of the training split: each training item
             is read at a tempo drawn uniformly from this list at every read, its audio played
             that many times as fast, pitch kept, before the features (as ``test_tempo``; 1.0
             is the clip as recorded, which is left out unless listed). Features at every
-            tempo are computed once and cached. E.g. ``[0.7, 0.85, 1.0, 1.2, 1.4]``. ``None``
+            tempo are computed once and cached. E.g. ``[0.7, 0.85, 1.0, 1.2, 1.4]``; the range
+            of ``test_tempo``. ``None``
             (default): no rate augmentation. A training clip longer than the input is cropped
             at a random start, as with ``augment``. Validation, test and the normalisation
             statistics use the clips as recorded. Independent of ``augment``.

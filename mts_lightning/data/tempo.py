@@ -27,14 +27,27 @@ import torch
 #: Analysis window of the phase vocoder, in seconds (2048 samples at 16 kHz), and its hop.
 WINDOW_SECONDS = 0.128
 HOP_FRACTION = 4
+#: The tempos the vocoder honours: at most ``HOP_FRACTION`` times as fast or as slow. Faster,
+#: the analysis would move by more than one window per output frame and drop whole stretches
+#: of the recording instead of playing them faster; slower, every analysis frame would be
+#: held for more than a window and the clip grow without bound (a 3 s clip at tempo 0.001
+#: lasts 50 min), a smear of one spectrum rather than slower speech. Symmetric around 1.0,
+#: as tempo sweeps are.
+MIN_TEMPO = 1 / HOP_FRACTION
+MAX_TEMPO = float(HOP_FRACTION)
 
 
 def check_tempo(name: str, tempo: float) -> float:
-    """Validate a tempo factor: a finite number > 0 (1.0 leaves the audio unchanged)."""
+    """Validate a tempo factor: a number from :data:`MIN_TEMPO` to :data:`MAX_TEMPO`
+    (1.0 leaves the audio unchanged); ``ValueError`` naming ``name`` otherwise."""
+    rule = (
+        f"{name} must be a number from {MIN_TEMPO:g} to {MAX_TEMPO:g} (x times as fast, pitch "
+        f"kept; 1.0: unchanged; the re-timing covers a factor of {HOP_FRACTION} either way)"
+    )
     if isinstance(tempo, bool) or not isinstance(tempo, (int, float)):
-        raise ValueError(f"{name} must be a number > 0 (1.0: unchanged), got {tempo!r}")
-    if not math.isfinite(tempo) or tempo <= 0:
-        raise ValueError(f"{name} must be a finite number > 0 (1.0: unchanged), got {tempo!r}")
+        raise ValueError(f"{rule}, got {tempo!r}")
+    if not MIN_TEMPO <= tempo <= MAX_TEMPO:  # NaN fails every comparison
+        raise ValueError(f"{rule}, got {tempo!r}")
     return float(tempo)
 
 
@@ -45,7 +58,8 @@ def check_augment_tempos(tempos: Sequence[float] | None) -> tuple[float, ...]:
         return ()
     if isinstance(tempos, (str, bytes)) or not isinstance(tempos, Sequence) or not tempos:
         raise ValueError(
-            f"augment_tempos must be a non-empty list of tempo factors > 0 such as "
+            f"augment_tempos must be a non-empty list of tempo factors from {MIN_TEMPO:g} to "
+            f"{MAX_TEMPO:g} such as "
             f"[0.7, 1.0, 1.4], or null for no rate augmentation; got {tempos!r}"
         )
     checked = tuple(check_tempo(f"augment_tempos[{i}]", t) for i, t in enumerate(tempos))
@@ -58,7 +72,8 @@ def change_tempo(waveform: torch.Tensor, sample_rate: int, tempo: float) -> torc
     """``waveform`` ``(samples,)`` played ``tempo`` times as fast, pitch kept.
 
     Returns a float32 waveform of ``round(samples / tempo)`` samples; ``tempo == 1`` returns
-    the input unchanged (the same tensor).
+    the input unchanged (the same tensor). ``tempo`` must be within :data:`MIN_TEMPO` and
+    :data:`MAX_TEMPO` (:func:`check_tempo`).
     """
     tempo = check_tempo("tempo", tempo)
     if waveform.dim() != 1:

@@ -45,6 +45,8 @@ from typing import Any
 
 import yaml
 
+from mts_lightning.data.tempo import check_tempo
+
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _KEYS = {
     "name",
@@ -255,9 +257,11 @@ def tempo_conditions(tempos: Sequence[float]) -> list[Condition]:
     """A tempo sweep as test conditions: ``tempo_<t>`` testing with ``--data.test_tempo=<t>``
     (clips played ``t`` times as fast), placed at ``x = t``."""
     conditions = []
-    for tempo in tempos:
-        if isinstance(tempo, bool) or not isinstance(tempo, (int, float)) or not tempo > 0:
-            raise ExperimentError(f"tempo_sweep: tempos must be positive numbers, got {tempo!r}")
+    for i, tempo in enumerate(tempos):
+        try:
+            check_tempo(f"tempo_sweep[{i}]", tempo)
+        except ValueError as err:
+            raise ExperimentError(str(err)) from None
         conditions.append(
             Condition(f"tempo_{float(tempo):g}", (f"--data.test_tempo={float(tempo):g}",), tempo)
         )
@@ -304,7 +308,10 @@ def load_spec(path: str | Path) -> ExperimentSpec:
     tempos = raw.get("tempo_sweep") or []
     if not isinstance(tempos, list):
         raise ExperimentError(f"{path}: 'tempo_sweep' is a list of tempos, e.g. [0.7, 1.0, 1.4]")
-    conditions += tempo_conditions(tempos)
+    try:
+        conditions += tempo_conditions(tempos)
+    except ExperimentError as err:
+        raise ExperimentError(f"{path}: {err}") from None
     if not conditions:
         raise ExperimentError(
             f"{path}: no test condition: give 'conditions' (e.g. [{{name: test}}]) or 'tempo_sweep'"
