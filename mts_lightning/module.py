@@ -203,7 +203,7 @@ class EmotionClassifier(pl.LightningModule):
                 f"backbone must be a model name or an nn.Module, got {type(backbone).__name__}"
             )
         from mts_lightning.models import build_model
-        from mts_lightning.models.registry import check_model_kwargs
+        from mts_lightning.models.registry import ModelArgumentError
 
         kwargs = dict(backbone_kwargs or {})
         for key in ("num_classes", "input_shape"):
@@ -215,8 +215,10 @@ class EmotionClassifier(pl.LightningModule):
         kwargs["num_classes"] = self.num_classes
         if input_shape is not None:
             kwargs["input_shape"] = tuple(input_shape)
-        check_model_kwargs(backbone, kwargs, label="backbone_kwargs")
-        return build_model(backbone, **kwargs)
+        try:
+            return build_model(backbone, **kwargs)
+        except ModelArgumentError as err:
+            raise ValueError(f"backbone_kwargs: {err}") from None
 
     # ------------------------------------------------------------------ fit set-up
     def on_fit_start(self) -> None:

@@ -102,7 +102,7 @@ def matches(value: Any, annotation: Any) -> bool:
 
 
 def describe(annotation: Any) -> str:
-    """``annotation`` in words: ``list of int``, ``[int, int]``, ``one of 'mts', 'conv'``."""
+    """``annotation`` in words: ``a list of int``, ``[int, int]``, ``one of 'mts', 'conv'``."""
     if annotation is None or annotation is type(None):
         return "null"
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
@@ -113,7 +113,7 @@ def describe(annotation: Any) -> str:
     if origin is tuple and args and args[-1] is not Ellipsis:
         return "[" + ", ".join(describe(arg) for arg in args) + "]"
     if origin in _LISTS:
-        return f"list of {describe(args[0]) if args else 'values'}"
+        return f"a list of {describe(args[0]) if args else 'values'}"
     if origin in _MAPPINGS:
-        return "mapping"
+        return "a mapping"
     return getattr(annotation, "__name__", str(annotation))

@@ -26,11 +26,14 @@ def register_model(name: str, **defaults: Any) -> Callable[[M], M]:
     return decorator
 
 
-def check_model_kwargs(name: str, kwargs: Mapping[str, Any], label: str = "") -> None:
-    """Raise ``ValueError`` (one line, naming the argument) unless ``name`` is a registered
-    model that takes every one of ``kwargs`` with a value of the type its constructor
-    declares, the MTS options in ``mts`` included; builds nothing. ``label`` (e.g.
-    ``"backbone_kwargs"``) names where the arguments came from in the message."""
+class ModelArgumentError(ValueError):
+    """An argument a registered model does not take, or a value of the wrong type for it."""
+
+
+def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` (one line) unless ``name`` is a registered model that takes every
+    one of ``kwargs`` with a value of the type its constructor declares, the MTS options in
+    ``mts`` included (:class:`ModelArgumentError`, naming the argument); builds nothing."""
     if name not in _MODELS:
         raise ValueError(f"unknown model name {name!r}; known models: {', '.join(list_models())}")
     reject_flat_mts_options(kwargs)
@@ -39,7 +42,7 @@ def check_model_kwargs(name: str, kwargs: Mapping[str, Any], label: str = "") ->
         if isinstance(kwargs.get("mts"), Mapping):
             check_mts_options(kwargs["mts"])
     except ValueError as err:
-        raise ValueError(f"{label}: {err}" if label else str(err)) from None
+        raise ModelArgumentError(str(err)) from None
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
