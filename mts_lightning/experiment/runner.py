@@ -168,15 +168,19 @@ def read_record(folder: Path) -> dict[str, Any] | None:
 
 def _record_problem(record: Any) -> str | None:
     """What keeps ``record`` (a parsed ``result.json``) from being a complete record."""
-    problem = _fields_problem(record, _RECORD_FIELDS, "the record")
-    if problem is None:
-        problem = _fields_problem(record["experiment"], _DESCRIPTION_FIELDS, "'experiment'")
-    if problem is None and not record["results"]:
-        problem = "no test result"
+    problem = _fields_problem(record, _RECORD_FIELDS, "the record") or _fields_problem(
+        record["experiment"], _DESCRIPTION_FIELDS, "'experiment'"
+    )
+    if problem:
+        return problem
+    if not record["results"]:
+        return "no test result"
     fields = {"condition": str, **dict.fromkeys(METRICS, float)}
-    for i, result in enumerate(record["results"] if problem is None else []):
-        problem = problem or _fields_problem(result, fields, f"results[{i}]")
-    return problem
+    for i, result in enumerate(record["results"]):
+        problem = _fields_problem(result, fields, f"results[{i}]")
+        if problem:
+            return problem
+    return None
 
 
 def _fields_problem(value: Any, fields: dict[str, type], what: str) -> str | None:
