@@ -417,6 +417,26 @@ def test_module_entry_point_reports_a_missing_root_without_traceback(tmp_path):
     assert "mts-lightning fit: error: FileNotFoundError: RAVDESS root" in result.stderr
 
 
+def test_reported_backbone_typo_from_the_command_line_is_one_line():
+    """Issue 18, G, as reported: the console command, exit code 2, nothing but the error
+    (after Lightning's seed line): no traceback, no usage, no warning about sys.argv."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "mts_lightning", "fit", "--config", "configs/synthetic.yaml"]
+    result = subprocess.run(
+        [*command, "--model.backbone_kwargs", "{conv_typ: conv}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert [line for line in result.stderr.splitlines() if not line.startswith("Seed set")] == [
+        "mts-lightning fit: error: ValueError: backbone_kwargs: compact_cnn takes no argument "
+        f"'conv_typ' (did you mean 'conv_type'?); it takes {COMPACT_CNN_ARGUMENTS}"
+    ]
+
+
 # ---------------------------------------------------------------------- configs
 def test_print_config(capsys):
     with pytest.raises(SystemExit) as exit_info:
