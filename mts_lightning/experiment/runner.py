@@ -285,7 +285,9 @@ def _check(
     subcommand = "fit"
     if condition is not None:
         # The test of a run reads the fit's saved config; the same arguments give it here.
-        entries.append((f"{condition.entry} ({condition.name})", condition.overrides))
+        entries.append(
+            (f"{condition.entry or 'conditions'} ({condition.name})", condition.overrides)
+        )
         subcommand = "test"
     folder = run_folder(output_dir, key)
 
