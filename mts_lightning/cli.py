@@ -27,7 +27,7 @@ import secrets
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import lightning.pytorch as pl
 import torch
@@ -54,6 +54,25 @@ from mts_lightning.run_dir import run_dir
 _USER_ERRORS = (DataError, MisconfigurationException)  # BadAudioError is a DataError
 #: ``ckpt_path`` values that Lightning resolves itself (not file paths).
 _SPECIAL_CKPT_PATHS = ("best", "last", "hpc", "registry")
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line (the parser's messages span several)."""
+    return " ".join(str(message).split())
+
+
+class OneLineErrorParser(LightningArgumentParser):
+    """The CLI's argument parser. Its errors (an unknown option, a value of the wrong type, on
+    the command line or in a config file) end the command as every configuration error does:
+    one line, ``mts-lightning <subcommand>: error: ...``, and exit code 2; the usage is left
+    to ``--help``. With ``exit_on_error=False`` they raise ``ArgumentError`` as usual."""
+
+    def error(self, message: str, ex: Exception | None = None) -> NoReturn:
+        if not self.exit_on_error:
+            super().error(message, ex)
+        prog = (getattr(ex, "subcommand_parser", None) or self).prog.replace(" [options]", "")
+        sys.stderr.write(f"{prog}: error: {one_line(message)} (options: {prog} --help)\n")
+        sys.exit(2)
 
 
 def given_data_settings(args: Sequence[str]) -> set[str]:
@@ -149,6 +168,7 @@ class MTSLightningCLI(LightningCLI):
         kwargs.setdefault("auto_configure_optimizers", False)  # the model takes `optimizer`
         kwargs.setdefault("seed_everything_default", 0)
         kwargs.setdefault("parser_kwargs", {"prog": "mts-lightning"})
+        kwargs.setdefault("parser_class", OneLineErrorParser)
         self._resumed_run: Path | None = None
         self._pinned_versions: list[Namespace] = []
         self._given_data: set[str] = set()
@@ -458,6 +478,7 @@ def cli_main(args: list[str] | None = None) -> MTSLightningCLI:
 
 def main(args: list[str] | None = None) -> None:
     """Entry point of ``mts-lightning`` and ``python -m mts_lightning``."""
+    from_command_line = args is None
     args = sys.argv[1:] if args is None else list(args)
     if args[:1] == ["experiment"]:
         from mts_lightning.experiment.command import main as experiment_main
@@ -479,7 +500,8 @@ def main(args: list[str] | None = None) -> None:
 
         timeline_main(args[1:])
         return
-    cli_main(args)
+    # From the command line LightningCLI reads sys.argv itself (given both, it warns).
+    cli_main(None if from_command_line else args)
 
 
 if __name__ == "__main__":

@@ -215,12 +215,22 @@ class EmotionClassifier(pl.LightningModule):
                 f"backbone must be a model name or an nn.Module, got {type(backbone).__name__}"
             )
         from mts_lightning.models import build_model
+        from mts_lightning.models.registry import ModelArgumentError
 
         kwargs = dict(backbone_kwargs or {})
+        for key in ("num_classes", "input_shape"):
+            if key in kwargs:
+                raise ValueError(
+                    f"backbone_kwargs: {key} is the classifier's own argument (set from the "
+                    f"data under the CLI); give it as model.{key} or leave it out"
+                )
         kwargs["num_classes"] = self.num_classes
         if input_shape is not None:
             kwargs["input_shape"] = tuple(input_shape)
-        return build_model(backbone, **kwargs)
+        try:
+            return build_model(backbone, **kwargs)
+        except ModelArgumentError as err:
+            raise ValueError(f"backbone_kwargs: {err}") from None
 
     # ------------------------------------------------------------------ fit set-up
     def on_fit_start(self) -> None:

@@ -252,6 +252,88 @@ def test_config_errors_exit_with_a_message(args, message, capsys):
     assert "Traceback" not in err
 
 
+COMPACT_CNN_ARGUMENTS = (
+    "num_classes, input_shape, conv_type, channels, kernel_size, dropout, mts, mts_stages"
+)
+
+
+@pytest.mark.parametrize(
+    ("subcommand", "args", "message"),
+    [
+        # The reported input (issue 18, G), then siblings: unknown, ill-typed, nested, data.
+        (
+            "fit",
+            ["--model.backbone_kwargs", "{conv_typ: conv}"],
+            "ValueError: backbone_kwargs: compact_cnn takes no argument 'conv_typ' (did you mean "
+            f"'conv_type'?); it takes {COMPACT_CNN_ARGUMENTS}",
+        ),
+        (
+            "fit",
+            ["--model.backbone_kwargs={dropout: high}"],
+            "ValueError: backbone_kwargs: dropout must be float for compact_cnn, got 'high'",
+        ),
+        (
+            "fit",
+            ["--model.backbone_kwargs={channels: 5}"],
+            "ValueError: backbone_kwargs: channels must be a list of int for compact_cnn, got 5",
+        ),
+        (
+            "fit",
+            ["--model.backbone_kwargs={kernel_size: [5]}"],
+            "ValueError: backbone_kwargs: kernel_size must be [int, int] for compact_cnn, got [5]",
+        ),
+        (
+            "fit",
+            ["--model.backbone_kwargs={conv_type: mts, mts: {kernel_sharng: autograd}}"],
+            "ValueError: backbone_kwargs: mts: unknown option(s) kernel_sharng; MultiscaleConv2d "
+            "takes scale_factors, output_type",
+        ),
+        (
+            "fit",
+            ["--model.backbone_kwargs={mts: {track_stretch_usage: sometimes}}"],
+            "ValueError: backbone_kwargs: mts: track_stretch_usage must be bool for "
+            "MultiscaleConv2d, got 'sometimes'",
+        ),
+        (
+            "fit",
+            ["--model.backbone_kwargs={num_classes: 3}"],
+            "ValueError: backbone_kwargs: num_classes is the classifier's own argument",
+        ),
+        (
+            "fit",
+            ["--model.backbone=paper_2conv", "--model.backbone_kwargs={channels: [4, 8]}"],
+            "ValueError: backbone_kwargs: channels must be int for paper_2conv, got [4, 8]",
+        ),
+        (
+            "fit",
+            ["--model.backbone=compact_cn"],
+            "ValueError: unknown model name 'compact_cn'; known models: alexnet,",
+        ),
+        ("fit", ["--data.batch_sze=4"], "unrecognized arguments: --data.batch_sze=4"),
+        ("fit", ["--data.n_mels=many"], 'Parser key "data.n_mels": Expected a'),
+        (
+            "validate",
+            ["--model.backbone_kwargs={conv_typ: conv}"],
+            "ValueError: backbone_kwargs: compact_cnn takes no argument 'conv_typ'",
+        ),
+        (
+            "test",
+            ["--model.backbone_kwargs={mts: {fuse_branch: never}}"],
+            "ValueError: backbone_kwargs: mts: unknown option(s) fuse_branch;",
+        ),
+        ("test", ["--data.synthetic_test_strech=[0.3, 0.4]"], "unrecognized arguments: --data."),
+    ],
+)
+def test_model_and_data_option_errors_are_one_line(subcommand, args, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main([subcommand, f"--config={CONFIGS / 'synthetic.yaml'}", *args])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "usage:" not in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"mts-lightning {subcommand}: error: {message}"), last
+
+
 def test_predict_errors(tmp_path, capsys):
     base = ["predict", f"--config={CONFIGS / 'synthetic.yaml'}"]
     cases = [
@@ -338,6 +420,26 @@ def test_module_entry_point_reports_a_missing_root_without_traceback(tmp_path):
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     assert "mts-lightning fit: error: FileNotFoundError: RAVDESS root" in result.stderr
+
+
+def test_reported_backbone_typo_from_the_command_line_is_one_line():
+    """Issue 18, G, as reported: the console command, exit code 2, nothing but the error
+    (after Lightning's seed line): no traceback, no usage, no warning about sys.argv."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    command = [sys.executable, "-m", "mts_lightning", "fit", "--config", "configs/synthetic.yaml"]
+    result = subprocess.run(
+        [*command, "--model.backbone_kwargs", "{conv_typ: conv}"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert result.returncode == 2 and result.stdout == ""
+    assert [line for line in result.stderr.splitlines() if not line.startswith("Seed set")] == [
+        "mts-lightning fit: error: ValueError: backbone_kwargs: compact_cnn takes no argument "
+        f"'conv_typ' (did you mean 'conv_type'?); it takes {COMPACT_CNN_ARGUMENTS}"
+    ]
 
 
 # ---------------------------------------------------------------------- configs

@@ -19,7 +19,7 @@ import yaml
 from wandb_records import read_wandb_records
 
 from mts_lightning.cli import main
-from mts_lightning.experiment.runner import RESULT_COLUMNS, read_results
+from mts_lightning.experiment.runner import RESULT_COLUMNS, lock_path, read_results, run_holder
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
@@ -103,7 +103,9 @@ def killed_and_resumed(tmp_path_factory):
     try:
         while time.monotonic() < deadline:
             recorded = list(out.glob("runs/*/*/result.json"))
-            started = [f for f in out.glob("runs/*/*") if not (f / "result.json").exists()]
+            started = [
+                f for f in out.glob("runs/*/*") if f.is_dir() and not (f / "result.json").exists()
+            ]
             if len(recorded) >= 2 and started:
                 break
             assert process.poll() is None, process.stderr.read().decode()
@@ -115,8 +117,11 @@ def killed_and_resumed(tmp_path_factory):
         process.wait()
     assert process.returncode == -signal.SIGKILL
     before = {p: (p.stat().st_mtime_ns, p.read_text()) for p in out.glob("runs/*/*/result.json")}
-    partial = [f for f in out.glob("runs/*/*") if not (f / "result.json").exists()]
+    partial = [f for f in out.glob("runs/*/*") if f.is_dir() and not (f / "result.json").exists()]
     assert partial, "the kill should have hit a run in progress"
+    # The killed run's lock file stays behind; its lock does not (the OS released it).
+    assert [run_holder(f) for f in partial] == [None] * len(partial)
+    assert all(lock_path(f).is_file() for f in partial)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MTS_LIGHTNING_CACHE", str(root / "cache"))
@@ -143,6 +148,7 @@ def test_killed_experiment_finishes_without_redoing_recorded_runs(killed_and_res
         assert path.stat().st_mtime_ns == mtime and path.read_text() == text
     records = sorted(out.glob("runs/*/*/result.json"))
     assert len(records) == 8
+    assert not list(out.glob("runs/*/*.lock"))  # every claim given back
     rows = read_results(out / "results.csv")
     with open(out / "results.csv", newline="") as f:
         assert tuple(next(csv.reader(f))) == RESULT_COLUMNS

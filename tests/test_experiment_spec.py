@@ -222,3 +222,116 @@ def test_folds_of_a_random_split_are_refused(tmp_path, capsys, monkeypatch):
         main(["experiment", f"--config={spec}", f"--output_dir={tmp_path / 'out'}", "--", *TINY])
     assert exit_info.value.code == 2
     assert "uses data.split 'random', which has no folds" in capsys.readouterr().err
+
+
+def _checked_spec(folder: Path, **settings) -> Path:
+    """A tiny two-variant, two-condition experiment whose settings are all in the file."""
+    spec = {
+        "configs": [str(REPO / "configs" / "synthetic.yaml")],
+        "overrides": [*TINY, "--trainer.max_time=null"],
+        "variants": {"mts": [], "conv": ["--model.backbone_kwargs={conv_type: conv}"]},
+        "folds": [0, 1],
+        "seeds": [0],
+        "conditions": [
+            {"name": "seen", "overrides": ["--data.synthetic_test_stretch=[0.6, 1.6]"]},
+            {"name": "fast", "overrides": ["--data.synthetic_test_stretch=[0.35, 0.45]"]},
+        ],
+        **settings,
+    }
+    path = folder / "exp.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+FAST_TYPO = "--data.synthetic_test_strech=[0.35, 0.45]"
+
+
+@pytest.mark.parametrize(
+    ("settings", "extra", "entry_and_error"),
+    [
+        # The reported input (issue 18, F): a mistyped test-condition override.
+        (
+            {"conditions": [{"name": "seen"}, {"name": "fast", "overrides": [FAST_TYPO]}]},
+            [],
+            f"conditions[1] (fast): unrecognized arguments: {FAST_TYPO}",
+        ),
+        (
+            {"conditions": [{"name": "slow", "overrides": ["--data.test_tempo=slow"]}]},
+            [],
+            'conditions[0] (slow): Parser key "data.test_tempo": ',
+        ),
+        (
+            {"conditions": [{"name": "c", "overrides": ["--model.backbone_kwargs={dropout: x}"]}]},
+            [],
+            "conditions[0] (c): ValueError: backbone_kwargs: dropout must be float for "
+            "compact_cnn, got 'x'",
+        ),
+        (
+            {"overrides": [*TINY, "--trainer.max_epoks=1"]},
+            [],
+            "overrides: unrecognized arguments: --trainer.max_epoks=1",
+        ),
+        (
+            {"variants": {"mts": [], "conv": ["--model.backbone_kwargs={conv_typ: conv}"]}},
+            [],
+            "variants.conv: ValueError: backbone_kwargs: compact_cnn takes no argument "
+            "'conv_typ' (did you mean 'conv_type'?); it takes num_classes, input_shape,",
+        ),
+        (
+            {"variants": {"mts": ["--model.backbone_kwargs={mts: {kernel_sharng: average}}"]}},
+            [],
+            "variants.mts: ValueError: backbone_kwargs: mts: unknown option(s) kernel_sharng;",
+        ),
+        ({"folds": [0, 9]}, [], "folds: ValueError: fold must be in [0, 3]"),
+        (
+            {},
+            ["--data.n_mles=32"],
+            "the arguments after '--': unrecognized arguments: --data.n_mles",
+        ),
+    ],
+)
+def test_every_override_is_checked_before_the_first_run(
+    tmp_path, capsys, monkeypatch, settings, extra, entry_and_error
+):
+    monkeypatch.setattr(sys, "argv", ["mts-lightning"])
+    spec = _checked_spec(tmp_path, **settings)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", f"--config={spec}", f"--output_dir={out}", "--", *extra])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err, err
+    assert err.startswith(f"mts-lightning experiment: error: {spec}: {entry_and_error}"), err
+    assert not out.exists()  # refused before the first run started
+
+
+def test_a_base_config_typo_names_the_configs(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["mts-lightning"])
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("data:\n  batch_sze: 4\n")
+    spec = _checked_spec(tmp_path, configs=[str(REPO / "configs" / "synthetic.yaml"), "typo.yaml"])
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", f"--config={spec}", f"--output_dir={tmp_path / 'out'}"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"mts-lightning experiment: error: {spec}: configs: Subcommand 'fit' does not accept "
+        "option 'data.batch_sze'\n"
+    )
+
+
+def test_one_run_checks_its_test_conditions_before_its_fit(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["mts-lightning"])
+    conditions = [{"name": "fast", "overrides": [FAST_TYPO]}]
+    spec = _checked_spec(tmp_path, conditions=conditions)
+    out = tmp_path / "out"
+    with pytest.raises(SystemExit) as exit_info:
+        main(
+            ["experiment", "run", f"--config={spec}", f"--output_dir={out}"]
+            + ["--variant=mts", "--fold=0", "--seed=0"]
+        )
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == (
+        f"mts-lightning experiment: error: {spec}: conditions[0] (fast): unrecognized "
+        f"arguments: {FAST_TYPO}\n"
+    )
+    assert not out.exists()

@@ -9,6 +9,13 @@
 
 Arguments after ``--`` are added to every run's ``fit`` (e.g. ``--trainer.max_epochs=2``); they
 are recorded with the run, so a resumed experiment must be given the same ones.
+
+Before the first run starts, every configuration the runs will use is parsed and built without
+running (each variant's fit and its test under every condition, base config, overrides and
+arguments after ``--`` included): a mistake ends the command with one line naming the file,
+its entry and the error, exit code 2. A run that another live process is making on the same
+output folder is skipped with a line saying so (the next command collects it); a damaged
+``result.json`` is named, and its run redone (or left out by ``collect``).
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from mts_lightning.experiment.spec import ExperimentError, load_spec
+from mts_lightning.experiment.spec import ExperimentError, RunKey, load_spec
 
 PROG = "mts-lightning experiment"
 
@@ -102,7 +109,8 @@ def _main(argv: list[str]) -> None:
 
     if argv[:1] == ["collect"]:
         output_dir = Path(_collect_parser().parse_args(argv[1:]).output_dir)
-        records = runner.find_records(output_dir)
+        records, damaged = runner.find_records(output_dir)
+        _print_lines(damaged)
         _report(runner.write_outputs(output_dir, records), len(records), None)
         return
     if argv[:1] == ["run"]:
@@ -111,8 +119,10 @@ def _main(argv: list[str]) -> None:
         spec = load_spec(args.config)
         corpora = None if args.train_corpus is None else [args.train_corpus]
         key = spec.plan([args.variant], [args.fold], [args.seed], corpora)[0]
-        runner.run_one(spec, key, args.output_dir, extra)
-        print(f"recorded in {runner.run_folder(args.output_dir, key) / runner.RESULT_FILE}")
+        if _pending([key], Path(args.output_dir)):
+            runner.check_runs(spec, [key], Path(args.output_dir), extra)
+        if runner.run_one(spec, key, args.output_dir, extra) is not None:
+            print(f"recorded in {runner.run_folder(args.output_dir, key) / runner.RESULT_FILE}")
         return
     own, extra = _split_extra(argv)
     args = _experiment_parser().parse_args(own)
@@ -121,11 +131,19 @@ def _main(argv: list[str]) -> None:
     spec = load_spec(args.config)
     plan = spec.plan(args.variants, args.folds, args.seeds, args.train_corpora)
     output_dir = Path(args.output_dir)
-    pending = [k for k in plan if runner.read_record(runner.run_folder(output_dir, k)) is None]
+    damage = _pending(plan, output_dir)
+    pending = list(damage)
     if args.dry_run:
         from mts_lightning.experiment.launchers import run_command
 
         for key in pending:
+            folder = runner.run_folder(output_dir, key)
+            holder = runner.run_holder(folder)
+            if holder is not None:
+                print(f"# {folder}: another process is making it ({holder})")
+                continue
+            if damage[key]:
+                print(f"# {damage[key]}: its run is redone")
             print(run_command(spec, key, output_dir, extra))
         print(f"# then: mts-lightning experiment collect {output_dir}")
         return
@@ -136,16 +154,14 @@ def _main(argv: list[str]) -> None:
         flush=True,
     )
     todo = pending[: args.max_runs] if args.max_runs else pending
-    # every variant's config builds (on every training corpus of a cross-corpus file)
-    for variant, corpus in dict.fromkeys((k.variant, k.corpus) for k in todo):
-        first = next(k for k in todo if (k.variant, k.corpus) == (variant, corpus))
-        runner.preflight(spec, first, output_dir, extra)
+    runner.check_runs(spec, todo, output_dir, extra)
     output_dir.mkdir(parents=True, exist_ok=True)
     failures: list[str] = []
     if args.launcher == "inprocess":
         for i, key in enumerate(todo, 1):
             print(f"[{i}/{len(todo)}] {key.label}", flush=True)
-            runner.run_one(spec, key, output_dir, extra)
+            if runner.run_one(spec, key, output_dir, extra) is None:
+                continue  # made by another process
             runner.write_results(
                 output_dir / "results.csv",
                 runner.result_rows(runner.planned_records(output_dir, plan)),
@@ -156,6 +172,9 @@ def _main(argv: list[str]) -> None:
         cluster = "slurm" if args.launcher == "slurm" else "local"
         failures = submit_runs(spec, todo, output_dir, extra, cluster)
     records = runner.planned_records(output_dir, plan)
+    if not records and not failures:
+        print("No run recorded yet: run the same command again once the others are done.")
+        return
     if not records:
         raise ExperimentError(f"no run recorded in {output_dir}: " + "; ".join(failures))
     _report(runner.write_outputs(output_dir, records), len(records), len(plan))
@@ -166,8 +185,29 @@ def _main(argv: list[str]) -> None:
         )
 
 
+def _pending(plan: Sequence[RunKey], output_dir: Path) -> dict[RunKey, str | None]:
+    """The runs of ``plan`` without a complete record, in plan order, each with what damages
+    its ``result.json`` (None when it has none: not run, or interrupted)."""
+    from mts_lightning.experiment import runner
+
+    pending: dict[RunKey, str | None] = {}
+    for key in plan:
+        try:
+            if runner.read_record(runner.run_folder(output_dir, key)) is None:
+                pending[key] = None
+        except runner.DamagedRecord as err:
+            pending[key] = str(err)
+    return pending
+
+
+def _print_lines(lines: Sequence[str]) -> None:
+    if lines:
+        print("\n".join(lines), flush=True)
+
+
 def _report(outputs: dict, recorded: int, planned: int | None) -> None:
     of = f" of {planned}" if planned is not None else ""
+    _print_lines(outputs["notes"])
     lines = [f"{recorded}{of} runs recorded."]
     if planned is not None and recorded < planned:
         lines.append("Not finished: run the same command again to continue.")

@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 import yaml
 
+from mts_lightning.cli import one_line
+from mts_lightning.experiment.spec import ExperimentError
 from mts_lightning.plotting import new_figure, save_figure
 
 CONDITION_FIGURE = "ua_by_condition.png"
@@ -110,11 +112,22 @@ def write_figures(
 
 
 def wandb_settings(run_folder: Path) -> dict[str, Any] | None:
-    """The ``init_args`` of the W&B logger in a run's saved ``config.yaml``, or None."""
+    """The ``init_args`` of the W&B logger in a run's saved ``config.yaml``, or None.
+
+    Raises ``ExperimentError`` naming the file when it is not a YAML mapping.
+    """
     path = run_folder / "config.yaml"
     if not path.is_file():
         return None
-    config = yaml.safe_load(path.read_text()) or {}
+    try:
+        config = yaml.safe_load(path.read_bytes()) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        problem = getattr(err, "problem", None) or one_line(str(err))
+        raise ExperimentError(f"{path} is damaged (not YAML: {where}{problem})") from None
+    if not isinstance(config, dict):
+        raise ExperimentError(f"{path} is damaged (not a mapping of settings)")
     loggers = (config.get("trainer") or {}).get("logger")
     for logger in loggers if isinstance(loggers, list) else [loggers]:
         if isinstance(logger, dict) and str(logger.get("class_path", "")).endswith("WandbLogger"):

@@ -12,29 +12,40 @@ Layout of an output folder::
     DIR/summary.md, summary.csv, ...      statistics and figures (stats.py, figures.py)
 
 ``result.json`` is written last and atomically: a run folder without it is an interrupted
-run, deleted and redone from scratch; a run with it is never run again.
+run, deleted and redone from scratch; a run with it is never run again. A ``result.json``
+that is not a complete record (empty, cut short, another shape) is reported by its path: its
+run is redone like an interrupted one, and ``collect`` leaves it out.
+
+A run is made under a lock, ``DIR/runs/<variant>/fold<F>_seed<S>.lock`` (an OS file lock,
+released when its process ends however it ends): a second command on the same folder skips a
+run that a live process is making, and never touches its folder; the lock of a killed
+process is free again at once (its file, naming the process, stays until the run is redone).
 """
 
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
+import logging
 import os
 import shutil
+import socket
 import sys
 import time
+from argparse import ArgumentError
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 import torch
 from jsonargparse import Namespace
 
-from mts_lightning.cli import MTSLightningCLI, _finish_wandb
+from mts_lightning.cli import MTSLightningCLI, _finish_wandb, one_line
 from mts_lightning.data.cache import atomic_write
-from mts_lightning.experiment.spec import ExperimentError, ExperimentSpec, RunKey
+from mts_lightning.experiment.spec import Condition, ExperimentError, ExperimentSpec, RunKey
 from mts_lightning.run_dir import run_dir
 
 RESULT_FILE = "result.json"
@@ -54,6 +65,28 @@ RESULT_COLUMNS = (
 METRICS = ("WA", "UA", "macro_F1", "loss")
 #: The columns a cross-corpus experiment adds to ``results.csv``, after ``seed``.
 CROSS_CORPUS_COLUMNS = ("train_corpus", "test_corpus")
+#: The fields of a ``result.json`` and their types (``experiment`` as ``spec.description()``).
+_RECORD_FIELDS = {
+    "experiment": dict,
+    "variant": str,
+    "fold": int,
+    "seed": int,
+    "fit_args": list,
+    "epochs": int,
+    "checkpoint": str,
+    "results": list,
+}
+_DESCRIPTION_FIELDS = {
+    "name": str,
+    "variants": list,
+    "conditions": list,
+    "reference_condition": str,
+    "x_label": str,
+}
+
+
+class DamagedRecord(ExperimentError):
+    """A ``result.json`` that is not a complete record; the message names the file."""
 
 
 def run_folder(output_dir: str | Path, key: RunKey) -> Path:
@@ -120,58 +153,290 @@ def _own_argv() -> Iterator[None]:
 
 
 def read_record(folder: Path) -> dict[str, Any] | None:
-    """The recorded result of the run in ``folder``, or None when it has none."""
+    """The recorded result of the run in ``folder``, or None when it has none.
+
+    Raises :class:`DamagedRecord` when its ``result.json`` is not a complete record.
+    """
     path = folder / RESULT_FILE
     if not path.is_file():
         return None
-    return json.loads(path.read_text())
+    try:
+        record = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise DamagedRecord(f"{path} is damaged (not JSON: {err})") from None
+    problem = _record_problem(record)
+    if problem:
+        raise DamagedRecord(f"{path} is damaged ({problem})")
+    return record
 
 
-def preflight(spec: ExperimentSpec, key: RunKey, output_dir: Path, extra: Sequence[str]) -> None:
-    """Build the run's classes without running (configuration errors, a missing corpus, a test
-    monitor surface now, before any run starts); check the folders of the test corpora of a
-    cross-corpus experiment. Writes nothing."""
-    args = spec.fit_args(key, extra)[1:]
-    if spec.cross_corpus is not None:
-        for corpus in spec.cross_corpus.test:
-            for arg in spec.cross_corpus.test_args(spec.path, corpus):
-                root = arg.removeprefix("--data.root=")
-                if root != arg and not Path(root).exists():
+def _record_problem(record: Any) -> str | None:
+    """What keeps ``record`` (a parsed ``result.json``) from being a complete record."""
+    problem = _fields_problem(record, _RECORD_FIELDS, "the record") or _fields_problem(
+        record["experiment"], _DESCRIPTION_FIELDS, "'experiment'"
+    )
+    if problem:
+        return problem
+    if not record["results"]:
+        return "no test result"
+    fields = {"condition": str, **dict.fromkeys(METRICS, float)}
+    for i, result in enumerate(record["results"]):
+        problem = _fields_problem(result, fields, f"results[{i}]")
+        if problem:
+            return problem
+    return None
+
+
+def _fields_problem(value: Any, fields: dict[str, type], what: str) -> str | None:
+    """What keeps ``value`` from being a JSON object with ``fields`` of their types (a float
+    field takes any number)."""
+    if not isinstance(value, dict):
+        found = {list: "a list", str: "a string", bool: "true or false", type(None): "null"}
+        return f"{what} should be a JSON object, found {found.get(type(value), 'a number')}"
+    missing = [k for k in fields if k not in value]
+    if missing:
+        return f"{what} lacks {', '.join(missing)}"
+    for key, kind in fields.items():
+        item = value[key]
+        allowed = (int, float) if kind is float else kind
+        if not isinstance(item, allowed) or (kind in (int, float) and isinstance(item, bool)):
+            return f"{what}: {key} is not {'a number' if kind is float else kind.__name__}"
+    return None
+
+
+class ConfigRefused(Exception):
+    """What a run's command would report as a configuration error (one line)."""
+
+
+class _CheckCLI(_RunCLI):
+    """A run's command (``fit`` or ``test``) parsed and built as it would run, without running;
+    what the command would report as a configuration error raises :class:`ConfigRefused`."""
+
+    def parse_arguments(self, parser: Any, args: Any) -> None:
+        parsers = [parser, *(getattr(self, "_subcommand_parsers", None) or {}).values()]
+        for each in parsers:
+            each.exit_on_error = False
+        try:
+            super().parse_arguments(parser, args)
+        except ArgumentError as err:
+            raise ConfigRefused(one_line(str(err))) from None
+        finally:
+            for each in parsers:
+                each.exit_on_error = True
+
+    def _exit_with_error(self, err: Exception) -> NoReturn:
+        raise ConfigRefused(one_line(f"{type(err).__name__}: {err}")) from None
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        """Built and checked: nothing is run."""
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Lightning's informational lines (seed, devices) left out while runs are checked."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def check_runs(
+    spec: ExperimentSpec, keys: Sequence[RunKey], output_dir: Path, extra: Sequence[str]
+) -> None:
+    """Parse and build, without running, every configuration the runs of ``keys`` will use:
+    the ``fit`` of each variant on each of its folds among ``keys`` (seeds change nothing
+    that can fail), and the variant's ``test`` under every condition. Raises
+    ``ExperimentError`` for the first one its command would refuse (an unknown or ill-typed
+    option, a model argument, a fold the split does not have, a missing corpus, a test
+    monitor), naming the file, the entry that brings the error (``variants.conv``,
+    ``conditions[1] (fast)``, ...) and the error, before any run starts. Writes nothing."""
+    _check_test_corpora(spec)
+    # the first run of each variant on each fold (and training corpus, cross-corpus)
+    first_runs: dict[tuple[str, str | None, int], RunKey] = {}
+    for key in keys:
+        first_runs.setdefault((key.variant, key.corpus, key.fold), key)
+    with _own_argv(), _quiet():
+        for variant, corpus in dict.fromkeys((k.variant, k.corpus) for k in keys):
+            folds = [key for (v, c, _), key in first_runs.items() if (v, c) == (variant, corpus)]
+            for key in folds:
+                fit = _check(spec, key, output_dir, extra, None)
+                if fit.datamodule.hparams.get("split") == "random" and len(spec.folds) > 1:
                     raise ExperimentError(
-                        f"{spec.path}: cross_corpus.corpora.{corpus}.root: '{root}' does not "
-                        f"exist; expected the {corpus} corpus there (a test corpus)"
+                        f"{spec.path}: variant {variant!r} uses data.split 'random', which "
+                        "has no folds (every fold would be the same split); give folds: [0] "
+                        "and vary the split's seed in the variants or use a "
+                        "speaker-independent split"
                     )
-    with _own_argv():
-        cli = _RunCLI(run_folder(output_dir, key), args=args, run=False)
-    if cli.datamodule.hparams.get("split") == "random" and len(spec.folds) > 1:
-        raise ExperimentError(
-            f"{spec.path}: variant {key.variant!r} uses data.split 'random', which has no folds "
-            f"(every fold would be the same split); give folds: [0] and vary the split's seed "
-            "in the variants or use a speaker-independent split"
+            for condition in spec.conditions:
+                _check(spec, folds[0], output_dir, extra, condition)
+
+
+def _check_test_corpora(spec: ExperimentSpec) -> None:
+    """Refuse a cross-corpus experiment whose test corpus folder does not exist."""
+    if spec.cross_corpus is None:
+        return
+    for corpus in spec.cross_corpus.test:
+        for arg in spec.cross_corpus.test_args(spec.path, corpus):
+            root = arg.removeprefix("--data.root=")
+            if root != arg and not Path(root).exists():
+                raise ExperimentError(
+                    f"{spec.path}: cross_corpus.corpora.{corpus}.root: '{root}' does not "
+                    f"exist; expected the {corpus} corpus there (a test corpus)"
+                )
+
+
+def _check(
+    spec: ExperimentSpec,
+    key: RunKey,
+    output_dir: Path,
+    extra: Sequence[str],
+    condition: Condition | None,
+) -> _CheckCLI:
+    """Build the run's fit (``condition`` None) or its test under ``condition``. On a refusal,
+    the entry blamed is the first whose arguments, added to those before it, give the error
+    the whole configuration gives (so a base config that needs ``--data.root`` from ``--``
+    is not blamed for a typo further on)."""
+    entries = spec.fit_entries(key, extra)
+    subcommand = "fit"
+    if condition is not None:
+        # The test of a run reads the fit's saved config; the same arguments give it here.
+        entries.append(
+            (f"{condition.entry or 'conditions'} ({condition.name})", condition.overrides)
         )
+        subcommand = "test"
+    folder = run_folder(output_dir, key)
+
+    def build(upto: int) -> _CheckCLI:
+        args = [subcommand, *(arg for _, given in entries[:upto] for arg in given)]
+        if subcommand == "test":
+            args.append("--trainer.logger=false")
+        return _CheckCLI(folder, args=args)
+
+    try:
+        return build(len(entries))
+    except ConfigRefused as err:
+        refusal = str(err)
+    for upto, (entry, given) in enumerate(entries, 1):
+        if not given:
+            continue
+        try:
+            build(upto)
+        except ConfigRefused as err:
+            if str(err) == refusal:
+                raise ExperimentError(f"{spec.path}: {entry}: {refusal}") from None
+    raise ExperimentError(f"{spec.path}: {entries[-1][0]}: {refusal}")
+
+
+def lock_path(folder: Path) -> Path:
+    """The lock file of the run in ``folder``: ``<folder>.lock``, beside it (the folder of an
+    interrupted run is deleted while its lock is held)."""
+    return folder.with_name(folder.name + ".lock")
+
+
+@contextmanager
+def claim_run(folder: Path) -> Iterator[str | None]:
+    """Hold the lock of the run in ``folder`` while the block runs, and yield None; or, when a
+    live process holds it, yield a description of that process and take nothing.
+
+    The lock is an exclusive ``flock`` on :func:`lock_path`, which the OS releases when the
+    holder ends, killed or not. The holder writes ``pid P on HOST since TIME`` into the file
+    and deletes it when done; a taker checks, once it holds the lock, that its file is still
+    the one at the path (not one its holder deleted meanwhile), else it tries again.
+    """
+    path = lock_path(folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = open(path, "a+")  # noqa: SIM115 (closed on every path below)
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            handle.close()
+            yield holder
+            return
+        try:
+            same_file = os.stat(path).st_ino == os.fstat(handle.fileno()).st_ino
+        except FileNotFoundError:
+            same_file = False
+        if same_file:
+            break
+        handle.close()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        started = time.strftime("%Y-%m-%d %H:%M:%S")
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {started}\n")
+        handle.flush()
+        yield None
+    finally:
+        path.unlink(missing_ok=True)  # still locked: no other process holds this file
+        handle.close()
+
+
+def run_holder(folder: Path) -> str | None:
+    """The live process making the run in ``folder`` (as :func:`claim_run` describes it), or
+    None when none is; looks without creating or changing anything."""
+    try:
+        handle = open(lock_path(folder))  # noqa: SIM115 (closed by the with block)
+    except FileNotFoundError:
+        return None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return handle.read().strip() or "another process"
+        fcntl.flock(handle, fcntl.LOCK_UN)
+        return None
 
 
 def run_one(
     spec: ExperimentSpec, key: RunKey, output_dir: str | Path, extra: Sequence[str] = ()
-) -> dict[str, Any]:
+) -> dict[str, Any] | None:
     """Fit one run and test its selected checkpoint under every condition; return its record.
 
     A recorded run is returned as it is (after checking it was made with the same settings);
-    a folder without a record is an interrupted run and is deleted first.
+    a folder without a complete record is an interrupted run and is deleted first. A run that
+    a live process is making (it holds the run's lock, :func:`claim_run`) is left alone: a
+    line says so, and None is returned.
     """
     folder = run_folder(output_dir, key)
+    # Only the first process of a run claims it: the others (one per device) join its fit.
+    with claim_run(folder) if _first_process() else nullcontext() as holder:
+        if holder is not None:
+            print(
+                f"{key.label}: another process is making it "
+                f"({holder}); skipped: run the command again once it is done to collect it",
+                flush=True,
+            )
+            return None
+        return _run_claimed(spec, key, folder, extra)
+
+
+def _run_claimed(
+    spec: ExperimentSpec, key: RunKey, folder: Path, extra: Sequence[str]
+) -> dict[str, Any]:
     fit_args = spec.fit_args(key, extra)
-    record = read_record(folder)
+    damage = None
+    try:
+        record = read_record(folder)
+    except DamagedRecord as err:
+        record, damage = None, err
     if record is not None:
-        if record.get("fit_args") != fit_args:
+        if record["fit_args"] != fit_args:
             raise ExperimentError(
                 f"{folder} holds a run made with other settings than {spec.path} asks now "
-                f"(recorded: {record.get('fit_args')}; now: {fit_args}); use another "
+                f"(recorded: {record['fit_args']}; now: {fit_args}); use another "
                 "--output_dir, or delete that run folder to redo it"
             )
         return record
     if folder.exists() and _first_process():
-        print(f"{key.label}: interrupted before; redone", flush=True)
+        print(f"{key.label}: {damage or 'interrupted before'}; redone", flush=True)
         shutil.rmtree(folder)
     start = time.monotonic()
     with _own_argv():
@@ -252,9 +517,11 @@ def _fit_and_test(
 
 
 def _first_process() -> bool:
-    """Whether this is the first process of the run (a run may start one process per device:
-    only the first clears an interrupted run's folder)."""
-    return int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) == 0
+    """Whether this is the first process of the run (a run may start one process per device,
+    on one node or several: only the first claims the run and clears an interrupted run's
+    folder)."""
+    ranks = ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID")
+    return all(int(os.environ.get(name, "0")) == 0 for name in ranks)
 
 
 def _relative(path: Path, folder: Path) -> str:
@@ -322,20 +589,27 @@ def read_results(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def find_records(output_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
+def find_records(output_dir: str | Path) -> tuple[list[tuple[Path, dict[str, Any]]], list[str]]:
     """Every recorded run under ``output_dir`` (searched recursively, wherever the run folders
-    were written), in the experiment's variant order, then fold and seed.
+    were written), in the experiment's variant order, then fold and seed; and one line per
+    damaged ``result.json``, left out.
 
-    Raises ``ExperimentError`` when the folder holds no run, runs of different experiments, or
-    the same run twice.
+    Raises ``ExperimentError`` when the folder holds no usable record, runs of different
+    experiments, or the same run twice.
     """
     root = Path(output_dir)
     if not root.is_dir():
         raise ExperimentError(f"collect: '{root}' is not a folder")
-    found = [(p.parent, json.loads(p.read_text())) for p in sorted(root.rglob(RESULT_FILE))]
+    found, damaged = [], []
+    for path in sorted(root.rglob(RESULT_FILE)):
+        try:
+            found.append((path.parent, read_record(path.parent)))
+        except DamagedRecord as err:
+            damaged.append(f"left out: {err}")
     if not found:
         raise ExperimentError(
-            f"collect: no recorded run under '{root}' (no {RESULT_FILE} in any folder below it)"
+            f"collect: no recorded run under '{root}' (no complete {RESULT_FILE} in any folder "
+            "below it" + "".join(f"; {line}" for line in damaged) + ")"
         )
     description = found[0][1]["experiment"]
     seen: dict[tuple, Path] = {}
@@ -361,13 +635,15 @@ def find_records(output_dir: str | Path) -> list[tuple[Path, dict[str, Any]]]:
             fr[1]["seed"],
         )
     )
-    return found
+    return found, damaged
 
 
 def write_outputs(output_dir: str | Path, records: Sequence[tuple[Path, dict[str, Any]]]) -> dict:
     """From recorded runs: ``results.csv``, ``summary.md``, ``summary.csv``,
-    ``paired_differences.csv``, ``condition_differences.csv``, the PNG figures and, when the runs log to W&B, a W&B summary
-    run. Returns ``{"rows", "table", "comparisons", "files"}``."""
+    ``paired_differences.csv``, ``condition_differences.csv``, the PNG figures and, when the
+    runs log to W&B, a W&B summary run. Returns ``{"rows", "table", "comparisons", "files",
+    "wandb_dir", "notes"}``; ``notes`` says what was found missing or damaged on the way (a
+    run's checkpoint, whose scores stand all the same; a run config that cannot be read)."""
     from mts_lightning.experiment import figures, stats
 
     output_dir = Path(output_dir)
@@ -396,7 +672,16 @@ def write_outputs(output_dir: str | Path, records: Sequence[tuple[Path, dict[str
         _write_csv(files[-1], content)
     pngs = figures.write_figures(output_dir, table, description)
     files += pngs
-    settings = figures.wandb_settings(records[0][0])
+    notes = [
+        f"{folder}: its checkpoint {record['checkpoint']} is gone (its scores are kept)"
+        for folder, record in records
+        if not (folder / record["checkpoint"]).is_file()
+    ]
+    try:
+        settings = figures.wandb_settings(records[0][0])
+    except ExperimentError as err:
+        settings = None
+        notes.append(f"{err}: no W&B summary run")
     wandb_dir = None
     if settings is not None:
         wandb_dir = figures.log_to_wandb(
@@ -408,6 +693,7 @@ def write_outputs(output_dir: str | Path, records: Sequence[tuple[Path, dict[str
         "comparisons": comparisons,
         "files": files,
         "wandb_dir": wandb_dir,
+        "notes": notes,
     }
 
 
@@ -428,11 +714,14 @@ def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 
 
 def planned_records(output_dir: Path, plan: Sequence[RunKey]) -> list[tuple[Path, dict[str, Any]]]:
-    """The recorded runs of ``plan``, in plan order."""
+    """The recorded runs of ``plan``, in plan order (a damaged record counts as none)."""
     found = []
     for key in plan:
         folder = run_folder(output_dir, key)
-        record = read_record(folder)
+        try:
+            record = read_record(folder)
+        except DamagedRecord:
+            continue
         if record is not None:
             found.append((folder, record))
     return found

@@ -39,7 +39,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -73,12 +73,14 @@ class ExperimentError(ValueError):
 class Condition:
     """One test of every run's selected checkpoint: CLI overrides of ``mts-lightning test``.
 
-    ``x`` places it on the x axis of the condition figure (a tempo, a stretch), when given.
+    ``x`` places it on the x axis of the condition figure (a tempo, a stretch), when given;
+    ``entry`` names where the experiment file gives it (``conditions[0]``, ``tempo_sweep[2]``).
     """
 
     name: str
     overrides: tuple[str, ...] = ()
     x: float | None = None
+    entry: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True, order=True)
@@ -179,8 +181,12 @@ class ExperimentSpec:
     slurm: dict[str, Any]
     cross_corpus: CrossCorpus | None = None
 
-    def fit_args(self, key: RunKey, extra: Sequence[str] = ()) -> list[str]:
-        """The ``mts-lightning fit`` arguments of one run (without its run folder)."""
+    def fit_entries(
+        self, key: RunKey, extra: Sequence[str] = ()
+    ) -> list[tuple[str, tuple[str, ...]]]:
+        """The ``mts-lightning fit`` arguments of one run in order, each with the entry of the
+        file that gives it: ``configs``, ``overrides``, ``variants.<name>``, ``folds``,
+        ``seeds``, then ``extra`` (the command's arguments after ``--``)."""
         if key.variant not in self.variants:
             raise ExperimentError(
                 f"variant {key.variant!r} is not in {self.path} (variants: {', '.join(self.variants)})"
@@ -194,15 +200,18 @@ class ExperimentSpec:
             )
         corpus_args = self.cross_corpus.fit_args(self.path, key.corpus) if key.corpus else []
         return [
-            "fit",
-            *(f"--config={c}" for c in self.configs),
-            *self.overrides,
-            *corpus_args,
-            *self.variants[key.variant],
-            f"--data.fold={key.fold}",
-            f"--seed_everything={key.seed}",
-            *extra,
+            ("configs", tuple(f"--config={c}" for c in self.configs)),
+            ("overrides", self.overrides),
+            (f"cross_corpus.corpora.{key.corpus}", tuple(corpus_args)),
+            (f"variants.{key.variant}", self.variants[key.variant]),
+            ("folds", (f"--data.fold={key.fold}",)),
+            ("seeds", (f"--seed_everything={key.seed}",)),
+            ("the arguments after '--'", tuple(extra)),
         ]
+
+    def fit_args(self, key: RunKey, extra: Sequence[str] = ()) -> list[str]:
+        """The ``mts-lightning fit`` arguments of one run (without its run folder)."""
+        return ["fit", *(arg for _, args in self.fit_entries(key, extra) for arg in args)]
 
     def plan(
         self,
@@ -262,9 +271,8 @@ def tempo_conditions(tempos: Sequence[float]) -> list[Condition]:
             check_tempo(f"tempo_sweep[{i}]", tempo)
         except ValueError as err:
             raise ExperimentError(str(err)) from None
-        conditions.append(
-            Condition(f"tempo_{float(tempo):g}", (f"--data.test_tempo={float(tempo):g}",), tempo)
-        )
+        name, override = f"tempo_{float(tempo):g}", f"--data.test_tempo={float(tempo):g}"
+        conditions.append(Condition(name, (override,), tempo, entry=f"tempo_sweep[{i}]"))
     return conditions
 
 
@@ -400,7 +408,7 @@ def _condition(path: Path, index: int, raw: Any) -> Condition:
     x = raw.get("x")
     if x is not None and (isinstance(x, bool) or not isinstance(x, (int, float))):
         raise ExperimentError(f"{path}: conditions[{index}].x is a number, got {x!r}")
-    return Condition(name, overrides, None if x is None else float(x))
+    return Condition(name, overrides, None if x is None else float(x), entry=f"conditions[{index}]")
 
 
 def _subset(key: str, chosen: Sequence[Any] | None, known: Sequence[Any], path: Path) -> list:

@@ -11,6 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
+from mts_lightning.models.arguments import check_keyword_arguments
 from mts_lightning.nn import MultiscaleConv2d
 
 ConvType = Literal["mts", "conv"]
@@ -29,6 +30,21 @@ _LAYER_OPTIONS = {
 }
 #: The keys of a model's ``mts`` mapping: the keyword-only arguments of ``MultiscaleConv2d``.
 MTS_OPTIONS: tuple[str, ...] = tuple(_LAYER_OPTIONS)
+
+
+def check_mts_options(mts: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` for a key of ``mts`` that is not an MTS option, or a value whose
+    type is not the one ``MultiscaleConv2d`` declares for it (its own checks see the rest)."""
+    unknown = [k for k in mts if k not in MTS_OPTIONS]
+    if unknown:
+        raise ValueError(
+            f"mts: unknown option(s) {', '.join(unknown)}; MultiscaleConv2d takes "
+            f"{', '.join(MTS_OPTIONS)}"
+        )
+    try:
+        check_keyword_arguments(MultiscaleConv2d.__init__, mts, "MultiscaleConv2d", MTS_OPTIONS)
+    except ValueError as err:
+        raise ValueError(f"mts: {err}") from None
 
 
 def reject_flat_mts_options(model_kwargs: Mapping[str, Any]) -> None:
@@ -74,12 +90,7 @@ class ConvFactory:
         if mts is not None and not isinstance(mts, Mapping):
             raise ValueError(f"mts must be a mapping of MTS options, got {type(mts).__name__}")
         options = dict(mts or {})
-        unknown = [k for k in options if k not in MTS_OPTIONS]
-        if unknown:
-            raise ValueError(
-                f"mts: unknown option(s) {', '.join(unknown)}; MultiscaleConv2d takes "
-                f"{', '.join(MTS_OPTIONS)}"
-            )
+        check_mts_options(options)
         self.conv_type = conv_type
         self.mts_options = options
         output_type = options.get("output_type", _LAYER_OPTIONS["output_type"])
