@@ -249,14 +249,14 @@ def matrix_figure(table: Sequence[dict[str, Any]], description: dict[str, Any], 
 
 def write_matrix_outputs(
     output_dir: Path,
-    records: Sequence[tuple[Path, dict[str, Any]]],
     rows: Sequence[dict[str, Any]],
     description: dict[str, Any],
+    wandb_settings: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """``summary.md``, ``summary.csv``, ``paired_differences.csv`` and one heatmap PNG per
     condition (``cross_corpus_ua.png``, or ``cross_corpus_ua_<condition>.png`` with several)
-    beside ``results.csv``, and a W&B summary run when the runs log to W&B."""
-    from mts_lightning.experiment import figures
+    beside ``results.csv``, and a W&B summary run when ``wandb_settings`` (those of the
+    runs' logger) are given."""
     from mts_lightning.experiment.runner import _write_csv
 
     table = matrix_table(rows, description)
@@ -275,10 +275,11 @@ def write_matrix_outputs(
         pngs.append(output_dir / name)
         save_figure(matrix_figure(table, description, condition), pngs[-1])
     files += pngs
-    settings = figures.wandb_settings(records[0][0])
     wandb_dir = None
-    if settings is not None:
-        wandb_dir = log_matrix_to_wandb(output_dir, settings, description, table, comparisons, pngs)
+    if wandb_settings is not None:
+        wandb_dir = log_matrix_to_wandb(
+            output_dir, wandb_settings, description, table, comparisons, pngs
+        )
     return {
         "rows": list(rows),
         "table": table,

@@ -650,10 +650,12 @@ def write_outputs(output_dir: str | Path, records: Sequence[tuple[Path, dict[str
     rows = result_rows(records)
     write_results(output_dir / "results.csv", rows)
     description = records[0][1]["experiment"]
+    notes, settings = _notes_and_wandb_settings(records)
     if "cross_corpus" in description:
         from mts_lightning.experiment.matrix import write_matrix_outputs
 
-        return write_matrix_outputs(output_dir, records, rows, description)
+        outputs = write_matrix_outputs(output_dir, rows, description, settings)
+        return {**outputs, "notes": notes}
     conditions = [c["name"] for c in description["conditions"]]
     table, comparisons = stats.summarize(rows, description["variants"], conditions)
     changes = stats.condition_changes(
@@ -672,16 +674,6 @@ def write_outputs(output_dir: str | Path, records: Sequence[tuple[Path, dict[str
         _write_csv(files[-1], content)
     pngs = figures.write_figures(output_dir, table, description)
     files += pngs
-    notes = [
-        f"{folder}: its checkpoint {record['checkpoint']} is gone (its scores are kept)"
-        for folder, record in records
-        if not (folder / record["checkpoint"]).is_file()
-    ]
-    try:
-        settings = figures.wandb_settings(records[0][0])
-    except ExperimentError as err:
-        settings = None
-        notes.append(f"{err}: no W&B summary run")
     wandb_dir = None
     if settings is not None:
         wandb_dir = figures.log_to_wandb(
@@ -695,6 +687,27 @@ def write_outputs(output_dir: str | Path, records: Sequence[tuple[Path, dict[str
         "wandb_dir": wandb_dir,
         "notes": notes,
     }
+
+
+def _notes_and_wandb_settings(
+    records: Sequence[tuple[Path, dict[str, Any]]],
+) -> tuple[list[str], dict[str, Any] | None]:
+    """What was found missing or damaged in ``records`` (a run's checkpoint, whose scores
+    stand all the same; a run config that cannot be read), and the W&B settings of the first
+    run (None: no W&B summary run)."""
+    from mts_lightning.experiment import figures
+
+    notes = [
+        f"{folder}: its checkpoint {record['checkpoint']} is gone (its scores are kept)"
+        for folder, record in records
+        if not (folder / record["checkpoint"]).is_file()
+    ]
+    try:
+        settings = figures.wandb_settings(records[0][0])
+    except ExperimentError as err:
+        settings = None
+        notes.append(f"{err}: no W&B summary run")
+    return notes, settings
 
 
 def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
