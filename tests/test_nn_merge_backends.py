@@ -11,7 +11,7 @@ from mts_lightning.nn.geometry import BranchGeometry
 from mts_lightning.nn.kernel_sharing import resampled_kernels
 from mts_lightning.nn.merge import native_build
 from mts_lightning.nn.merge.native import axis_alignments, native_branch_max
-from mts_lightning.nn.merge.reference import align_and_penalise, reference_merge
+from mts_lightning.nn.merge.reference import MAX_RULE, align_and_penalise, reference_merge
 from mts_lightning.nn.merge.stock import branch_max, count_wins
 
 FACTORS = ((0.7, 1.0), (1.428, 1.0), (1.5, 0.5), (0.5, 1.0))
@@ -61,9 +61,9 @@ def test_backend_matches_the_reference(backend, fuse, setting, align, penalty):
         stretch_penalty_lambda=penalty, fuse=fuse == "always",
     )  # fmt: skip
     x, weight, bias = _inputs()
-    assert backend.supports(x, geometry, fuse)
+    assert backend.supports(x, geometry, fuse, MAX_RULE)
     kernels = resampled_kernels(weight, FACTORS)
-    merged = backend.pooled(x, kernels, bias, geometry, fuse, keep_base=False)
+    merged = backend.pooled(x, kernels, bias, geometry, fuse, False, MAX_RULE)
 
     fmaps = own_fmaps(x, resampled_kernels(weight, FACTORS), bias, geometry)
     pooled, winner, counts = reference_merge(fmaps, align, geometry.penalties)
