@@ -108,8 +108,7 @@ def export_merge(
     if output_type == "concat_fmaps":
         return torch.cat(aligned, dim=2)
     if rule.name != "max":
-        stacked = torch.stack(aligned)
-        pooled, weights = soft_merge(stacked, rule)
+        pooled, weights = soft_merge(aligned, rule)
         if output_type == "pooled_map":
             return pooled
         log_scales = index_map(log_time_scales, pooled, None, weights)

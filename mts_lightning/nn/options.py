@@ -108,17 +108,19 @@ def check_merge(
     merge: Any, temperature: Any, learn_temperature: Any, scale_dropout: Any, output_type: str
 ) -> tuple[str, float, bool, float]:
     """The merge options, checked: ``merge``, ``temperature``, ``learn_temperature``,
-    ``scale_dropout``. ``output_type="concat_fmaps"`` merges nothing, so it takes none of them."""
+    ``scale_dropout``. ``output_type="concat_fmaps"`` merges nothing, so it takes none of
+    them."""
     check_choice("merge", merge, MERGE_RULES)
     if not is_number(temperature) or not math.isfinite(temperature) or temperature <= 0:
         raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
     if not isinstance(learn_temperature, bool):
         raise ValueError(f"learn_temperature must be True or False, got {learn_temperature!r}")
     if (temperature != 1.0 or learn_temperature) and merge not in TEMPERATURE_RULES:
+        rules = " or ".join(map(repr, TEMPERATURE_RULES))
         raise ValueError(
-            f"temperature and learn_temperature apply to merge={' or '.join(map(repr, TEMPERATURE_RULES))}"
-            f" only; got temperature={temperature!r}, learn_temperature={learn_temperature!r} "
-            f"with merge={merge!r}"
+            f"temperature and learn_temperature apply to merge={rules} only; got "
+            f"temperature={temperature!r}, learn_temperature={learn_temperature!r} with "
+            f"merge={merge!r}"
         )
     if not is_number(scale_dropout) or not 0.0 <= scale_dropout < 1.0:
         raise ValueError(f"scale_dropout must be a probability in [0, 1), got {scale_dropout!r}")

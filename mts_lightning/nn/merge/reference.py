@@ -112,14 +112,15 @@ def keep_mask(rule: MergeRule, num_branches: int) -> Tensor | None:
     return rule.keep.t().reshape(num_branches, -1, 1, 1, 1)
 
 
-def soft_merge(stacked: Tensor, rule: MergeRule) -> tuple[Tensor, Tensor]:
-    """A soft rule (every rule but ``"max"``) over ``stacked`` aligned maps ``(n, B, C, T, F)``.
+def soft_merge(aligned: Sequence[Tensor], rule: MergeRule) -> tuple[Tensor, Tensor]:
+    """A soft rule (every rule but ``"max"``) over the aligned maps ``(B, C, T, F)``, base first.
 
     Returns ``(pooled, weights)``: the merged map ``(B, C, T, F)`` and the weight of each
-    branch, broadcastable to ``stacked`` (``(n, 1, 1, 1, 1)`` for the mean of every branch),
-    summing to 1 over the branches.
+    branch, broadcastable to the stacked maps ``(n, B, C, T, F)`` (``(n, 1, 1, 1, 1)`` for the
+    mean of every branch), summing to 1 over the branches.
     """
-    n = stacked.shape[0]
+    n = len(aligned)  # a Python number, also in a traced graph
+    stacked = torch.stack(list(aligned))
     mask = keep_mask(rule, n)
     if rule.name == "mean":
         if mask is None:
@@ -140,8 +141,7 @@ def soft_merge(stacked: Tensor, rule: MergeRule) -> tuple[Tensor, Tensor]:
         logits = logits.masked_fill(~mask, -math.inf)
     weights = torch.softmax(logits, dim=0)
     if rule.name == "logsumexp":
-        kept = n if mask is None else mask.sum(dim=0).to(stacked.dtype)
-        log_kept = math.log(kept) if mask is None else kept.log()
+        log_kept = math.log(n) if mask is None else mask.sum(dim=0).to(stacked.dtype).log()
         return temperature * (torch.logsumexp(logits, dim=0) - log_kept), weights
     return (weights * stacked).sum(dim=0), weights
 
@@ -179,10 +179,10 @@ def reference_merge(
     ``(n_branches,)``); for the soft rules each branch's weights (see :func:`soft_merge`) and
     their sum over the elements (float64, ``(n_branches,)``).
     """
-    aligned = torch.stack(align_and_penalise(fmaps, fmap_align, penalties))
     if rule.name != "max":
-        pooled, weights = soft_merge(aligned, rule)
-        return pooled, weights, weight_usage(weights, aligned.shape)
+        pooled, weights = soft_merge(align_and_penalise(fmaps, fmap_align, penalties), rule)
+        return pooled, weights, weight_usage(weights, (len(fmaps), *pooled.shape))
+    aligned = torch.stack(align_and_penalise(fmaps, fmap_align, penalties))
     mask = keep_mask(rule, len(fmaps))
     if mask is not None:
         aligned = aligned.masked_fill(~mask, -math.inf)  # a dropped branch never wins
