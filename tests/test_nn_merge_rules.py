@@ -8,16 +8,20 @@ import itertools
 import math
 import warnings
 
+import lightning.pytorch as pl
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call
 
+from mts_lightning.callbacks import StretchUsageLogger
 from mts_lightning.export import export_recognizer
 from mts_lightning.models.layers import ConvFactory
 from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d, convert_to_mts, dispatch
 from mts_lightning.nn.options import MERGE_RULES
+from tests.test_callbacks import make_loader, make_trainer
 from tests.test_export import CLASSES, FEATURES, make_recognizer, onnx_probabilities
 from tests.test_nn_freeze import assert_frozen_matches
 
@@ -335,3 +339,57 @@ def test_every_rule_exports_to_onnx_and_torchscript(tmp_path, mts):
     assert got == pytest.approx([expected[c] for c in CLASSES], abs=1e-4)
     scripted = torch.jit.load(str(script_path))(features)[1][0]
     assert scripted.tolist() == pytest.approx([expected[c] for c in CLASSES], abs=1e-4)
+
+
+class MixedRules(pl.LightningModule):
+    """One layer merged by the maximum, one by a softmax."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hard = MultiscaleConv2d(1, 3, 3, padding=1)
+        self.soft = MultiscaleConv2d(3, 4, 3, padding=1, merge="softmax", scale_dropout=0.3)
+        self.head = nn.Linear(4, 3)
+
+    def forward(self, x):
+        return self.head(self.soft(torch.relu(self.hard(x))).mean(dim=(2, 3)))
+
+    def training_step(self, batch, batch_idx):
+        return F.cross_entropy(self(batch[0]), batch[1])
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_loss", F.cross_entropy(self(batch[0]), batch[1]))
+
+    def configure_optimizers(self):
+        return torch.optim.Adam(self.parameters(), lr=0.01)
+
+
+def test_the_usage_logger_reports_wins_for_max_and_mean_weights_for_soft_rules(tmp_path):
+    pl.seed_everything(0)
+    usage = StretchUsageLogger(stages=("train", "val"), log_figures=False)
+    module = MixedRules()
+    trainer = make_trainer(tmp_path, [usage], max_epochs=2, limit_train_batches=3)
+    trainer.fit(module, make_loader(n=12), make_loader(n=8, seed=1))
+    assert usage.soft_layers == {"soft"}
+    for stage in ("train", "val"):
+        for counts, fractions in zip(
+            usage.history_counts[stage], usage.history[stage], strict=True
+        ):
+            assert counts["hard"].dtype == np.int64 and counts["soft"].dtype == np.float64
+            # Summed weights: one per output element (12 or 8 clips of 4 x 12 x 10 each).
+            assert counts["soft"].sum() == pytest.approx(counts["hard"].sum() * 4 / 3)
+            assert fractions["soft"].sum() == pytest.approx(1.0)
+    # In evaluation each branch's mean weight is what the layer reports for its last batch.
+    clips = make_loader(n=8, seed=1).dataset.tensors[0]
+    with torch.no_grad():
+        module.eval()(clips)
+        maps = aligned_maps(module.soft, torch.relu(module.hard(clips)))
+    _, weights = written_out(maps, "softmax", 1.0)
+    expected = [w.mean().item() for w in weights]
+    assert module.soft.get_stretch_percs() == pytest.approx(expected, abs=1e-6)
+    restored = StretchUsageLogger(stages=("train", "val"), log_figures=False)
+    restored.load_state_dict(usage.state_dict())
+    assert restored.history_counts["train"][-1]["soft"].dtype == np.float64
+    np.testing.assert_allclose(
+        restored.history["val"][-1]["soft"], usage.history["val"][-1]["soft"]
+    )
+    assert len(list(tmp_path.rglob("stretch_usage.png"))) == 1
