@@ -7,16 +7,19 @@ from __future__ import annotations
 import itertools
 import math
 import warnings
+from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.loggers import TensorBoardLogger
+from matplotlib.figure import Figure
 from torch import nn
 from torch.func import functional_call
 
-from mts_lightning.callbacks import StretchUsageLogger
+from mts_lightning.callbacks import StretchUsageLogger, stretch_usage
 from mts_lightning.export import export_recognizer
 from mts_lightning.models.layers import ConvFactory
 from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d, convert_to_mts, dispatch
@@ -363,12 +366,36 @@ class MixedRules(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=0.01)
 
 
-def test_the_usage_logger_reports_wins_for_max_and_mean_weights_for_soft_rules(tmp_path):
+def test_the_usage_logger_reports_wins_for_max_and_mean_weights_for_soft_rules(
+    tmp_path, monkeypatch
+):
+    figures = {}  # figure tag or file name -> (title, y label) of each panel
+
+    def capture(key_of):
+        def record(*args):
+            fig = next(a for a in args if isinstance(a, Figure))
+            panels = [(axes.get_title(), axes.get_ylabel()) for axes in fig.axes]
+            figures.setdefault(key_of(args), panels)
+
+        return record
+
+    # log_figure(trainer, tag, fig), save_figure(fig, path)
+    monkeypatch.setattr(stretch_usage, "log_figure", capture(lambda args: args[1]))
+    monkeypatch.setattr(stretch_usage, "save_figure", capture(lambda args: Path(args[1]).name))
     pl.seed_everything(0)
-    usage = StretchUsageLogger(stages=("train", "val"), log_figures=False)
+    usage = StretchUsageLogger(stages=("train", "val"))
     module = MixedRules()
-    trainer = make_trainer(tmp_path, [usage], max_epochs=2, limit_train_batches=3)
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    trainer = make_trainer(tmp_path, [usage], max_epochs=2, limit_train_batches=3, logger=logger)
     trainer.fit(module, make_loader(n=12), make_loader(n=8, seed=1))
+    # The bar chart and the history figure say where they show weights.
+    ((title, label),) = figures["stretch_usage/train/bars"]
+    assert "soft layers: weight" in title and label == "fraction won (max) or mean weight"
+    assert figures["stretch_usage.png"][0] == ("hard", "fraction won")
+    assert figures["stretch_usage.png"][1] == (
+        "soft (mean weight, merge=softmax)",
+        "mean weight received",
+    )
     assert usage.soft_layers == {"soft"}
     for stage in ("train", "val"):
         for counts, fractions in zip(
@@ -392,4 +419,3 @@ def test_the_usage_logger_reports_wins_for_max_and_mean_weights_for_soft_rules(t
     np.testing.assert_allclose(
         restored.history["val"][-1]["soft"], usage.history["val"][-1]["soft"]
     )
-    assert len(list(tmp_path.rglob("stretch_usage.png"))) == 1

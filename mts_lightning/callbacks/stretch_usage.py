@@ -46,9 +46,9 @@ class StretchUsageLogger(Callback):
     ``softmax``, ``attention``), where every branch contributes to every element, the weight
     it received summed over the elements, so its fraction is the mean weight it received.
     It reads the layers' ``stretch_usage_counts`` before and after each batch and keeps the
-    difference, so it never resets the layers' own counters and training and validation
-    batches stay apart even when validation runs inside a training epoch. Counting stays on the device; at the
-    end of the epoch the counts of all layers are summed across devices in one all-reduce
+    difference, so it never resets the layers' own counters and training and validation batches
+    stay apart even when validation runs inside a training epoch. Counting stays on the device;
+    at the end of the epoch the counts of all layers are summed across devices in one all-reduce
     (run on every rank), then rank zero logs:
 
     - scalars ``stretch_usage/{stage}/{layer}/x{scale}`` (fractions, summing to 1 per
@@ -66,13 +66,13 @@ class StretchUsageLogger(Callback):
     A layer that ran no branch in an epoch (e.g. ``training_mode="only_eval"`` while
     training) is left out of that epoch. Sanity-check validation is not counted.
 
-    The results stay available to Python code, identical on every rank: ``history[stage]``
-    is a list with one dict per epoch, layer name -> NumPy array of fractions (base first);
-    ``history_counts`` the same with the summed counts (int64 wins; float64 summed weights for
-    a soft rule); ``soft_layers`` the names of the layers with a soft rule; ``epochs[stage]``
-    the epoch number of each entry; ``branch_labels[layer]`` the scale labels. All of it, and the counts of an
-    unfinished training epoch, are in ``state_dict``, so a resumed run goes on where the
-    checkpoint left off.
+    The results stay available to Python code, identical on every rank: ``history[stage]`` is a
+    list with one dict per epoch, layer name -> NumPy array of fractions (base first);
+    ``history_counts`` the same with the summed counts (int64 wins; float64 summed weights for a
+    soft rule); ``soft_layers`` the names of the layers with a soft rule; ``epochs[stage]`` the
+    epoch number of each entry; ``branch_labels[layer]`` the scale labels. All of it, and the
+    counts of an unfinished training epoch, are in ``state_dict``, so a resumed run goes on
+    where the checkpoint left off.
 
     Args:
         stages: the stages to count, among ``"train"``, ``"val"`` and ``"test"``.

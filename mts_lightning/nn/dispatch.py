@@ -4,8 +4,9 @@ Every backend computes the rule of :mod:`mts_lightning.nn.merge.reference` and s
 ``supports`` where it can run and which merge rules it computes; :func:`choose_backend` takes
 the first that can, from :data:`BACKENDS` (fastest first), so a rule a fast backend does not
 compute falls back, silently, to one that does (the reference computes every rule). A new
-backend is a class with ``name``, ``supports`` and ``pooled`` placed in that tuple. Everything here takes values (tensors, the geometry, option
-strings), never the layer.
+backend is a class with ``name``, ``supports`` and ``pooled`` placed in that tuple. Everything
+here takes values (tensors, the geometry, option strings, the :class:`.merge.reference.MergeRule`
+of the forward), never the layer.
 """
 
 from __future__ import annotations

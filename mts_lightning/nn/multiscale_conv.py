@@ -6,9 +6,9 @@ Eric Guizzo, Tillman Weyde, Jack Barnett Leveson, ICASSP 2020 (arXiv:2003.03375)
 An MTS layer convolves its input with its kernel and, in parallel, with copies of the
 kernel resampled along time (and optionally frequency); the branch maps are aligned to the
 base map and merged element-wise by a maximum, so each output element comes from the time
-scale that matches the input best (or, by option, by a soft rule of :mod:`.merge.reference`). Every branch kernel is derived from the base kernel
-(:mod:`.kernel_sharing`); the derived sizes are one :class:`.geometry.BranchGeometry`, and
-:mod:`.dispatch` picks the merge backend.
+scale that matches the input best (or, by option, by a soft rule of :mod:`.merge.reference`).
+Every branch kernel is derived from the base kernel (:mod:`.kernel_sharing`); the derived
+sizes are one :class:`.geometry.BranchGeometry`, and :mod:`.dispatch` picks the merge backend.
 """
 
 from __future__ import annotations

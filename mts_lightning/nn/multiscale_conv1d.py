@@ -66,7 +66,8 @@ class MultiscaleConv1d(_MultiscaleMixin, nn.Conv1d):
         self._init_multiscale(
             factors, ((self.stride[0], 1), padding_2d, (self.dilation[0], 1)),
             (self.kernel_size[0], 1), output_type, penalty, training_mode, kernel_sharing, fmap_align,
-            track_stretch_usage, fuse_branches, merge, temperature, learn_temperature, scale_dropout,
+            track_stretch_usage, fuse_branches, merge, temperature, learn_temperature,
+            scale_dropout,
         )  # fmt: skip
 
     def _to_2d(self, weight: Tensor) -> Tensor:
