@@ -23,7 +23,7 @@ from mts_lightning.callbacks import StretchUsageLogger, stretch_usage
 from mts_lightning.export import export_recognizer
 from mts_lightning.models.layers import ConvFactory
 from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d, convert_to_mts, dispatch
-from mts_lightning.nn.options import MERGE_RULES
+from mts_lightning.nn.options import MERGE_RULES, TEMPERATURE_RULES
 from tests.test_callbacks import make_loader, make_trainer
 from tests.test_export import CLASSES, FEATURES, make_recognizer, onnx_probabilities
 from tests.test_nn_freeze import assert_frozen_matches
@@ -83,9 +83,13 @@ def aligned_maps(layer, x):
     return [maps[0]] + [F.interpolate(m, size=size, mode="bilinear") for m in maps[1:]]
 
 
-@pytest.mark.parametrize("merge", MERGE_RULES)
-def test_each_rule_matches_its_written_out_version(merge):
-    layer = make_layer(merge).eval()
+@pytest.mark.parametrize(
+    ("merge", "options"),
+    [(merge, {}) for merge in MERGE_RULES]
+    + [(merge, {"temperature": 1.0}) for merge in TEMPERATURE_RULES],  # the default: no division
+)
+def test_each_rule_matches_its_written_out_version(merge, options):
+    layer = make_layer(merge, **options).eval()
     x = torch.randn(2, 3, 17, 9, dtype=torch.float64)
     with torch.no_grad():
         output = layer(x)
@@ -100,7 +104,7 @@ def test_each_rule_matches_its_written_out_version(merge):
     assert layer.get_stretch_percs() == pytest.approx(mean_weights, abs=1e-12)
     assert layer.stretch_usage_counts.dtype == torch.float64
     assert layer.stretch_usage_counts.sum().item() == pytest.approx(output.numel())
-    interleaved = make_layer(merge, output_type="interleave_chdim").eval()
+    interleaved = make_layer(merge, output_type="interleave_chdim", **options).eval()
     with torch.no_grad():
         pair = interleaved(x).unflatten(1, (4, 2))
     # The layer keeps ln(s_time) in float32, as the published index map.

@@ -132,17 +132,21 @@ def soft_merge(aligned: Sequence[Tensor], rule: MergeRule) -> tuple[Tensor, Tens
         temperature = rule.temperature
         if isinstance(temperature, Tensor):
             temperature = temperature.to(stacked.dtype)
-        logits = stacked / temperature
+        unit = isinstance(temperature, float) and temperature == 1.0  # the default: no pass
+        logits = stacked if unit else stacked / temperature
     elif rule.name == "attention":
         logits = rule.attention(stacked, mask)
     else:
         raise ValueError(f"soft_merge: unknown merge rule {rule.name!r}")
     if mask is not None:
         logits = logits.masked_fill(~mask, -math.inf)
-    weights = torch.softmax(logits, dim=0)
     if rule.name == "logsumexp":
         log_kept = math.log(n) if mask is None else mask.sum(dim=0).to(stacked.dtype).log()
-        return temperature * (torch.logsumexp(logits, dim=0) - log_kept), weights
+        pooled = torch.logsumexp(logits, dim=0) - log_kept
+        pooled = pooled if unit else temperature * pooled
+        # Its gradient's weights, for the usage and the index map: outside the graph.
+        return pooled, torch.softmax(logits.detach(), dim=0)
+    weights = torch.softmax(logits, dim=0)
     return (weights * stacked).sum(dim=0), weights
 
 
@@ -157,11 +161,12 @@ def index_map(
     log_time_scales: Tensor, pooled: Tensor, winner: Tensor | None, weights: Tensor | None
 ) -> Tensor:
     """``interleave_chdim``'s index map: ``ln(s_time)`` of the winning branch (``"max"``), or
-    its mean under each element's branch ``weights`` (the soft rules)."""
+    its mean under each element's branch ``weights`` (the soft rules). A value without
+    gradient, for every rule."""
     log_time_scales = log_time_scales.to(pooled.dtype)
     if weights is None:
         return log_time_scales[winner.long()]
-    weights = weights.expand(-1, *pooled.shape)
+    weights = weights.detach().expand(-1, *pooled.shape)
     return (weights * log_time_scales.view(-1, 1, 1, 1, 1)).sum(dim=0)
 
 
