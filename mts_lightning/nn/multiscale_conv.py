@@ -342,7 +342,9 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
             learned selective-kernel attention per sample, channel and time frame, Li et al.,
             "Selective Kernel Networks", CVPR 2019; see :mod:`.merge.attention`; it adds the
             parameters of two 1x1 convolutions, ``scale_attention``). Not with
-            ``output_type="concat_fmaps"``, which merges nothing.
+            ``output_type="concat_fmaps"``, which merges nothing. The soft rules run in stock
+            operators, slower than the maximum's fast merge (on CPU 1.3-3.7x its
+            forward+backward time: ``benchmarks/layer.py --merge-rules``).
         temperature: ``T`` of ``"logsumexp"`` and ``"softmax"`` (a number > 0; towards 0 they
             approach the maximum, towards infinity the mean).
         learn_temperature: learn ``T`` from ``temperature`` on: adds one trainable parameter,
