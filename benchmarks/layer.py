@@ -4,7 +4,10 @@ For each configuration it times forward+backward of:
 - the floor: plain ``F.conv2d`` forward+backward with each branch's kernel, summed (the
   convolutions alone, without any merging);
 - the reference: the plain step-by-step implementation kept in ``tests/reference_mts.py``;
-- the layer, with ``fmap_align="interpolate"`` and with ``fmap_align="crop"``.
+- the layer, with ``fmap_align="interpolate"`` and with ``fmap_align="crop"``;
+- with ``--merge-rules``, also the layer (``"interpolate"``) with each soft ``merge`` rule
+  (``mean``, ``logsumexp``, ``softmax``, ``attention``), reported as its time over the
+  default ``max``'s (``merge_vs_max``).
 
 Times are the best of several rounds in which the contenders run in turn, in an order that
 rotates from round to round (the minimum is the figure least disturbed by other work on a
@@ -13,7 +16,7 @@ shared machine). Torch uses every core unless
 on CUDA with the allocator's peak, on CPU as the growth of the peak RSS (VmHWM, reset
 first) of a fresh subprocess that runs only that contender (Linux).
 
-    python benchmarks/layer.py [--json] [--device cpu|cuda] [--rounds N] [--quick]
+    python benchmarks/layer.py [--json] [--device cpu|cuda] [--rounds N] [--quick] [--merge-rules]
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from mts_lightning.nn import MultiscaleConv2d  # noqa: E402
 from mts_lightning.nn.kernel_sharing import resample_kernel  # noqa: E402
+from mts_lightning.nn.options import MERGE_RULES  # noqa: E402
 from tests.reference_mts import ReferenceMultiscaleConv2d  # noqa: E402
 
 LAYERS = {
@@ -45,6 +49,8 @@ FACTOR_SETS = {
     "4_factors": ((0.5, 1.0), (0.7, 1.0), (1.428, 1.0), (2.0, 1.0)),
 }
 CONTENDERS = ("floor", "reference", "interpolate", "crop")
+#: With ``--merge-rules``: the layer ("interpolate") merging by each rule other than max.
+MERGE_CONTENDERS = tuple(f"merge_{rule}" for rule in MERGE_RULES if rule != "max")
 
 
 def build(layer_name: str, factor_name: str, contender: str, device: str):
@@ -69,6 +75,11 @@ def build(layer_name: str, factor_name: str, contender: str, device: str):
         module = ReferenceMultiscaleConv2d(
             in_channels, out_channels, kernel_size, scale_factors=factors
         ).to(device)
+    elif contender.startswith("merge_"):
+        module = MultiscaleConv2d(
+            in_channels, out_channels, kernel_size, scale_factors=factors,
+            merge=contender.removeprefix("merge_"),
+        ).to(device)  # fmt: skip
     else:
         module = MultiscaleConv2d(
             in_channels, out_channels, kernel_size, scale_factors=factors, fmap_align=contender
@@ -85,17 +96,19 @@ def synchronize(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def time_config(layer_name: str, factor_name: str, device: str, rounds: int) -> dict:
-    steps = {c: build(layer_name, factor_name, c, device) for c in CONTENDERS}
+def time_config(
+    layer_name: str, factor_name: str, device: str, rounds: int, contenders=CONTENDERS
+) -> dict:
+    steps = {c: build(layer_name, factor_name, c, device) for c in contenders}
     for step in steps.values():  # warm-up: allocator, kernels, lazy init
         step()
-    timings = {c: [] for c in CONTENDERS}
+    timings = {c: [] for c in contenders}
     for round_index in range(rounds):
         # Rotate who goes first: a contender that runs right after the reference (which
         # leaves hundreds of MB of freed memory behind) is slowed, and must not always be
         # the same one.
-        shift = round_index % len(CONTENDERS)
-        for contender in CONTENDERS[shift:] + CONTENDERS[:shift]:
+        shift = round_index % len(contenders)
+        for contender in contenders[shift:] + contenders[:shift]:
             step = steps[contender]
             synchronize(device)
             start = time.perf_counter()
@@ -152,6 +165,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="3 rounds, for a smoke run")
     parser.add_argument("--threads", type=int, help="torch threads (default: every core)")
     parser.add_argument("--only", help="run only configurations whose name contains this")
+    parser.add_argument(
+        "--merge-rules", action="store_true", help="also time every merge rule against max"
+    )
     parser.add_argument("--measure-rss", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.measure_rss:
@@ -165,7 +181,8 @@ def main() -> None:
         for factor_name in FACTOR_SETS:
             if args.only and args.only not in f"{layer_name}/{factor_name}":
                 continue
-            times = time_config(layer_name, factor_name, args.device, rounds)
+            contenders = CONTENDERS + (MERGE_CONTENDERS if args.merge_rules else ())
+            times = time_config(layer_name, factor_name, args.device, rounds, contenders)
             memory = {
                 c: peak_memory(layer_name, factor_name, c, args.device)
                 for c in ("reference", "interpolate", "crop")
@@ -189,6 +206,11 @@ def main() -> None:
                     for align in ("interpolate", "crop")
                 },
             }
+            if args.merge_rules:
+                result["merge_vs_max"] = {
+                    c.removeprefix("merge_"): round(times[c] / times["interpolate"], 3)
+                    for c in MERGE_CONTENDERS
+                }
             if args.json:
                 print(json.dumps(result), flush=True)
             else:
@@ -199,7 +221,11 @@ def main() -> None:
                     f"interp {result['speedup_vs_reference']['interpolate']:.2f} "
                     f"crop {result['speedup_vs_reference']['crop']:.2f} | memory vs ref "
                     f"interp {result['peak_memory_vs_reference']['interpolate']:.2f} "
-                    f"crop {result['peak_memory_vs_reference']['crop']:.2f}",
+                    f"crop {result['peak_memory_vs_reference']['crop']:.2f}"
+                    + "".join(
+                        f" | {rule} {ratio:.2f}x max"
+                        for rule, ratio in result.get("merge_vs_max", {}).items()
+                    ),
                     flush=True,
                 )
 

@@ -11,7 +11,12 @@ from mts_lightning.nn.geometry import BranchGeometry
 from mts_lightning.nn.kernel_sharing import resampled_kernels
 from mts_lightning.nn.merge import native_build
 from mts_lightning.nn.merge.native import axis_alignments, native_branch_max
-from mts_lightning.nn.merge.reference import align_and_penalise, reference_merge
+from mts_lightning.nn.merge.reference import (
+    MAX_RULE,
+    MergeRule,
+    align_and_penalise,
+    reference_merge,
+)
 from mts_lightning.nn.merge.stock import branch_max, count_wins
 
 FACTORS = ((0.7, 1.0), (1.428, 1.0), (1.5, 0.5), (0.5, 1.0))
@@ -61,9 +66,9 @@ def test_backend_matches_the_reference(backend, fuse, setting, align, penalty):
         stretch_penalty_lambda=penalty, fuse=fuse == "always",
     )  # fmt: skip
     x, weight, bias = _inputs()
-    assert backend.supports(x, geometry, fuse)
+    assert backend.supports(x, geometry, fuse, MAX_RULE)
     kernels = resampled_kernels(weight, FACTORS)
-    merged = backend.pooled(x, kernels, bias, geometry, fuse, keep_base=False)
+    merged = backend.pooled(x, kernels, bias, geometry, fuse, False, MAX_RULE)
 
     fmaps = own_fmaps(x, resampled_kernels(weight, FACTORS), bias, geometry)
     pooled, winner, counts = reference_merge(fmaps, align, geometry.penalties)
@@ -123,3 +128,29 @@ def test_the_choice_follows_what_each_backend_supports(monkeypatch):
     monkeypatch.setenv(native_build.SWITCH_ENV, "0")
     assert dispatch.choose_backend(x, fused, "auto") is dispatch.StackedBackend
     assert dispatch.choose_backend(x, separate, "auto") is dispatch.StockBackend
+
+
+@pytest.mark.parametrize("align", ["interpolate", "crop"])
+def test_the_stock_maximum_with_scale_dropout_matches_the_reference(align):
+    geometry = BranchGeometry.build((5, 3), FACTORS, fmap_align=align, stretch_penalty_lambda=0.2)
+    x, weight, bias = _inputs()
+    keep = torch.tensor([[True, False, True, False, True], [True, True, False, False, False]])
+    rule = MergeRule("max", keep=keep)
+    assert dispatch.choose_backend(x, geometry, "never", rule) is dispatch.StockBackend
+    kernels = resampled_kernels(weight, FACTORS)
+    merged = dispatch.StockBackend.pooled(x, kernels, bias, geometry, "never", False, rule)
+    fmaps = own_fmaps(x, resampled_kernels(weight, FACTORS), bias, geometry)
+    pooled, winner, counts = reference_merge(fmaps, align, geometry.penalties, rule)
+    torch.testing.assert_close(merged.pooled, pooled, rtol=1e-12, atol=1e-12)
+    assert torch.equal(merged.winner.long(), winner)
+    # Each sample's winners are among the branches it keeps.
+    for sample in range(2):
+        assert set(winner[sample].unique().tolist()) <= set(keep[sample].nonzero()[:, 0].tolist())
+    assert count_wins(merged.winner, 5).tolist() == counts.tolist()
+    upstream = torch.randn_like(pooled)
+    for ours, theirs in zip(
+        _grads(merged.pooled, upstream, (x, weight, bias)),
+        _grads(pooled, upstream, (x, weight, bias)),
+        strict=True,
+    ):
+        torch.testing.assert_close(ours, theirs, rtol=1e-10, atol=1e-10)

@@ -1,4 +1,5 @@
-"""``StretchUsageLogger``: which time scale wins, per MTS layer and branch, epoch by epoch."""
+"""``StretchUsageLogger``: which time scale wins (or, for a soft merge rule, how much weight
+each scale receives), per MTS layer and branch, epoch by epoch."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ from mts_lightning.plotting import (
 from mts_lightning.run_dir import run_dir
 
 STAGES = ("train", "val", "test")
+#: The y label of a branch's fraction under a soft merge rule (under ``merge="max"`` it is
+#: the share of the elements it won).
+WEIGHT_LABEL = "mean weight received"
 
 
 def format_scale(scale: tuple[float, float]) -> str:
@@ -33,33 +37,42 @@ def format_scale(scale: tuple[float, float]) -> str:
 
 
 class StretchUsageLogger(Callback):
-    """Log the fraction of output elements each branch of each MTS layer won, per epoch.
+    """Log the fraction of output elements each branch of each MTS layer won, per epoch; for a
+    layer with a soft ``merge`` rule, the mean weight each branch received.
 
-    For every stage in ``stages`` the callback adds up, over the epoch, the elements each
-    branch (base first) won in every MTS layer of the LightningModule. It reads the layers'
-    ``stretch_usage_counts`` before and after each batch and keeps the difference, so it
-    never resets the layers' own counters and training and validation batches stay apart
-    even when validation runs inside a training epoch. Counting stays on the device; at the
-    end of the epoch the counts of all layers are summed across devices in one all-reduce
+    For every stage in ``stages`` the callback adds up, over the epoch, the usage of each
+    branch (base first) in every MTS layer of the LightningModule: under ``merge="max"`` (the
+    published rule) the elements it won; under a soft rule (``mean``, ``logsumexp``,
+    ``softmax``, ``attention``), where every branch contributes to every element, the weight
+    it received summed over the elements, so its fraction is the mean weight it received.
+    It reads the layers' ``stretch_usage_counts`` before and after each batch and keeps the
+    difference, so it never resets the layers' own counters and training and validation batches
+    stay apart even when validation runs inside a training epoch. Counting stays on the device;
+    at the end of the epoch the counts of all layers are summed across devices in one all-reduce
     (run on every rank), then rank zero logs:
 
     - scalars ``stretch_usage/{stage}/{layer}/x{scale}`` (fractions, summing to 1 per
-      layer) to every logger, with ``epoch``, at the trainer's global step;
+      layer: the share of wins, or for a soft rule the mean weight) to every logger, with
+      ``epoch``, at the trainer's global step;
     - with ``log_figures``: a bar chart per epoch to TensorBoard and W&B (figure tag
       ``stretch_usage/{stage}/bars``), and to W&B a table ``stretch_usage/{stage}/table``;
     - with ``save_png``: at the end of fit, ``{log_dir}/stretch_usage.png``, every branch's
       fraction across epochs.
 
+    The figures say which they show: a soft layer's panel is labelled "mean weight received"
+    and names its rule, and the bar chart's title and axis say when its bars are weights.
+
     ``layer`` is the layer's qualified name in the LightningModule (``backbone.features.0``).
     A layer that ran no branch in an epoch (e.g. ``training_mode="only_eval"`` while
     training) is left out of that epoch. Sanity-check validation is not counted.
 
-    The results stay available to Python code, identical on every rank: ``history[stage]``
-    is a list with one dict per epoch, layer name -> NumPy array of fractions (base first);
-    ``history_counts`` the same with the summed counts; ``epochs[stage]`` the epoch number
-    of each entry; ``branch_labels[layer]`` the scale labels. All of it, and the counts of an
-    unfinished training epoch, are in ``state_dict``, so a resumed run goes on where the
-    checkpoint left off.
+    The results stay available to Python code, identical on every rank: ``history[stage]`` is a
+    list with one dict per epoch, layer name -> NumPy array of fractions (base first);
+    ``history_counts`` the same with the summed counts (int64 wins; float64 summed weights for a
+    soft rule); ``soft_layers`` the names of the layers with a soft rule; ``epochs[stage]`` the
+    epoch number of each entry; ``branch_labels[layer]`` the scale labels. All of it, and the
+    counts of an unfinished training epoch, are in ``state_dict``, so a resumed run goes on
+    where the checkpoint left off.
 
     Args:
         stages: the stages to count, among ``"train"``, ``"val"`` and ``"test"``.
@@ -111,6 +124,7 @@ class StretchUsageLogger(Callback):
         self.history_counts: dict[str, list[dict[str, np.ndarray]]] = {s: [] for s in self.stages}
         self.epochs: dict[str, list[int]] = {s: [] for s in self.stages}
         self.branch_labels: dict[str, list[str]] = {}
+        self.soft_layers: set[str] = set()
         self._layers: dict[str, torch.nn.Module] = {}
         self._totals: dict[str, dict[str, Tensor] | None] = {s: None for s in self.stages}
         self._batch_start: dict[str, Tensor] = {}
@@ -128,6 +142,7 @@ class StretchUsageLogger(Callback):
         self.branch_labels = {
             name: [format_scale(s) for s in m.branch_scales] for name, m in self._layers.items()
         }
+        self.soft_layers = {name for name, m in self._layers.items() if m.merge != "max"}
 
     @override
     def teardown(self, *args: Any, **kwargs: Any) -> None:
@@ -138,7 +153,10 @@ class StretchUsageLogger(Callback):
         restored, self._restored_train = self._restored_train, None
         if restored is None:
             return
-        counts = {name: torch.tensor(c, dtype=torch.long) for name, c in restored["counts"].items()}
+        counts = {
+            name: torch.tensor(c, dtype=self._usage_dtype(name))
+            for name, c in restored["counts"].items()
+        }
         if restored["epoch"] < trainer.current_epoch:
             # Saved in `on_train_epoch_end` before this callback's hook ran (a user's callback
             # listed earlier): that epoch is complete and training resumes at the next one.
@@ -162,10 +180,14 @@ class StretchUsageLogger(Callback):
         if totals is not None and self._totals_epoch.get(stage) == trainer.current_epoch:
             return  # counts restored from a mid-epoch checkpoint
         self._totals[stage] = {
-            name: torch.zeros(m.num_branches, dtype=torch.long, device=m.weight.device)
+            name: torch.zeros(m.num_branches, dtype=self._usage_dtype(name), device=m.weight.device)
             for name, m in self._layers.items()
         }
         self._totals_epoch[stage] = trainer.current_epoch
+
+    def _usage_dtype(self, name: str) -> torch.dtype:
+        """int64 for a layer's wins, float64 for its summed weights (a soft rule)."""
+        return torch.float64 if name in self.soft_layers else torch.long
 
     def _start_batch(self, stage: str, trainer: pl.Trainer) -> None:
         if stage not in self.stages or trainer.sanity_checking:
@@ -195,16 +217,23 @@ class StretchUsageLogger(Callback):
         """Sum the counts over every rank with one all-reduce; collective, call on all ranks."""
         if not totals:
             return {}
-        flat = torch.cat(list(totals.values()))
+        # One all-reduce for every layer: wins travel as float64 beside summed weights
+        # (exact below 2**53) and come back as int64.
+        mixed = len({t.dtype for t in totals.values()}) > 1
+        flat = torch.cat([t.double() if mixed else t for t in totals.values()])
         if trainer.world_size > 1:
             flat = trainer.strategy.reduce(flat, reduce_op="sum")
         sizes = [t.numel() for t in totals.values()]
-        return dict(zip(totals, flat.cpu().split(sizes), strict=True))
+        parts = flat.cpu().split(sizes)
+        return {
+            name: part.to(t.dtype) for (name, t), part in zip(totals.items(), parts, strict=True)
+        }
 
     def _record(self, stage: str, epoch: int, counts: dict[str, Tensor]) -> None:
         fractions, kept = {}, {}
         for name, c in counts.items():
-            c = c.cpu().numpy().astype(np.int64)
+            c = c.cpu().numpy()
+            c = c.astype(np.float64 if name in self.soft_layers else np.int64)
             if c.sum() > 0:
                 kept[name] = c
                 fractions[name] = c / c.sum()
@@ -236,7 +265,15 @@ class StretchUsageLogger(Callback):
         if not any(isinstance(lg, (TensorBoardLogger, WandbLogger)) for lg in trainer.loggers):
             return
         title = f"stretch usage, {stage}, epoch {trainer.current_epoch}"
+        soft = self.soft_layers & set(fractions)
+        if soft:
+            title += (
+                ": mean weight per scale" if soft == set(fractions) else ", soft layers: weight"
+            )
         fig = stretch_usage_bar_figure(fractions, self.branch_labels, title)
+        if soft:
+            label = WEIGHT_LABEL if soft == set(fractions) else "fraction won (max) or mean weight"
+            fig.axes[0].set_ylabel(label)
         log_figure(trainer, f"stretch_usage/{stage}/bars", fig)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -259,6 +296,11 @@ class StretchUsageLogger(Callback):
         if not any(self.history[s] for s in self.stages):
             return
         fig = stretch_usage_history_figure(self.history, self.epochs, self.branch_labels)
+        # One panel per layer, in branch_labels' order: a soft layer's panel shows weights.
+        for axes, name in zip(fig.axes, self.branch_labels, strict=False):
+            if name in self.soft_layers:
+                axes.set_ylabel(WEIGHT_LABEL)
+                axes.set_title(f"{name} (mean weight, merge={self._layers[name].merge})")
         save_figure(fig, os.path.join(run_dir(trainer), "stretch_usage.png"))
 
     # ------------------------------------------------------------------ hooks
@@ -340,7 +382,7 @@ class StretchUsageLogger(Callback):
             self.history[stage], self.history_counts[stage] = [], []
             self.epochs[stage] = list(state_dict["epochs"].get(stage, []))
             for entry in state_dict["history_counts"].get(stage, []):
-                counts = {n: np.asarray(c, dtype=np.int64) for n, c in entry.items()}
+                counts = {n: np.asarray(c) for n, c in entry.items()}
                 self.history_counts[stage].append(counts)
                 self.history[stage].append({n: c / c.sum() for n, c in counts.items()})
         pending = state_dict.get("pending_train")

@@ -16,7 +16,8 @@ from mts_lightning.nn import MultiscaleConv2d
 
 ConvType = Literal["mts", "conv"]
 #: The MTS options of a zoo model: keyword arguments of ``MultiscaleConv2d``, e.g.
-#: ``{"scale_factors": [[0.7, 1.0], [1.428, 1.0]], "kernel_sharing": "autograd"}``.
+#: ``{"scale_factors": [[0.7, 1.0], [1.428, 1.0]], "kernel_sharing": "autograd"}`` or
+#: ``{"merge": "softmax", "temperature": 0.5, "scale_dropout": 0.2}``.
 MTSOptions = Mapping[str, Any]
 
 #: What ``conv_type`` takes: MTS layers or plain convolutions.
@@ -78,9 +79,11 @@ class ConvFactory:
     Args:
         conv_type: ``"mts"`` or ``"conv"``.
         mts: keyword arguments of ``MultiscaleConv2d`` for every MTS layer (any of
-            ``MTS_OPTIONS``: ``scale_factors``, ``output_type``, ``kernel_sharing``,
-            ``training_mode``, ``stretch_penalty_lambda``, ``fmap_align``,
-            ``track_stretch_usage``, ``fuse_branches``); the layer checks their values.
+            ``MTS_OPTIONS``: ``scale_factors``, ``output_type``, ``merge``, ``temperature``,
+            ``learn_temperature``, ``scale_dropout``, ``kernel_sharing``, ``training_mode``,
+            ``stretch_penalty_lambda``, ``fmap_align``, ``track_stretch_usage``,
+            ``fuse_branches``); the layer checks their values. From YAML:
+            ``backbone_kwargs: {conv_type: mts, mts: {merge: softmax, temperature: 0.5}}``.
             Ignored for ``conv_type="conv"``.
     """
 

@@ -105,7 +105,9 @@ def convert_to_mts(
             **mts_kwargs,
         )
         with torch.no_grad():
-            mts.load_state_dict(conv.state_dict())
+            # A conv's weight and bias; the merge's own parameters (a learned temperature, the
+            # scale attention) keep their initial values.
+            mts.load_state_dict(conv.state_dict(), strict=False)
             mts.weight.requires_grad_(conv.weight.requires_grad)
             if conv.bias is not None:
                 mts.bias.requires_grad_(conv.bias.requires_grad)

@@ -1,10 +1,12 @@
 """Which backend merges an MTS layer's branches, and how the CPU batch is cut into chunks.
 
 Every backend computes the rule of :mod:`mts_lightning.nn.merge.reference` and says through
-``supports`` where it can run; :func:`choose_backend` takes the first that can, from
-:data:`BACKENDS` (fastest first). A new backend is a class with ``name``, ``supports`` and
-``pooled`` placed in that tuple. Everything here takes values (tensors, the geometry, option
-strings), never the layer.
+``supports`` where it can run and which merge rules it computes; :func:`choose_backend` takes
+the first that can, from :data:`BACKENDS` (fastest first), so a rule a fast backend does not
+compute falls back, silently, to one that does (the reference computes every rule). A new
+backend is a class with ``name``, ``supports`` and ``pooled`` placed in that tuple. Everything
+here takes values (tensors, the geometry, option strings, the :class:`.merge.reference.MergeRule`
+of the forward), never the layer.
 """
 
 from __future__ import annotations
@@ -24,7 +26,15 @@ from mts_lightning.nn.convolution import (
 )
 from mts_lightning.nn.geometry import BranchGeometry, fusion_blockers
 from mts_lightning.nn.merge import native
-from mts_lightning.nn.merge.reference import align_and_penalise, penalise
+from mts_lightning.nn.merge.reference import (
+    MAX_RULE,
+    MergeRule,
+    align_and_penalise,
+    index_map,
+    keep_mask,
+    penalise,
+    reference_merge,
+)
 from mts_lightning.nn.merge.stacked import fused_interpolated_max, stacked_branch_max, zero_edges_
 from mts_lightning.nn.merge.stock import branch_max, count_wins, winning_branch
 
@@ -66,8 +76,9 @@ class Merged(NamedTuple):
 
     base: Tensor | None  # the base map's value, where ``keep_base`` asked for it
     pooled: Tensor
-    winner: Tensor  # the winning branch per element
-    counts: Tensor | None  # wins per branch, where the backend counted them on the way
+    winner: Tensor | None  # the winning branch per element ("max")
+    counts: Tensor | None  # usage per branch, where the backend counted it on the way
+    weights: Tensor | None = None  # each branch's weights (soft rules), see reference.soft_merge
 
 
 class NativeBackend:
@@ -78,8 +89,8 @@ class NativeBackend:
     name = "native"
 
     @staticmethod
-    def supports(x: Tensor, geometry: BranchGeometry, fuse_branches: str) -> bool:
-        return native.supported(x, geometry.num_branches)
+    def supports(x: Tensor, geometry: BranchGeometry, fuse_branches: str, rule: MergeRule) -> bool:
+        return rule.is_plain_max and native.supported(x, geometry.num_branches)
 
     @staticmethod
     def pooled(
@@ -89,6 +100,7 @@ class NativeBackend:
         geometry: BranchGeometry,
         fuse_branches: str,
         keep_base: bool,
+        rule: MergeRule,
     ) -> Merged:
         layout = geometry.fused if fuse_branches == "always" else None
         weights = None if layout is None else fused_weights(kernels, bias, layout)
@@ -122,8 +134,8 @@ class StackedBackend:
     name = "stacked"
 
     @staticmethod
-    def supports(x: Tensor, geometry: BranchGeometry, fuse_branches: str) -> bool:
-        return geometry.fused is not None
+    def supports(x: Tensor, geometry: BranchGeometry, fuse_branches: str, rule: MergeRule) -> bool:
+        return rule.is_plain_max and geometry.fused is not None
 
     @staticmethod
     def pooled(
@@ -133,6 +145,7 @@ class StackedBackend:
         geometry: BranchGeometry,
         fuse_branches: str,
         keep_base: bool,
+        rule: MergeRule,
     ) -> Merged:
         layout = geometry.fused
         fused = fused_conv(x, *fused_weights(kernels, bias, layout), layout, geometry.num_branches)
@@ -147,12 +160,45 @@ class StackedBackend:
 
 
 class StockBackend:
-    """Stock operators over separately convolved maps (:mod:`.merge.stock`): anywhere."""
+    """Stock operators over separately convolved maps (:mod:`.merge.stock`): anywhere, for the
+    maximum, with scale dropout too (a dropped branch's map counts as ``-inf``)."""
 
     name = "stock"
 
     @staticmethod
-    def supports(x: Tensor, geometry: BranchGeometry, fuse_branches: str) -> bool:
+    def supports(x: Tensor, geometry: BranchGeometry, fuse_branches: str, rule: MergeRule) -> bool:
+        return rule.name == "max"
+
+    @staticmethod
+    def pooled(
+        x: Tensor,
+        kernels: Sequence[Tensor],
+        bias: Tensor | None,
+        geometry: BranchGeometry,
+        fuse_branches: str,
+        keep_base: bool,
+        rule: MergeRule,
+    ) -> Merged:
+        fmaps = align_and_penalise(
+            own_fmaps(x, kernels, bias, geometry), geometry.fmap_align, geometry.penalties
+        )
+        mask = keep_mask(rule, len(fmaps))
+        if mask is not None:  # the base is always kept: it stays the map that takes the maximum
+            fmaps[1:] = [
+                f.masked_fill(~m, -torch.inf) for f, m in zip(fmaps[1:], mask[1:], strict=True)
+            ]
+        # The base map is overwritten by the maximum unless its own value is kept.
+        return Merged(fmaps[0], *branch_max(fmaps, inplace=not keep_base), None)
+
+
+class ReferenceBackend:
+    """The rule as :mod:`.merge.reference` states it, over separately convolved maps: every
+    merge rule, anywhere; the backend of the soft rules."""
+
+    name = "reference"
+
+    @staticmethod
+    def supports(x: Tensor, geometry: BranchGeometry, fuse_branches: str, rule: MergeRule) -> bool:
         return True
 
     @staticmethod
@@ -163,21 +209,27 @@ class StockBackend:
         geometry: BranchGeometry,
         fuse_branches: str,
         keep_base: bool,
+        rule: MergeRule,
     ) -> Merged:
-        fmaps = align_and_penalise(
-            own_fmaps(x, kernels, bias, geometry), geometry.fmap_align, geometry.penalties
+        fmaps = own_fmaps(x, kernels, bias, geometry)
+        pooled, choice, usage = reference_merge(
+            fmaps, geometry.fmap_align, geometry.penalties, rule
         )
-        # The base map is overwritten by the maximum unless its own value is kept.
-        return Merged(fmaps[0], *branch_max(fmaps, inplace=not keep_base), None)
+        if rule.name == "max":
+            return Merged(fmaps[0], pooled, choice, usage)
+        return Merged(fmaps[0], pooled, None, usage, choice)
 
 
 #: Merge backends, in order of preference.
-BACKENDS = (NativeBackend, StackedBackend, StockBackend)
+BACKENDS = (NativeBackend, StackedBackend, StockBackend, ReferenceBackend)
 
 
-def choose_backend(x: Tensor, geometry: BranchGeometry, fuse_branches: str):
-    """The first backend of :data:`BACKENDS` that supports merging branch maps of ``x``."""
-    return next(b for b in BACKENDS if b.supports(x, geometry, fuse_branches))
+def choose_backend(
+    x: Tensor, geometry: BranchGeometry, fuse_branches: str, rule: MergeRule = MAX_RULE
+):
+    """The first backend of :data:`BACKENDS` that supports merging branch maps of ``x`` by
+    ``rule``."""
+    return next(b for b in BACKENDS if b.supports(x, geometry, fuse_branches, rule))
 
 
 def pooled_merge(
@@ -187,10 +239,11 @@ def pooled_merge(
     geometry: BranchGeometry,
     fuse_branches: str,
     keep_base: bool,
+    rule: MergeRule = MAX_RULE,
 ) -> Merged:
-    """Convolve ``x`` (``(B, C_in, T, F)``) with every branch kernel and merge by maximum."""
-    backend = choose_backend(x, geometry, fuse_branches)
-    return backend.pooled(x, kernels, bias, geometry, fuse_branches, keep_base)
+    """Convolve ``x`` (``(B, C_in, T, F)``) with every branch kernel and merge by ``rule``."""
+    backend = choose_backend(x, geometry, fuse_branches, rule)
+    return backend.pooled(x, kernels, bias, geometry, fuse_branches, keep_base, rule)
 
 
 def merged_output(
@@ -203,12 +256,15 @@ def merged_output(
     keep_base: bool,
     log_time_scales: Tensor,
     count: bool,
+    rule: MergeRule = MAX_RULE,
 ) -> tuple[Tensor, Tensor | None]:
-    """The layer's output (2-D view) for ``output_type``, and the wins of each branch when
-    ``count`` (else ``None``).
+    """The layer's output (2-D view) for ``output_type``, and the usage of each branch when
+    ``count`` (else ``None``): the elements it won (int64) for ``"max"``, the weight it
+    received summed over the elements (float64) for the soft rules.
 
     ``keep_base`` (``training_mode="only_gradients"``): the base map's value with the pooled
-    map's gradient. ``log_time_scales``: the index map's value for each branch.
+    map's gradient. ``log_time_scales``: the index map's value for each branch (for a soft
+    rule, their mean under each element's weights). ``rule``: the merge of the pooled map.
     """
     if output_type == "concat_fmaps":
         fmaps = aligned_fmaps(x, kernels, bias, geometry)
@@ -218,13 +274,13 @@ def merged_output(
                 winner = winning_branch([f.detach() for f in fmaps])[1]
                 counts = count_wins(winner, geometry.num_branches)
         return torch.cat(fmaps, dim=2), counts
-    base, pooled, winner, counts = pooled_merge(
-        x, kernels, bias, geometry, fuse_branches, keep_base
+    base, pooled, winner, counts, weights = pooled_merge(
+        x, kernels, bias, geometry, fuse_branches, keep_base, rule
     )
     if count and counts is None:
         counts = count_wins(winner, geometry.num_branches)
     if output_type == "interleave_chdim":
-        log_scales = log_time_scales.to(pooled.dtype)[winner.long()]
+        log_scales = index_map(log_time_scales, pooled, winner, weights)
         output = torch.stack((pooled, log_scales), dim=2).flatten(1, 2)
     elif keep_base:
         # Value of the base map, gradient of the pooled map only. The literal

@@ -17,6 +17,7 @@ from torch import Tensor
 
 from mts_lightning.nn.convolution import own_fmaps
 from mts_lightning.nn.geometry import BranchGeometry
+from mts_lightning.nn.merge.reference import MAX_RULE, MergeRule, index_map, soft_merge
 
 
 def exporting() -> bool:
@@ -94,16 +95,24 @@ def export_merge(
     geometry: BranchGeometry,
     output_type: str,
     log_time_scales: Tensor,
+    rule: MergeRule = MAX_RULE,
 ) -> Tensor:
     """The frozen layer's output (2-D view) in stock operators that every exporter records.
 
     ``output_type``: ``"pooled_map"`` ``(B, C, T, F)``; ``"concat_fmaps"`` the aligned maps
     concatenated on time; ``"interleave_chdim"`` ``(B, 2C, T, F)``, each pooled channel then
-    the ``log_time_scales`` entry of the branch that won each element (ties to the lowest).
+    the ``log_time_scales`` entry of the branch that won each element (ties to the lowest), or
+    for a soft ``rule`` their mean under the element's branch weights.
     """
     aligned = _aligned(own_fmaps(x, kernels, bias, geometry, reorder=False), geometry)
     if output_type == "concat_fmaps":
         return torch.cat(aligned, dim=2)
+    if rule.name != "max":
+        pooled, weights = soft_merge(aligned, rule)
+        if output_type == "pooled_map":
+            return pooled
+        log_scales = index_map(log_time_scales, pooled, None, weights)
+        return torch.stack((pooled, log_scales), dim=2).flatten(1, 2)
     pooled = aligned[0]
     winner = torch.zeros_like(pooled, dtype=torch.long) if output_type != "pooled_map" else None
     for branch, fmap in enumerate(aligned[1:], start=1):

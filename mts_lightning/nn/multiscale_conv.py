@@ -6,13 +6,14 @@ Eric Guizzo, Tillman Weyde, Jack Barnett Leveson, ICASSP 2020 (arXiv:2003.03375)
 An MTS layer convolves its input with its kernel and, in parallel, with copies of the
 kernel resampled along time (and optionally frequency); the branch maps are aligned to the
 base map and merged element-wise by a maximum, so each output element comes from the time
-scale that matches the input best. Every branch kernel is derived from the base kernel
-(:mod:`.kernel_sharing`); the derived sizes are one :class:`.geometry.BranchGeometry`, and
-:mod:`.dispatch` picks the merge backend.
+scale that matches the input best (or, by option, by a soft rule of :mod:`.merge.reference`).
+Every branch kernel is derived from the base kernel (:mod:`.kernel_sharing`); the derived
+sizes are one :class:`.geometry.BranchGeometry`, and :mod:`.dispatch` picks the merge backend.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from typing import Any
 
@@ -25,6 +26,8 @@ from mts_lightning.nn.convolution import conv_branch
 from mts_lightning.nn.frozen import export_merge, exporting
 from mts_lightning.nn.geometry import BranchGeometry
 from mts_lightning.nn.input_checks import check_fits, check_input
+from mts_lightning.nn.merge.attention import ScaleAttention
+from mts_lightning.nn.merge.reference import MAX_RULE, MergeRule
 from mts_lightning.nn.options import ScalePair
 from mts_lightning.nn.usage import StretchUsage
 
@@ -41,12 +44,16 @@ class _MultiscaleMixin:
     def _init_multiscale(
         self, scale_factors: tuple[ScalePair, ...], conv_args_2d: tuple, kernel_size_2d: tuple,
         output_type: str, stretch_penalty_lambda: float, training_mode: str, sharing: str,
-        fmap_align: str, track_stretch_usage: bool, fuse_branches: str,
+        fmap_align: str, track_stretch_usage: bool, fuse_branches: str, merge: str,
+        temperature: float, learn_temperature: bool, scale_dropout: float,
     ) -> None:  # fmt: skip
         (self.output_type, self.training_mode, self.kernel_sharing, self.fmap_align,
          self.fuse_branches) = options.check_modes(
             output_type, training_mode, sharing, fmap_align, fuse_branches
         )  # fmt: skip
+        self.merge, self.temperature, self.learn_temperature, self.scale_dropout = (
+            options.check_merge(merge, temperature, learn_temperature, scale_dropout, output_type)
+        )
         self.stretch_penalty_lambda = stretch_penalty_lambda
         self.track_stretch_usage = bool(track_stretch_usage)
         self.scale_factors = scale_factors
@@ -70,7 +77,22 @@ class _MultiscaleMixin:
                     self.branch_weights.append(nn.Parameter(kernel.clone()))
         self._branch_kernels_fresh = False
         self._base_at_forward = None
-        self._usage = StretchUsage(self.num_branches)
+        factory = {"device": self.weight.device, "dtype": self.weight.dtype}
+        # The learned merge parameters exist only where asked for: by default the layer has
+        # exactly nn.Conv2d's parameters (and, for "average" sharing, the branch kernels).
+        self.log_temperature = (
+            nn.Parameter(torch.tensor(math.log(self.temperature), **factory))
+            if self.learn_temperature
+            else None
+        )
+        self.scale_attention = (
+            ScaleAttention(self.out_channels, self.num_branches, **factory)
+            if self.merge == "attention"
+            else None
+        )
+        # "max" counts the elements each branch wins; the soft rules sum its weights.
+        usage_dtype = torch.long if self.merge == "max" else torch.float64
+        self._usage = StretchUsage(self.num_branches, usage_dtype)
         self.frozen = False
 
     # ----------------------------------------------------------------- public state
@@ -91,24 +113,36 @@ class _MultiscaleMixin:
 
     @property
     def stretch_usage_counts(self) -> Tensor:
-        """Elements won by each branch (base first) since :meth:`reset_stretch_usage`.
+        """Usage of each branch (base first) since :meth:`reset_stretch_usage`.
 
-        An int64 tensor on the layer's device, summed over every forward that computed
-        the branches; callers that keep it should clone it.
+        For ``merge="max"`` the elements each branch won (int64); for the soft rules the
+        weight each branch received, summed over the output elements (float64). A tensor on
+        the layer's device, summed over every forward that computed the branches; callers
+        that keep it should clone it.
         """
         return self._usage.total
 
     @property
     def last_stretch_usage_counts(self) -> Tensor:
-        """Elements won by each branch (base first) in the last forward that ran them."""
+        """Usage of each branch (base first, as :attr:`stretch_usage_counts`) in the last
+        forward that ran them."""
         return self._usage.last
+
+    @property
+    def current_temperature(self) -> float | Tensor:
+        """The temperature of ``"logsumexp"``/``"softmax"``: ``temperature``, or when learned
+        the exponential of the ``log_temperature`` parameter (a tensor in the graph)."""
+        if self.log_temperature is None:
+            return self.temperature
+        return self.log_temperature.exp()
 
     def reset_stretch_usage(self) -> None:
         """Zero the accumulated usage counts."""
         self._usage.total.zero_()
 
     def get_stretch_percs(self) -> np.ndarray:
-        """Fraction of output elements each branch won in the last forward, base first.
+        """Fraction of output elements each branch won in the last forward, base first; for
+        the soft rules the mean weight each branch received.
 
         The fractions sum to 1. Raises ``RuntimeError`` before any forward has run the
         branches (in a mode that skips them, or with ``track_stretch_usage=False``).
@@ -212,6 +246,7 @@ class _MultiscaleMixin:
             base = conv_branch(x, self._to_2d(self.weight), self.bias, self.geometry, 0)
             return self._finish(base, unbatched)
 
+        rule = self._merge_rule(x.shape[0], training, x.device)
         if not self.frozen:
             kernels = self._branch_kernel_list()
         else:
@@ -220,17 +255,32 @@ class _MultiscaleMixin:
             ]
         if self.frozen and exporting():
             output = export_merge(
-                x, kernels, self.bias, self.geometry, self.output_type, self._branch_log_time_scales
-            )
+                x, kernels, self.bias, self.geometry, self.output_type,
+                self._branch_log_time_scales, rule,
+            )  # fmt: skip
         else:
             output, counts = dispatch.merged_output(
                 x, kernels, self.bias, self.geometry, self.output_type, self.fuse_branches,
                 self.training_mode == "only_gradients", self._branch_log_time_scales,
-                count=self.track_stretch_usage and not self.frozen,
+                count=self.track_stretch_usage and not self.frozen, rule=rule,
             )  # fmt: skip
             if counts is not None:
                 self._usage.record(counts)
         return self._finish(output, unbatched, channels_last)
+
+    def _merge_rule(self, batch: int, training: bool, device: torch.device) -> MergeRule:
+        """The merge of this forward; in training with ``scale_dropout``, each sample drops
+        each stretched branch with that probability (the base is always kept)."""
+        if self.merge == "max" and not (training and self.scale_dropout):
+            return MAX_RULE
+        keep = None
+        if training and self.scale_dropout:
+            stretched = torch.rand(batch, self.num_branches - 1, device=device)
+            keep = torch.cat(
+                (torch.ones(batch, 1, dtype=torch.bool, device=device),
+                 stretched >= self.scale_dropout), dim=1,
+            )  # fmt: skip
+        return MergeRule(self.merge, self.current_temperature, keep, self.scale_attention)
 
     def _finish(self, output: Tensor, unbatched: bool, channels_last: bool = False) -> Tensor:
         # Channels-last may be an internal choice: hand back the layout nn.Conv2d would.
@@ -251,7 +301,8 @@ class _MultiscaleMixin:
         )
         parts = [super().extra_repr(), f"scale_factors=[{scales}]"]
         defaults = dict(
-            output_type="pooled_map", training_mode="train_and_eval", kernel_sharing="average",
+            output_type="pooled_map", merge="max", temperature=1.0, learn_temperature=False,
+            scale_dropout=0.0, training_mode="train_and_eval", kernel_sharing="average",
             fmap_align="interpolate", stretch_penalty_lambda=0.0,
         )  # fmt: skip
         parts += [f"{k}={getattr(self, k)!r}" for k, v in defaults.items() if getattr(self, k) != v]
@@ -272,11 +323,12 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
     dilation, groups and padding mode. Each branch map is aligned to the base map's size
     (``fmap_align``), scaled by the stretch penalty, then merged (``output_type``):
 
-    - ``"pooled_map"``: element-wise maximum, ties to the lowest branch. Output
-      ``(B, C_out, T_out, F_out)``, the shape ``nn.Conv2d`` gives.
+    - ``"pooled_map"``: merged by ``merge`` (default the element-wise maximum, ties to the
+      lowest branch). Output ``(B, C_out, T_out, F_out)``, the shape ``nn.Conv2d`` gives.
     - ``"concat_fmaps"``: maps concatenated on time: ``(B, C_out, n_branches * T_out, F_out)``.
     - ``"interleave_chdim"``: ``(B, 2 * C_out, T_out, F_out)``, each pooled channel followed
-      by the ``ln(s_time)`` of the branch that won each element.
+      by the ``ln(s_time)`` of the branch that won each element (for a soft ``merge``, its
+      mean under the element's branch weights).
 
     The arguments beyond ``nn.Conv2d``'s are keyword-only.
 
@@ -284,6 +336,26 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
         scale_factors: one entry per extra branch, a number ``s`` (meaning ``(s, 1.0)``) or
             a pair ``(s_time, s_freq)``; empty gives plain ``nn.Conv2d``.
         output_type: ``"pooled_map"``, ``"concat_fmaps"`` or ``"interleave_chdim"``.
+        merge: how the aligned maps ``y_i`` (``n`` branches) become the pooled map:
+            ``"max"`` (the published rule; the gradient goes to the winning branch),
+            ``"mean"`` (``mean_i y_i``), ``"logsumexp"`` (``T * log(mean_i exp(y_i / T))``:
+            the log-sum-exp less ``T * log(n)``, so between the mean and the maximum),
+            ``"softmax"`` (``sum_i softmax_i(y / T) * y_i``) or ``"attention"`` (weights from a
+            learned selective-kernel attention per sample, channel and time frame, Li et al.,
+            "Selective Kernel Networks", CVPR 2019; see :mod:`.merge.attention`; it adds the
+            parameters of two 1x1 convolutions, ``scale_attention``). Not with
+            ``output_type="concat_fmaps"``, which merges nothing. The soft rules run in stock
+            operators, slower than the maximum's fast merge (on CPU 1.3-3.7x its
+            forward+backward time: ``benchmarks/layer.py --merge-rules``).
+        temperature: ``T`` of ``"logsumexp"`` and ``"softmax"`` (a number > 0; towards 0 they
+            approach the maximum, towards infinity the mean).
+        learn_temperature: learn ``T`` from ``temperature`` on: adds one trainable parameter,
+            ``log_temperature`` (``T = exp(log_temperature)``); by default the layer has none
+            beyond ``nn.Conv2d``'s.
+        scale_dropout: in training, each sample drops each stretched branch with this
+            probability (in ``[0, 1)``); the base is always kept, and dropped branches are left
+            out of that sample's merge (they never win, weigh 0, are not counted in the mean).
+            Evaluation uses every branch (an identity, nothing to rescale).
         stretch_penalty_lambda: multiplies branch maps by ``1 - lambda * (|ln s_t| + |ln s_f|)``
             (alias ``stretch_penality_lambda``, the original spelling).
         training_mode: when the branches run: ``"train_and_eval"``, ``"only_eval"``,
@@ -293,7 +365,8 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
             after each optimizer step), ``"average_updates"`` (only the updates are averaged
             in) or ``"autograd"`` (branch kernels a differentiable function of the base).
         fmap_align: ``"interpolate"`` (bilinear resize) or ``"crop"`` (centre crop / pad).
-        track_stretch_usage: count the elements each branch wins (no host synchronisation).
+        track_stretch_usage: count the elements each branch wins, or for a soft ``merge`` sum
+            the weight each branch receives (no host synchronisation).
         fuse_branches: ``"auto"``, ``"always"`` or ``"never"``: run every branch as one
             convolution over a zero-padded common kernel (stride 1, dilation 1, groups 1, zero
             padding). Same result; ``"auto"`` fuses where that is faster (see :mod:`.dispatch`).
@@ -339,6 +412,10 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
         *,
         scale_factors: Iterable[float | tuple[float, float]] = options.DEFAULT_SCALE_FACTORS,
         output_type: str = "pooled_map",
+        merge: str = "max",
+        temperature: float = 1.0,
+        learn_temperature: bool = False,
+        scale_dropout: float = 0.0,
         stretch_penalty_lambda: float = 0.0,
         training_mode: str = "train_and_eval",
         kernel_sharing: str = "average",
@@ -356,7 +433,8 @@ class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
         self._init_multiscale(
             factors, (self.stride, self.padding, self.dilation), self.kernel_size,
             output_type, penalty, training_mode, kernel_sharing, fmap_align,
-            track_stretch_usage, fuse_branches,
+            track_stretch_usage, fuse_branches, merge, temperature, learn_temperature,
+            scale_dropout,
         )  # fmt: skip
 
     def _to_2d(self, weight: Tensor) -> Tensor:

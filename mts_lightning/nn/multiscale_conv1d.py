@@ -21,7 +21,9 @@ class MultiscaleConv1d(_MultiscaleMixin, nn.Conv1d):
     numbers, branch ``i`` uses the kernel resampled (linearly) to ``floor(k * s_i)`` taps.
     Output ``(B, C_out, T_out)`` for ``"pooled_map"``, ``(B, C_out, n_branches * T_out)``
     for ``"concat_fmaps"``, ``(B, 2 * C_out, T_out)`` for ``"interleave_chdim"``.
-    Every other argument and method is that of :class:`MultiscaleConv2d`.
+    Every other argument and method is that of :class:`MultiscaleConv2d` (``merge``,
+    ``temperature``, ``learn_temperature`` and ``scale_dropout`` included; the attention of
+    ``merge="attention"`` then weighs each time step).
 
     Example:
         >>> import torch
@@ -54,6 +56,10 @@ class MultiscaleConv1d(_MultiscaleMixin, nn.Conv1d):
         *,
         scale_factors: Iterable[float] = options.DEFAULT_SCALE_FACTORS_1D,
         output_type: str = "pooled_map",
+        merge: str = "max",
+        temperature: float = 1.0,
+        learn_temperature: bool = False,
+        scale_dropout: float = 0.0,
         stretch_penalty_lambda: float = 0.0,
         training_mode: str = "train_and_eval",
         kernel_sharing: str = "average",
@@ -72,7 +78,8 @@ class MultiscaleConv1d(_MultiscaleMixin, nn.Conv1d):
         self._init_multiscale(
             factors, ((self.stride[0], 1), padding_2d, (self.dilation[0], 1)),
             (self.kernel_size[0], 1), output_type, penalty, training_mode, kernel_sharing, fmap_align,
-            track_stretch_usage, fuse_branches,
+            track_stretch_usage, fuse_branches, merge, temperature, learn_temperature,
+            scale_dropout,
         )  # fmt: skip
 
     def _to_2d(self, weight: Tensor) -> Tensor:

@@ -20,6 +20,10 @@ KERNEL_SHARING_MODES = ("average", "average_updates", "autograd")
 AVERAGING_MODES = ("average", "average_updates")
 FMAP_ALIGN_MODES = ("interpolate", "crop")
 FUSE_MODES = ("auto", "always", "never")
+#: How the branch maps become the pooled output (``merge``): the published maximum first.
+MERGE_RULES = ("max", "mean", "logsumexp", "softmax", "attention")
+#: The rules that divide the maps by a ``temperature``.
+TEMPERATURE_RULES = ("logsumexp", "softmax")
 
 #: The published layer's factors: one branch 0.7 times as long in time, one 1.428 times.
 DEFAULT_SCALE_FACTORS: tuple[ScalePair, ...] = ((0.7, 1.0), (1.428, 1.0))
@@ -98,6 +102,34 @@ def check_modes(
         check_choice("fmap_align", fmap_align, FMAP_ALIGN_MODES),
         check_choice("fuse_branches", fuse_branches, FUSE_MODES),
     )
+
+
+def check_merge(
+    merge: Any, temperature: Any, learn_temperature: Any, scale_dropout: Any, output_type: str
+) -> tuple[str, float, bool, float]:
+    """The merge options, checked: ``merge``, ``temperature``, ``learn_temperature``,
+    ``scale_dropout``. ``output_type="concat_fmaps"`` merges nothing, so it takes none of
+    them."""
+    check_choice("merge", merge, MERGE_RULES)
+    if not is_number(temperature) or not math.isfinite(temperature) or temperature <= 0:
+        raise ValueError(f"temperature must be a finite number > 0, got {temperature!r}")
+    if not isinstance(learn_temperature, bool):
+        raise ValueError(f"learn_temperature must be True or False, got {learn_temperature!r}")
+    if (temperature != 1.0 or learn_temperature) and merge not in TEMPERATURE_RULES:
+        rules = " or ".join(map(repr, TEMPERATURE_RULES))
+        raise ValueError(
+            f"temperature and learn_temperature apply to merge={rules} only; got "
+            f"temperature={temperature!r}, learn_temperature={learn_temperature!r} with "
+            f"merge={merge!r}"
+        )
+    if not is_number(scale_dropout) or not 0.0 <= scale_dropout < 1.0:
+        raise ValueError(f"scale_dropout must be a probability in [0, 1), got {scale_dropout!r}")
+    if output_type == "concat_fmaps" and (merge != "max" or scale_dropout > 0):
+        raise ValueError(
+            f"merge={merge!r} and scale_dropout={scale_dropout!r} need output_type 'pooled_map' "
+            "or 'interleave_chdim': 'concat_fmaps' keeps every branch map and merges none"
+        )
+    return merge, float(temperature), learn_temperature, float(scale_dropout)
 
 
 def runs_branches(training_mode: str, training: bool) -> bool:

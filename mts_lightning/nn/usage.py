@@ -1,4 +1,5 @@
-"""Stretch usage: how many output elements each branch of an MTS layer won."""
+"""Stretch usage: how many output elements each branch of an MTS layer won (``merge="max"``),
+or the weight each branch received, summed over the output elements (the soft rules)."""
 
 from __future__ import annotations
 
@@ -10,20 +11,21 @@ from torch import Tensor
 
 
 class StretchUsage:
-    """Win counts per branch (base first): accumulated, and of the last forward.
+    """Usage per branch (base first): accumulated, and of the last forward.
 
-    Plain tensors, not module buffers: DDP broadcasts buffers from rank zero before every
-    forward, which would overwrite each rank's own counts. Recording never waits for the
-    device (no ``.item()``), so it is cheap on a GPU and compiles.
+    ``dtype`` int64 counts wins; float64 sums weights. Plain tensors, not module buffers: DDP
+    broadcasts buffers from rank zero before every forward, which would overwrite each rank's
+    own counts. Recording never waits for the device (no ``.item()``), so it is cheap on a
+    GPU and compiles.
     """
 
-    def __init__(self, num_branches: int) -> None:
-        self.total = torch.zeros(num_branches, dtype=torch.long)
-        self.last = torch.zeros(num_branches, dtype=torch.long)
+    def __init__(self, num_branches: int, dtype: torch.dtype = torch.long) -> None:
+        self.total = torch.zeros(num_branches, dtype=dtype)
+        self.last = torch.zeros(num_branches, dtype=dtype)
         self.seen = False
 
     def record(self, counts: Tensor) -> None:
-        """Add one forward's ``counts`` (int64, ``(num_branches,)``)."""
+        """Add one forward's usage ``counts`` (``(num_branches,)``)."""
         if self.total.device != counts.device:
             self.total, self.last = self.total.to(counts.device), self.last.to(counts.device)
         self.total.add_(counts)
@@ -42,8 +44,13 @@ class StretchUsage:
         return counts / counts.sum()
 
     def apply(self, fn: Callable[[Tensor], Tensor]) -> None:
-        """Follow a module's ``_apply`` (``.to(device)``; ``fn`` leaves int64 alone)."""
-        self.total, self.last = fn(self.total), fn(self.last)
+        """Follow a module's ``_apply`` to its device (``.to(device)``); a cast of the
+        module's floating-point tensors (``.half()``) must not reach float64 sums."""
+        if not self.total.is_floating_point():
+            self.total, self.last = fn(self.total), fn(self.last)  # fn leaves int64 alone
+            return
+        device = fn(torch.zeros(0, dtype=torch.long)).device
+        self.total, self.last = self.total.to(device), self.last.to(device)
 
     def __setstate__(self, state: dict) -> None:
         # Unpickled in another process (ddp_spawn shares tensors through shared memory),
