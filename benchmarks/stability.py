@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/stability.py --output_dir experiments/stability_synthetic
     .venv/bin/python benchmarks/stability.py --output_dir DIR --threads 1 2 \\
-        --config configs/experiments/stability_synthetic.yaml [-- FIT OVERRIDES]
+        --config configs/experiments/stability_synthetic.yaml [--variants mts mts_ema] \\
+        [-- FIT OVERRIDES]
 
 Runs the experiment file (default ``configs/experiments/stability_synthetic.yaml``: the MTS
 recipe and its equal-cost conv twin, with and without a moving average of the weights, one
@@ -34,8 +35,11 @@ DEFAULT_CONFIG = (
 )
 
 
-def run_experiment(config: Path, output_dir: Path, threads: int, extra: list[str]) -> Path:
-    """Run every unrecorded run of ``config`` with ``threads`` threads; its results.csv."""
+def run_experiment(
+    config: Path, output_dir: Path, threads: int, variants: list[str] | None, extra: list[str]
+) -> Path:
+    """Run every unrecorded run of ``config`` (of ``variants`` only, when given) with
+    ``threads`` threads; its results.csv."""
     folder = output_dir / f"threads_{threads}"
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     command = [
@@ -46,10 +50,14 @@ def run_experiment(config: Path, output_dir: Path, threads: int, extra: list[str
         f"--config={config}",
         f"--output_dir={folder}",
     ]
+    if variants:
+        command += ["--variants", *variants]
     if extra:
         command += ["--", *extra]
     print(f"threads {threads}: {' '.join(command)}", flush=True)
-    subprocess.run(command, env=env, check=True)
+    code = subprocess.run(command, env=env).returncode
+    if code != 0:
+        sys.exit(f"stability.py: the experiment with {threads} thread(s) failed (exit {code})")
     return folder / "results.csv"
 
 
@@ -101,15 +109,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="experiment file")
     parser.add_argument("--output_dir", type=Path, required=True)
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--variants", nargs="+", help="only these variants of the file")
     args = parser.parse_args(argv)
     if any(t < 1 for t in args.threads) or len(set(args.threads)) != len(args.threads):
         parser.error(f"--threads: distinct thread counts >= 1, got {args.threads}")
     spec = load_spec(args.config)
     results = {
-        threads: read_results(run_experiment(args.config, args.output_dir, threads, extra))
+        threads: read_results(
+            run_experiment(args.config, args.output_dir, threads, args.variants, extra)
+        )
         for threads in args.threads
     }
-    rows = spread(results, spec.reference_condition, list(spec.variants))
+    variants = [v for v in spec.variants if not args.variants or v in args.variants]
+    rows = spread(results, spec.reference_condition, variants)
     print(f"\ntest UA at {spec.reference_condition} (std: sample standard deviation)")
     for row in rows:
         per_threads = "; ".join(
