@@ -359,7 +359,7 @@ FIXTURES = {
 
 
 @pytest.mark.parametrize("corpus", sorted(FIXTURES))
-@pytest.mark.parametrize("variant", ["paper_conv", "paper_mts", "modern"])
+@pytest.mark.parametrize("variant", ["paper_conv", "paper_mts", "modern", "modern_conv"])
 def test_corpus_configs_build(tmp_path, corpus, variant):
     """Every corpus config parses, builds its datamodule and model on a fixture folder, and its
     split can be made."""
@@ -384,7 +384,7 @@ def test_corpus_configs_build(tmp_path, corpus, variant):
     assert all(datamodule.split_indices[part] for part in ("train", "val", "test"))
     with torch.no_grad():
         assert model(torch.zeros(2, *datamodule.input_shape)).shape == (2, model.num_classes)
-    conv_type = "conv" if variant == "paper_conv" else "mts"
+    conv_type = "conv" if variant.endswith("conv") else "mts"
     assert cli.config.model.backbone_kwargs["conv_type"] == conv_type
 
 
