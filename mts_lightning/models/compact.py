@@ -39,7 +39,7 @@ class CompactCNN(nn.Module):
 
     - ``width_multiplier`` scales every entry of ``channels`` (rounded, at least 1): the conv
       twin of equal cost is the one whose multiply-adds match the MTS network's
-      (:func:`~mts_lightning.models.complexity.equal_cost_width` finds the multiplier; 1.72
+      (:func:`~mts_lightning.models.complexity.equal_cost_width` finds the multiplier: 1.74
       for the default network, see ``configs/*/modern_conv.yaml``);
     - ``kernel_span="longest_scale"`` makes every kernel as long (in time and frequency) as the
       longest branch kernel of the MTS layers that ``mts`` describes (its ``scale_factors``,
