@@ -4,6 +4,7 @@ test from a checkpoint), resuming, batch norm, and its place after KernelAveragi
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import lightning.pytorch as pl
 import pytest
@@ -202,3 +203,30 @@ def test_decay_warms_up():
     assert ema_decay(0.99, 0) == pytest.approx(0.1)
     assert ema_decay(0.99, 90) == pytest.approx(0.91)
     assert ema_decay(0.9, 1000) == 0.9
+
+
+def test_misordered_callbacks_in_a_config_exit_with_one_line(tmp_path, capsys, monkeypatch):
+    from mts_lightning.cli import cli_main
+
+    monkeypatch.setattr("sys.argv", ["mts-lightning"])
+    monkeypatch.chdir(tmp_path)
+    config = Path(__file__).resolve().parents[1] / "configs" / "synthetic.yaml"
+    callbacks = (
+        "[{class_path: mts_lightning.callbacks.EMAWeights}, "
+        "{class_path: mts_lightning.KernelAveraging}]"
+    )
+    with pytest.raises(SystemExit) as exit_info:
+        cli_main(
+            [
+                "fit",
+                f"--config={config}",
+                f"--trainer.callbacks={callbacks}",
+                "--data.synthetic_speakers=5",
+                "--data.synthetic_clips_per_speaker=6",
+                "--trainer.max_epochs=1",
+            ]
+        )
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    (line,) = [line for line in err.splitlines() if "error:" in line]
+    assert "EMAWeights must come after KernelAveraging" in line and "Traceback" not in err
