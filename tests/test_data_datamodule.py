@@ -794,3 +794,19 @@ def test_segmented_clips_are_scored_whole_and_trained_per_segment(tmp_path):
     assert paths == [str(long_clip), str(audio[0])]
     per_clip = math.ceil((1 + 8000 // 128 - dm.frames) / round(dm.frames * 0.5)) + 1
     assert torch.bincount(clip_index).tolist() == [per_clip, 1]  # a short clip: one segment
+
+
+def test_train_speaker_fraction_trains_on_fewer_speakers_only():
+    settings = {**SMALL, "synthetic_speakers": 8, "num_folds": 4}
+    full = SpectrogramDataModule(**settings)
+    full.setup("fit")
+    half = SpectrogramDataModule(**settings, train_speaker_fraction=0.5)
+    half.setup("fit")
+    assert len(full.split_speakers["train"]) == 4
+    assert set(half.split_speakers["train"]) < set(full.split_speakers["train"])
+    assert len(half.split_speakers["train"]) == 2
+    assert len(half.train_dataset) == 8 * 2
+    for part in ("val", "test"):
+        assert half.split_speakers[part] == full.split_speakers[part]
+    with pytest.raises(ValueError, match=r"train_speaker_fraction must be in \(0, 1\]"):
+        SpectrogramDataModule(**SMALL, train_speaker_fraction=0.0)

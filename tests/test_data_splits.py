@@ -106,3 +106,33 @@ def test_missing_speakers_and_bad_arguments_are_refused():
         make_split(clips, "by_magic")
     with pytest.raises(ValueError, match="fold must be in"):
         make_split(clips_for("abcde"), "speaker_kfold", fold=5, num_folds=5)
+
+
+@pytest.mark.parametrize("method", ["speaker_kfold", "loso", "paper", "random"])
+def test_train_speaker_fraction_keeps_nested_training_speakers(method):
+    clips = clips_for([f"s{i:02d}" for i in range(12)])
+    full = make_split(clips, method, fold=1, num_folds=4, seed=5)
+    train = speakers_of(clips, full["train"])
+    kept = {}
+    for fraction in (0.25, 0.5, 1.0):
+        split = make_split(
+            clips, method, fold=1, num_folds=4, seed=5, train_speaker_fraction=fraction
+        )
+        assert split["val"] == full["val"] and split["test"] == full["test"]
+        kept[fraction] = speakers_of(clips, split["train"])
+        assert len(kept[fraction]) == max(1, round(fraction * len(train)))
+        # every clip of a kept speaker trains
+        assert split["train"] == [i for i in full["train"] if clips[i].speaker in kept[fraction]]
+    assert kept[0.25] < kept[0.5] < kept[1.0] == train
+    again = make_split(clips, method, fold=1, num_folds=4, seed=5, train_speaker_fraction=0.5)
+    assert speakers_of(clips, again["train"]) == kept[0.5]
+
+
+def test_train_speaker_fraction_is_checked():
+    clips = clips_for([f"s{i}" for i in range(6)])
+    for bad in (0, 1.5, -0.5, True, "half"):
+        with pytest.raises(ValueError, match=r"train_speaker_fraction must be in \(0, 1\]"):
+            make_split(clips, "speaker_kfold", num_folds=3, train_speaker_fraction=bad)
+    anonymous = [Clip(f"{i}.wav", i % 2, None) for i in range(20)]
+    with pytest.raises(ValueError, match="train_speaker_fraction needs the speaker of every"):
+        make_split(anonymous, "random", train_speaker_fraction=0.5)

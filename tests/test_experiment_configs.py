@@ -39,7 +39,18 @@ CORPORA = {
         lambda root: make_ravdess_folder(root, actors=range(1, 9), emotions=(1, 3, 4, 5)),
         ["--data.duration=1.0"],
     ),
+    # 8 voices: 4 folds of 2, 4 training voices, so a quarter keeps one.
+    "twins_speech.yaml": (
+        lambda root: make_ravdess_folder(root, actors=range(1, 9), emotions=(1, 3, 4, 5)),
+        ["--data.duration=1.0"],
+    ),
 }
+#: The screenings of the fair twins: each network in each regime.
+TWINS = [
+    f"{network}{regime}"
+    for regime in ("", "_no_tempo", "_half", "_quarter")
+    for network in ("mts", "conv_twin", "long_twin", "mts_wide")
+]
 
 
 @pytest.fixture(autouse=True)
@@ -78,6 +89,8 @@ def run_shipped(path: Path, output_dir: Path, extra: list[str]) -> list[dict]:
 SYNTHETIC_FILES = {
     "synthetic_conv_vs_mts.yaml": ["mts", "mts_average_updates", "conv", "baseline"],
     "speaking_rate_synthetic.yaml": ["mts", "conv", "baseline"],
+    "stability_synthetic.yaml": ["mts", "conv_twin", "mts_ema", "conv_twin_ema"],
+    "twins_synthetic.yaml": TWINS,
     "speaking_rate_candidates.yaml": [
         "mts",
         "mts_zero_padding",
@@ -105,8 +118,10 @@ def test_synthetic_experiment(tmp_path, name):
     path = EXPERIMENTS / name
     spec = load_spec(path)
     assert list(spec.variants) == SYNTHETIC_FILES[name]
-    if "candidates" in name:  # a screening: one seed, 3 folds
+    if "candidates" in name or "twins" in name:  # a screening: one seed, 3 folds
         assert (len(spec.folds), len(spec.seeds)) == (3, 1)
+    elif "stability" in name:  # one fold, the spread over seeds
+        assert (len(spec.folds), len(spec.seeds)) == (1, 3)
     else:
         assert len(spec.folds) == 5 and len(spec.seeds) >= 3
     run_shipped(path, tmp_path / "out", [*SYNTHETIC, *SHRINK])
@@ -114,6 +129,8 @@ def test_synthetic_experiment(tmp_path, name):
 
 @pytest.mark.parametrize("name", sorted(CORPORA))
 def test_file_corpus_experiment(tmp_path, name):
+    if "twins" in name:
+        assert list(load_spec(EXPERIMENTS / name).variants) == TWINS
     make_folder, shrink = CORPORA[name]
     make_folder(tmp_path / "corpus")
     root = f"--data.root={tmp_path / 'corpus'}"

@@ -262,3 +262,11 @@ def test_bad_arguments(tmp_path):
         export_recognizer(recognizer, tmp_path / "m", "onnx", "mel")
     with pytest.raises(ValueError, match="does not exist"):
         export_recognizer(recognizer, tmp_path / "no" / "m.onnx")
+
+
+@pytest.mark.parametrize("pooling", ["stats", "attentive_stats"])
+def test_statistics_pooling_heads_export(tmp_path, pooling):
+    """The compact CNN's statistics heads, with MTS layers, checked on three lengths."""
+    recognizer = make_recognizer("compact_cnn", conv_type="mts", pooling=pooling)
+    export_recognizer(recognizer, tmp_path / "model.onnx", "onnx", "features")
+    export_recognizer(recognizer, tmp_path / "model.pt", "torchscript", "features")

@@ -34,7 +34,7 @@ from .dataset import (
 from .errors import DataError
 from .features import FEATURE_SETTINGS, FeatureConfig, PadMode, check_pad_mode
 from .label_sets import LabelSetArg, LabelSetReport, apply_label_set, get_label_set
-from .splits import make_split, split_speakers
+from .splits import check_fraction, make_split, split_speakers
 from .tempo import check_augment_tempos, check_tempo
 
 #: With ``duration=None``, a longest clip this many times the median one is warned about.
@@ -91,7 +91,12 @@ class SpectrogramDataModule(pl.LightningDataModule):
         fold: which fold of ``speaker_kfold``/``loso``/``paper`` to use.
         num_folds: folds of ``speaker_kfold``.
         split_ratios: train/val/test ratios of ``random``.
-        seed: seed of the speaker shuffle and of the random split.
+        seed: seed of the speaker shuffle, of the random split and of the training speakers
+            kept by ``train_speaker_fraction``.
+        train_speaker_fraction: train on this fraction of the split's training speakers only
+            (rounded, at least one; all their clips), chosen with ``seed``: a smaller training
+            set for the same validation and test speakers. With one seed, a quarter's speakers
+            are among a half's. 1.0 (default): every training speaker.
         batch_size, num_workers: DataLoader settings (workers are persistent; memory is pinned
             when training on a GPU). ``num_workers`` also parallelises the cache fill.
         cache_dir: feature cache folder; default ``$MTS_LIGHTNING_CACHE`` or
@@ -176,6 +181,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
         num_folds: int = 5,
         split_ratios: tuple[float, float, float] = (0.7, 0.2, 0.1),
         seed: int = 0,
+        train_speaker_fraction: float = 1.0,
         batch_size: int = 32,
         num_workers: int = 0,
         cache_dir: str | None = None,
@@ -227,6 +233,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 raise ValueError(f"{name} must be positive seconds or None, got {value}")
         if not 0 <= segment_overlap < 1:
             raise ValueError(f"segment_overlap must be in [0, 1), got {segment_overlap}")
+        check_fraction(train_speaker_fraction)
         check_tempo("test_tempo", test_tempo)
         check_pad_mode(pad_mode)
         if normalise_with not in NORMALISE_WITH:
@@ -331,7 +338,14 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 self.split_indices = {"train": [], "val": every, "test": list(every)}
             else:
                 self.split_indices = make_split(
-                    clips, hp.split, hp.fold, hp.num_folds, hp.seed, hp.split_ratios, hp.corpus
+                    clips,
+                    hp.split,
+                    hp.fold,
+                    hp.num_folds,
+                    hp.seed,
+                    hp.split_ratios,
+                    hp.corpus,
+                    hp.train_speaker_fraction,
                 )
             if hp.balance_test:
                 test = self.split_indices["test"]

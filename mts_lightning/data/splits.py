@@ -27,6 +27,7 @@ def make_split(
     seed: int = 0,
     ratios: Sequence[float] = (0.7, 0.2, 0.1),
     corpus: str = "",
+    train_speaker_fraction: float = 1.0,
 ) -> dict[str, list[int]]:
     """Split ``clips`` into train/val/test clip indices.
 
@@ -41,11 +42,62 @@ def make_split(
       per fold); the speaker window when no corpus is named.
     - ``random``: stratified by class with ``seed`` and ``ratios``; not speaker-independent.
 
+    ``train_speaker_fraction`` below 1 then trains on that fraction of the training speakers
+    only (:func:`keep_train_speakers`); validation and test are unchanged.
+
     Raises ``ValueError`` when the split cannot be made (unknown method, fold out of range, too
     few speakers, missing speaker information).
     """
     if method not in SPLIT_METHODS:
         raise ValueError(f"split must be one of {', '.join(SPLIT_METHODS)}, got {method!r}")
+    check_fraction(train_speaker_fraction)
+    split = _split(clips, method, fold, num_folds, seed, ratios, corpus)
+    if train_speaker_fraction < 1.0:
+        split = keep_train_speakers(clips, split, train_speaker_fraction, seed)
+    return split
+
+
+def check_fraction(fraction: float) -> float:
+    """``train_speaker_fraction``, checked: a number in ``(0, 1]``."""
+    if (
+        isinstance(fraction, bool)
+        or not isinstance(fraction, (int, float))
+        or not 0 < fraction <= 1
+    ):
+        raise ValueError(f"train_speaker_fraction must be in (0, 1], got {fraction!r}")
+    return float(fraction)
+
+
+def keep_train_speakers(
+    clips: Sequence[Clip], split: dict[str, list[int]], fraction: float, seed: int
+) -> dict[str, list[int]]:
+    """``split`` with the training part cut to ``round(fraction * n)`` (at least 1) of its
+    ``n`` speakers, all their clips. The training speakers are shuffled with ``seed`` and the
+    first ones kept, so with one seed a smaller fraction keeps a subset of a larger one's
+    speakers (a quarter within the half). Raises ``ValueError`` when a training clip has no
+    speaker."""
+    check_fraction(fraction)
+    train = split["train"]
+    if any(clips[i].speaker is None for i in train):
+        raise ValueError(
+            "train_speaker_fraction needs the speaker of every training clip; this corpus "
+            "has clips without one"
+        )
+    speakers = sorted({clips[i].speaker for i in train})
+    random.Random(seed).shuffle(speakers)
+    kept = set(speakers[: max(1, round(fraction * len(speakers)))])
+    return {**split, "train": [i for i in train if clips[i].speaker in kept]}
+
+
+def _split(
+    clips: Sequence[Clip],
+    method: str,
+    fold: int,
+    num_folds: int,
+    seed: int,
+    ratios: Sequence[float],
+    corpus: str,
+) -> dict[str, list[int]]:
     if method == "random":
         return _random_split(clips, seed, ratios)
     if method == "paper":
