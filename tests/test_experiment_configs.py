@@ -39,6 +39,10 @@ CORPORA = {
         lambda root: make_ravdess_folder(root, actors=range(1, 9), emotions=(1, 3, 4, 5)),
         ["--data.duration=1.0"],
     ),
+    "stability_speech.yaml": (
+        lambda root: make_ravdess_folder(root, actors=range(1, 9), emotions=(1, 3, 4, 5)),
+        ["--data.duration=1.0"],
+    ),
     # 8 voices: 4 folds of 2, 4 training voices, so a quarter keeps one.
     "twins_speech.yaml": (
         lambda root: make_ravdess_folder(root, actors=range(1, 9), emotions=(1, 3, 4, 5)),
