@@ -7,11 +7,11 @@ file system) that ``os.replace`` moves over ``path`` once it is complete.
 
 Example::
 
-    >>> from pathlib import Path
     >>> import tempfile
-    >>> folder = Path(tempfile.mkdtemp())
-    >>> write_json(folder / "a" / "result.json", {"UA": 0.5})
-    >>> read_json(folder / "a" / "result.json")
+    >>> from pathlib import Path
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     write_json(Path(folder, "run", "result.json"), {"UA": 0.5})
+    ...     read_json(Path(folder, "run", "result.json"))
     {'UA': 0.5}
     >>> stable_hash("features", {"n_mels": 64})  # the same on every machine and run
     '538bef45e287c015fd0d0f13cbb4481f32c7ba00'

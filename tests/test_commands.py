@@ -5,6 +5,7 @@ ground-floor file helpers of ``mts_lightning.io``."""
 from __future__ import annotations
 
 import ast
+import doctest
 import os
 import subprocess
 import sys
@@ -235,6 +236,12 @@ def test_json_round_trip_and_damaged_files(tmp_path):
     path.write_bytes(b"\xff\xfe\xfa")
     with pytest.raises(ValueError):
         read_json(path)
+
+
+def test_io_example_runs():
+    import mts_lightning.io
+
+    assert doctest.testmod(mts_lightning.io).failed == 0
 
 
 def test_stable_hash_is_the_cache_key_rule():
