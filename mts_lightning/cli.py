@@ -1,5 +1,6 @@
-"""The ``mts-lightning`` command line: a ``LightningCLI`` over ``EmotionClassifier`` and
-``SpectrogramDataModule`` with the subcommands ``fit``, ``validate``, ``test`` and ``predict``.
+"""The ``fit``, ``validate``, ``test`` and ``predict`` commands of ``mts-lightning``: a
+``LightningCLI`` over ``EmotionClassifier`` and ``SpectrogramDataModule`` (the command table,
+:mod:`mts_lightning.commands`, runs it with the other commands).
 
 Every experiment is a YAML file in ``configs/``::
 
