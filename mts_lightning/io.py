@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
@@ -32,16 +33,20 @@ from typing import IO, Any
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary sibling of ``path`` for a writer that takes a file name (a compiler, an
-    exporter): moved over ``path`` when the block ends without an error, removed otherwise.
-    The folder of ``path`` must exist."""
+    exporter): moved over ``path`` when the block ends without an error, removed otherwise,
+    and with it whatever the writer put beside it under its name (``TMP.data``: the ONNX
+    exporter's external-data file). The folder of ``path`` must exist."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
+    tmp = Path(name)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
-        Path(tmp).unlink(missing_ok=True)
+        # mkstemp made the name unique, so every file that starts with it is the writer's.
+        for leftover in (tmp, *tmp.parent.glob(f"{glob.escape(tmp.name)}.*")):
+            leftover.unlink(missing_ok=True)
 
 
 def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:

@@ -221,6 +221,7 @@ def test_atomic_path_leaves_nothing_when_the_block_raises(tmp_path):
     with atomic_path(target) as tmp:
         assert tmp.parent == tmp_path and tmp.name.startswith(".model.onnx.")
         tmp.write_bytes(b"graph")
+        Path(f"{tmp}.data").write_bytes(b"weights")  # as the ONNX exporter does
     assert target.read_bytes() == b"graph"
     assert list(tmp_path.iterdir()) == [target]
 
