@@ -1,5 +1,6 @@
-"""The ``mts-lightning`` command line: a ``LightningCLI`` over ``EmotionClassifier`` and
-``SpectrogramDataModule`` with the subcommands ``fit``, ``validate``, ``test`` and ``predict``.
+"""The ``fit``, ``validate``, ``test`` and ``predict`` commands of ``mts-lightning``: a
+``LightningCLI`` over ``EmotionClassifier`` and ``SpectrogramDataModule`` (the command table,
+:mod:`mts_lightning.commands`, runs it with the other commands).
 
 Every experiment is a YAML file in ``configs/``::
 
@@ -39,12 +40,12 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from mts_lightning.callbacks import FitSummary, PredictionCSVWriter
+from mts_lightning.callbacks.monitors import refuse_test_monitors
 from mts_lightning.data import SpectrogramDataModule, list_audio_files, restored_settings
 from mts_lightning.data.corpora import get_corpus, list_corpora
 from mts_lightning.data.datamodule import LENGTH_SETTINGS, PADDING_SETTINGS
 from mts_lightning.data.errors import DataError
 from mts_lightning.data.label_sets import list_label_sets
-from mts_lightning.experiment.monitors import refuse_test_monitors
 from mts_lightning.module import EmotionClassifier
 from mts_lightning.resume import logged_rows, relog, run_folder_of
 from mts_lightning.run_dir import run_dir
@@ -95,29 +96,34 @@ class SaveRunConfig(SaveConfigCallback):
     into the config of every W&B run of the trainer.
 
     The run folder is the first logger's versioned folder, so the file never clashes with
-    another run's config or with files the loggers write themselves.
+    another run's config or with files the loggers write themselves. Written through
+    ``save_config``, the hook that Lightning calls on rank zero; its own copy into
+    ``trainer.log_dir`` is turned off (``save_to_log_dir=False``), as that folder is not the
+    run's folder when a W&B logger comes first.
     """
 
-    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if self.already_saved:
-            return
-        if self.save_to_log_dir:
-            log_dir = trainer.strategy.broadcast(run_dir(trainer))
-            if trainer.is_global_zero:
-                os.makedirs(log_dir, exist_ok=True)
-                self.parser.save(
-                    self.config,
-                    os.path.join(log_dir, self.config_filename),
-                    skip_none=False,
-                    overwrite=self.overwrite,
-                    multifile=self.multifile,
-                )
-        if trainer.is_global_zero:
-            self.save_config(trainer, pl_module, stage)
-            self.already_saved = True
-        self.already_saved = trainer.strategy.broadcast(self.already_saved)
+    def __init__(
+        self,
+        parser: LightningArgumentParser,
+        config: Namespace,
+        config_filename: str = "config.yaml",
+        overwrite: bool = False,
+        multifile: bool = False,
+    ) -> None:
+        super().__init__(
+            parser, config, config_filename, overwrite, multifile, save_to_log_dir=False
+        )
 
     def save_config(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        log_dir = run_dir(trainer)  # not a collective: this hook runs on rank zero only
+        os.makedirs(log_dir, exist_ok=True)
+        self.parser.save(
+            self.config,
+            os.path.join(log_dir, self.config_filename),
+            skip_none=False,
+            overwrite=self.overwrite,
+            multifile=self.multifile,
+        )
         wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
         if not wandb_loggers:
             return
@@ -456,7 +462,35 @@ class MTSLightningCLI(LightningCLI):
             datamodule.make_split()  # fails now if the split cannot be made
 
 
-def _finish_wandb(trainer: pl.Trainer | None) -> None:
+#: Where ``LightningCLI.setup_parser`` leaves the parsers it builds: the main parser, the
+#: arguments of each subcommand's trainer method and the subcommand parsers. Lightning has no
+#: public accessor for the last two; :func:`parser_state` is the one place that reads them
+#: (tests/test_cli.py fails when Lightning renames them).
+_LIGHTNING_PARSER_ATTRIBUTES = ("parser", "_subcommand_method_arguments", "_subcommand_parsers")
+
+
+def parser_state(cli: LightningCLI) -> dict[str, Any]:
+    """What ``cli.setup_parser`` built, by attribute name: set them on another CLI of the same
+    class (``setattr``) to reuse the parsers instead of building them again.
+
+    Raises ``RuntimeError`` naming the Lightning version when one of them is missing.
+    """
+    missing = [name for name in _LIGHTNING_PARSER_ATTRIBUTES if not hasattr(cli, name)]
+    if missing:
+        raise RuntimeError(
+            f"lightning {pl.__version__}: LightningCLI.setup_parser no longer sets "
+            f"{', '.join(missing)}; mts_lightning.cli.parser_state must follow it"
+        )
+    return {name: getattr(cli, name) for name in _LIGHTNING_PARSER_ATTRIBUTES}
+
+
+def every_parser(cli: LightningCLI) -> list[LightningArgumentParser]:
+    """The main parser of ``cli`` and its subcommand parsers (fit, validate, test, predict)."""
+    state = parser_state(cli)
+    return [state["parser"], *state["_subcommand_parsers"].values()]
+
+
+def finish_wandb(trainer: pl.Trainer | None) -> None:
     """End the W&B run of ``trainer``, so its files are complete when the command returns."""
     if trainer is not None and any(isinstance(lg, WandbLogger) for lg in trainer.loggers):
         import wandb
@@ -472,37 +506,5 @@ def cli_main(args: list[str] | None = None) -> MTSLightningCLI:
             (default: ``sys.argv[1:]``).
     """
     cli = MTSLightningCLI(args=args)
-    _finish_wandb(getattr(cli, "trainer", None))
+    finish_wandb(getattr(cli, "trainer", None))
     return cli
-
-
-def main(args: list[str] | None = None) -> None:
-    """Entry point of ``mts-lightning`` and ``python -m mts_lightning``."""
-    from_command_line = args is None
-    args = sys.argv[1:] if args is None else list(args)
-    if args[:1] == ["experiment"]:
-        from mts_lightning.experiment.command import main as experiment_main
-
-        experiment_main(args[1:])
-        return
-    if args[:1] == ["export"]:
-        from mts_lightning.export import export_main
-
-        export_main(args[1:])
-        return
-    if args[:1] == ["init-config"]:
-        from mts_lightning.init_config import init_config_main
-
-        init_config_main(args[1:])
-        return
-    if args[:1] == ["predict"] and "--timeline" in args:
-        from mts_lightning.inference import timeline_main
-
-        timeline_main(args[1:])
-        return
-    # From the command line LightningCLI reads sys.argv itself (given both, it warns).
-    cli_main(None if from_command_line else args)
-
-
-if __name__ == "__main__":
-    main()

@@ -32,7 +32,6 @@ import io
 import json
 import os
 import re
-import tempfile
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict
@@ -45,6 +44,7 @@ from torch import Tensor, nn
 
 from mts_lightning.data.features import analysis_waveform
 from mts_lightning.inference import EmotionRecognizer
+from mts_lightning.io import atomic_path
 
 ExportFormat = Literal["onnx", "torchscript"]
 InputKind = Literal["waveform", "features"]
@@ -139,15 +139,9 @@ def export_recognizer(
     inputs = _check_inputs(recognizer, input_kind)
     metadata = json.dumps(export_metadata(recognizer, input_kind))
     writer = _write_onnx if format == "onnx" else _write_torchscript
-    fd, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
+    with atomic_path(output) as tmp:
         run = writer(graph, inputs[0], tmp, metadata, input_kind)
         _check(graph, run, inputs, format)
-        os.replace(tmp, output)
-    finally:
-        tmp.unlink(missing_ok=True)
     return output
 
 

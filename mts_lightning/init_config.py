@@ -20,12 +20,13 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
 from importlib.resources import files
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING
 
 import yaml
+
+from mts_lightning.io import atomic_write
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -111,12 +112,8 @@ def copy_configs(name: str | None, dest: str | os.PathLike, force: bool = False)
     for target, content in targets.items():
         if target.is_file() and target.read_bytes() == content:
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
         # Written beside the target and renamed, so an interrupted copy leaves no half file.
-        handle, temporary = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        with os.fdopen(handle, "wb") as out:
-            out.write(content)
-        os.replace(temporary, target)
+        atomic_write(target, lambda out, content=content: out.write(content))
         written.append(target)
     return written
 

@@ -21,7 +21,8 @@ from data_fixtures import (
 )
 from wandb_records import read_wandb_records
 
-from mts_lightning.cli import cli_main, main
+from mts_lightning.cli import cli_main
+from mts_lightning.commands import main
 from mts_lightning.data import DataError, SpectrogramDataModule, get_corpus
 from mts_lightning.data.datamodule import balanced
 from mts_lightning.data.label_sets import (

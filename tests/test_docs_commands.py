@@ -25,7 +25,8 @@ import yaml
 from data_fixtures import make_emodb_folder, make_ravdess_folder
 from torch import nn
 
-from mts_lightning.cli import MTSLightningCLI, main
+from mts_lightning.cli import MTSLightningCLI
+from mts_lightning.commands import main
 from mts_lightning.data.corpora import SyntheticConfig, SyntheticCorpus
 from mts_lightning.experiment import load_spec
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from data_fixtures import make_iemocap_folder, make_ravdess_folder
 
-from mts_lightning.cli import main
+from mts_lightning.commands import main
 from mts_lightning.experiment import load_spec
 from mts_lightning.experiment.runner import read_results
 

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from wandb_records import read_wandb_records
 
-from mts_lightning.cli import main
+from mts_lightning.commands import main
 from mts_lightning.experiment.runner import RESULT_COLUMNS, lock_path, read_results, run_holder
 
 REPO = Path(__file__).resolve().parents[1]

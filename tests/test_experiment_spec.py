@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mts_lightning.cli import main
+from mts_lightning.commands import main
 from mts_lightning.experiment import Condition, ExperimentError, RunKey, load_spec, tempo_conditions
 from mts_lightning.experiment.launchers import run_command
 

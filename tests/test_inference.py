@@ -15,7 +15,8 @@ import soundfile as sf
 import torch
 
 from mts_lightning import EmotionRecognizer
-from mts_lightning.cli import cli_main, main
+from mts_lightning.cli import cli_main
+from mts_lightning.commands import main
 from mts_lightning.data import SyntheticConfig, SyntheticCorpus
 from mts_lightning.data.audio import BadAudioError
 from mts_lightning.inference import _window_bounds

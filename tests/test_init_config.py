@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from mts_lightning.cli import main
+from mts_lightning.commands import main
 from mts_lightning.init_config import shipped_configs
 
 REPO_CONFIGS = Path(__file__).resolve().parents[1] / "configs"

@@ -13,7 +13,7 @@ import soundfile as sf
 import torch
 
 from mts_lightning import EmotionClassifier, EmotionRecognizer
-from mts_lightning.cli import main
+from mts_lightning.commands import main
 from mts_lightning.data.features import FeatureConfig
 from mts_lightning.inference import timeline_outputs
 

@@ -14,21 +14,20 @@ Nothing is ever read with ``allow_pickle``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import tempfile
 import warnings
 import zipfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO
 
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
+
+from mts_lightning.io import atomic_write, stable_hash, write_json
 
 from .audio import BadAudioError, check_length
 from .corpora import Clip, Corpus
@@ -44,24 +43,6 @@ def default_cache_dir() -> Path:
     """``$MTS_LIGHTNING_CACHE`` when set, else ``~/.cache/mts-lightning``."""
     env = os.environ.get(ENV_VAR)
     return Path(env).expanduser() if env else Path.home() / ".cache" / "mts-lightning"
-
-
-def stable_hash(*parts: object) -> str:
-    """SHA-1 hex digest of the JSON encoding of ``parts`` (stable across runs and machines)."""
-    return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
-    """Write ``path`` through ``write(file)`` into a temporary sibling, then ``os.replace`` it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_feature(path: str | Path, num_bins: int) -> np.ndarray:
@@ -84,12 +65,6 @@ def read_feature(path: str | Path, num_bins: int) -> np.ndarray:
     if feature.shape[0] == 0 or not np.isfinite(feature).all():
         raise ValueError("holds no frames or non-finite values")
     return feature
-
-
-def write_json(path: Path, content: object) -> None:
-    """Write ``content`` as indented JSON to ``path``, atomically."""
-    text = json.dumps(content, indent=2).encode()
-    atomic_write(path, lambda f: f.write(text))
 
 
 class FeatureCache:
@@ -151,8 +126,7 @@ class FeatureCache:
     def _write_settings(self) -> None:
         path = self.dir / "settings.json"
         if not path.is_file():
-            text = json.dumps(self.settings, indent=2, sort_keys=True).encode()
-            atomic_write(path, lambda f: f.write(text))
+            write_json(path, self.settings, sort_keys=True)
 
     def save(self, key: str, feature: np.ndarray) -> None:
         """Store a ``(time, freq)`` float32 feature atomically."""

@@ -5,7 +5,7 @@ Run from the command line: ``mts-lightning experiment --config FILE --output_dir
 (:mod:`mts_lightning.experiment.command`).
 """
 
-from mts_lightning.experiment.monitors import refuse_test_monitors
+from mts_lightning.callbacks.monitors import refuse_test_monitors
 from mts_lightning.experiment.spec import (
     Condition,
     ExperimentError,

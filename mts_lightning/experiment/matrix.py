@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from mts_lightning.data.cache import atomic_write
 from mts_lightning.experiment import stats
+from mts_lightning.io import atomic_write
 from mts_lightning.plotting import new_figure, save_figure
 
 MATRIX_FIGURE = "cross_corpus_ua.png"

@@ -43,9 +43,9 @@ from typing import Any, ClassVar, NoReturn
 import torch
 from jsonargparse import Namespace
 
-from mts_lightning.cli import MTSLightningCLI, _finish_wandb, one_line
-from mts_lightning.data.cache import atomic_write
+from mts_lightning.cli import MTSLightningCLI, every_parser, finish_wandb, one_line, parser_state
 from mts_lightning.experiment.spec import Condition, ExperimentError, ExperimentSpec, RunKey
+from mts_lightning.io import atomic_write, read_json
 from mts_lightning.run_dir import run_dir
 
 RESULT_FILE = "result.json"
@@ -102,7 +102,7 @@ class _RunCLI(MTSLightningCLI):
     second, paid again by every fit and every test condition otherwise.
     """
 
-    _parsers: ClassVar[dict[bool, tuple]] = {}
+    _parsers: ClassVar[dict[bool, dict[str, Any]]] = {}
 
     def __init__(self, folder: Path, *args: Any, **kwargs: Any) -> None:
         self.run_folder = folder
@@ -114,13 +114,9 @@ class _RunCLI(MTSLightningCLI):
         cached = self._parsers.get(add_subcommands)
         if cached is None:
             super().setup_parser(add_subcommands, main_kwargs, subparser_kwargs)
-            cached = (
-                self.parser,
-                getattr(self, "_subcommand_method_arguments", None),
-                getattr(self, "_subcommand_parsers", None),
-            )
-            self._parsers[add_subcommands] = cached
-        self.parser, self._subcommand_method_arguments, self._subcommand_parsers = cached
+            cached = self._parsers[add_subcommands] = parser_state(self)
+        for name, value in cached.items():
+            setattr(self, name, value)
 
     def before_instantiate_classes(self) -> None:
         super().before_instantiate_classes()
@@ -161,8 +157,8 @@ def read_record(folder: Path) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_bytes())
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        record = read_json(path)
+    except ValueError as err:  # not UTF-8, or not JSON
         raise DamagedRecord(f"{path} is damaged (not JSON: {err})") from None
     problem = _record_problem(record)
     if problem:
@@ -213,7 +209,7 @@ class _CheckCLI(_RunCLI):
     what the command would report as a configuration error raises :class:`ConfigRefused`."""
 
     def parse_arguments(self, parser: Any, args: Any) -> None:
-        parsers = [parser, *(getattr(self, "_subcommand_parsers", None) or {}).values()]
+        parsers = every_parser(self)
         for each in parsers:
             each.exit_on_error = False
         try:
@@ -452,7 +448,7 @@ def _fit_and_test(
     spec: ExperimentSpec, key: RunKey, folder: Path, fit_args: list[str]
 ) -> dict[str, Any]:
     fit = _RunCLI(folder, args=fit_args)
-    _finish_wandb(fit.trainer)
+    finish_wandb(fit.trainer)
     trainer = fit.trainer
     if trainer.interrupted:  # never record a fit that did not finish
         raise ExperimentError(f"{key.label}: the fit was interrupted")
@@ -487,7 +483,7 @@ def _fit_and_test(
                     *condition.overrides,
                 ],
             )
-            _finish_wandb(test.trainer)
+            finish_wandb(test.trainer)
             metrics = test.trainer.callback_metrics
             missing = [m for m in METRICS if f"test/{m}" not in metrics]
             on = f" on {test_corpus}" if test_corpus else ""

@@ -20,10 +20,11 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 import threading
 import warnings
 from pathlib import Path
+
+from mts_lightning.io import atomic_path
 
 SOURCE = Path(__file__).with_name("_merge.c")
 BUILD_DIR_ENV = "MTS_LIGHTNING_BUILD_DIR"
@@ -65,20 +66,18 @@ def _library_path(compiler: list[str]) -> Path:
 
 def _compile(compiler: list[str], target: Path) -> None:
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(target) as tmp:
         result = subprocess.run(
-            [*compiler, *FLAGS, str(SOURCE), "-o", tmp], capture_output=True, text=True, timeout=300
+            [*compiler, *FLAGS, str(SOURCE), "-o", str(tmp)],
+            capture_output=True,
+            text=True,
+            timeout=300,
         )
         if result.returncode != 0:
             raise RuntimeError(
                 f"{' '.join(compiler)} exited with {result.returncode}: "
                 f"{(result.stderr or result.stdout).strip()[-2000:]}"
             )
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
 
 
 def _declare(library: ctypes.CDLL) -> None:
