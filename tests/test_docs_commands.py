@@ -68,6 +68,15 @@ ELSEWHERE = {
         "test_experiment_runs.py",
         "test_collect_of_runs_from_separate_commands_equals_the_in_process_result",
     ),
+    r"^mts-lightning test --config RUN/config\.yaml --ckpt_path \S+ --data\.corpus ": (
+        "test_cross_corpus.py",
+        "test_checkpoint_tested_on_another_corpus",
+    ),
+    r"^MTS_CORPORA=\S+ mts-lightning experiment --config \S+/cross_corpus_acted\.yaml ": (
+        "test_cross_corpus.py",
+        "test_shipped_cross_corpus_experiment",
+    ),
+    r"^python benchmarks/stability\.py ": ("test_stability.py", "test_runs_as_a_user_runs_it"),
     r"^python benchmarks/rate_shift\.py ": ("test_rate_shift.py", "def test_"),
     r"^python benchmarks/make_speech_corpus\.py ": ("test_speech_corpus.py", "def test_"),
     r"^pip install (\.|dist/)": ("test_wheel.py", "test_built_wheel_installs_and_runs"),
@@ -320,8 +329,9 @@ def test_python_examples_run(page, index, code, example_names, capsys):
 
 
 def test_yaml_examples(tmp_path, user_folder):
-    """The model section of the callbacks page builds; the experiment file of the experiments
-    page loads, with its base config next to it as its relative path says."""
+    """The model sections of the callbacks page and of the training page (a fair conv twin)
+    build; the experiment file of the experiments page loads, with its base config next to
+    it as its relative path says."""
     (model_yaml,) = [
         c for lang, c in doc_pages.code_blocks(REPO / "docs/callbacks.md") if lang == "yaml"
     ]
@@ -334,6 +344,18 @@ def test_yaml_examples(tmp_path, user_folder):
     layer = cli.model.backbone.features[0]
     assert layer.kernel_sharing == "autograd"
     assert layer.scale_factors == ((0.7, 1.0), (1.428, 1.0))
+
+    (twin_yaml,) = [
+        c for lang, c in doc_pages.code_blocks(REPO / "docs/training.md") if lang == "yaml"
+    ]
+    model_file.write_text(twin_yaml)
+    cli = MTSLightningCLI(
+        args=["--config=configs/synthetic.yaml", f"--config={model_file}", *TINY_DATA], run=False
+    )
+    backbone = cli.model.backbone
+    assert not any(type(m).__name__ == "MultiscaleConv2d" for m in backbone.modules())
+    assert backbone.features[0].out_channels == round(16 * 1.74)
+    assert backbone.pooling == "stats"
 
     (experiment_yaml,) = [
         c for lang, c in doc_pages.code_blocks(REPO / "docs/experiments.md") if lang == "yaml"
