@@ -68,7 +68,7 @@ ELSEWHERE = {
         "test_experiment_runs.py",
         "test_collect_of_runs_from_separate_commands_equals_the_in_process_result",
     ),
-    r"^mts-lightning test --config RUN/config\.yaml --ckpt_path \S+ --data\.corpus ": (
+    r"^mts-lightning test --config RUN/config\.yaml --ckpt_path \S+\s+--data\.corpus ": (
         "test_cross_corpus.py",
         "test_checkpoint_tested_on_another_corpus",
     ),
