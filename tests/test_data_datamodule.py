@@ -600,7 +600,7 @@ def test_test_tempo_changes_the_test_audio_only_and_is_cached_by_it(count_featur
     # Fixed duration: the slowed clip is cropped to its first second.
     assert x.shape[2] == slow.frames == plain.frames
     first = np.load(slow.test_dataset.items[0].feature)[: slow.frames]
-    assert torch.allclose(x[0, 0], slow.normalizer(torch.from_numpy(first)))
+    assert torch.allclose(x[0, 0], slow.model_input.normalise(torch.from_numpy(first)))
     # Normalisation statistics: the training split's, whatever the test tempo.
     assert torch.equal(slow.model_input.mean, plain.model_input.mean)
     assert torch.equal(slow.model_input.std, plain.model_input.std)
@@ -699,7 +699,7 @@ def test_augment_tempos_serve_training_clips_at_a_drawn_tempo(count_features):
     for _ in range(60):
         x, _ = dm.train_dataset[0]
         # A clip longer than the input is cropped at a random start: any window may come.
-        versions = [dm.normalizer(torch.from_numpy(np.load(f))) for f, _ in item.retimed]
+        versions = [dm.model_input.normalise(torch.from_numpy(np.load(f))) for f, _ in item.retimed]
         served.append(
             next(
                 i
@@ -725,7 +725,7 @@ def test_augment_tempos_move_a_segment_to_the_same_moment(tmp_path):
     assert last.start > 0
     ((feature, tempo),) = last.retimed
     x, _ = dm.train_dataset[dm.train_dataset.items.index(last)]
-    slowed = dm.normalizer(torch.from_numpy(np.load(feature)))
+    slowed = dm.model_input.normalise(torch.from_numpy(np.load(feature)))
     start = round(last.start / tempo)
     assert torch.equal(x[0], slowed[start : start + dm.frames])
 
@@ -757,7 +757,7 @@ def test_pad_mode_repeat_fills_short_clips_with_the_clip_itself(tmp_path):
     for dm in (zeros, repeat):
         dm.setup(None)
         dm.train_dataloader()  # the training statistics
-    clip = repeat.normalizer(torch.from_numpy(np.load(repeat.test_dataset.items[0].feature)))
+    clip = repeat.model_input.normalise(torch.from_numpy(np.load(repeat.test_dataset.items[0].feature)))
     assert len(clip) < repeat.frames
     x, _ = next(iter(repeat.test_dataloader()))
     assert torch.equal(x[0, 0], clip[torch.arange(repeat.frames) % len(clip)])

@@ -554,9 +554,7 @@ def test_predict_gives_one_row_per_segmented_clip(tmp_path):
     segments, clips, per_clip = segment_loaders(tmp_path)
     named = SegmentedClipDataset(
         [Item(item.feature, f"clip{i}.wav") for i, item in enumerate(per_clip.items)],
-        per_clip.normalizer,
-        4,
-        0.0,
+        per_clip.model_input,
     )
     loader = DataLoader(named, batch_size=2, collate_fn=collate_segments)
     model = EmotionClassifier(backbone=FirstBinsNet(), num_classes=2)
