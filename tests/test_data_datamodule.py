@@ -757,7 +757,9 @@ def test_pad_mode_repeat_fills_short_clips_with_the_clip_itself(tmp_path):
     for dm in (zeros, repeat):
         dm.setup(None)
         dm.train_dataloader()  # the training statistics
-    clip = repeat.model_input.normalise(torch.from_numpy(np.load(repeat.test_dataset.items[0].feature)))
+    clip = repeat.model_input.normalise(
+        torch.from_numpy(np.load(repeat.test_dataset.items[0].feature))
+    )
     assert len(clip) < repeat.frames
     x, _ = next(iter(repeat.test_dataloader()))
     assert torch.equal(x[0, 0], clip[torch.arange(repeat.frames) % len(clip)])
