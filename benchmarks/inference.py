@@ -32,7 +32,7 @@ import soundfile as sf
 import torch
 
 from mts_lightning import EmotionClassifier, EmotionRecognizer
-from mts_lightning.data import FeatureConfig, SyntheticConfig, SyntheticCorpus
+from mts_lightning.data import FeatureConfig, ModelInput, SyntheticConfig, SyntheticCorpus
 
 SAMPLE_RATE = 16000
 CLIP_SECONDS = 3.0
@@ -56,9 +56,7 @@ def recognizer(conv_type: str, freeze: bool = True, **backbone_kwargs) -> Emotio
     return EmotionRecognizer(
         _classifier(conv_type, frames, config.num_bins, **backbone_kwargs),
         config,
-        torch.zeros(config.num_bins),
-        torch.ones(config.num_bins),
-        frames=frames,
+        ModelInput(frames, mean=torch.zeros(config.num_bins), std=torch.ones(config.num_bins)),
         freeze=freeze,
     )
 

@@ -7,9 +7,10 @@ axes are dynamic. Each row is one clip of ``samples`` samples (at least 1), trea
 :class:`~mts_lightning.EmotionRecognizer` treats a clip of that length: one shorter than an
 analysis frame (``n_fft`` samples) counts as zero-padded to it
 (:func:`~mts_lightning.data.features.analysis_waveform`, shared by both), and the features are
-cut to the model's input length from their start, or filled as the checkpoint's ``pad_mode``
-says when shorter. Clips of different lengths are separate calls: zeros appended to batch a
-clip with longer ones are part of that clip (its features and, with ``pad_mode: repeat``, what
+made model input by the checkpoint's :class:`~mts_lightning.data.frontend.ModelInput` (the
+recognizer's): normalised (waveform input), cut to the model's input length from their start,
+or filled as its ``pad_mode`` says when shorter. Clips of different lengths are separate
+calls: zeros appended to batch a clip with longer ones are part of that clip (its features and, with ``pad_mode: repeat``, what
 is repeated). A segment-trained model scores the first input length only (the recognizer
 averages every segment). An empty waveform (0 samples) fails in the runtime (an index out of
 range), as the recognizer refuses it. MTS layers are exported in their frozen (inference) form.
@@ -61,56 +62,49 @@ class ExportError(RuntimeError):
 
 
 class InferenceGraph(nn.Module):
-    """The exported computation: front end (optional), normalisation, length, backbone.
+    """The exported computation: front end (optional), model input, backbone.
 
     ``forward`` maps waveforms ``(batch, samples)`` (or normalised features ``(batch, time,
     freq)``) to ``logits`` and ``probabilities`` ``(batch, classes)``. Every row is one clip of
     ``samples`` samples (``time`` frames), turned into model input by the recognizer's rules:
     :func:`~mts_lightning.data.features.analysis_waveform` for clips shorter than one analysis
-    frame, then the checkpoint's ``pad_mode`` for features shorter than the model input.
+    frame, then the recognizer's :class:`~mts_lightning.data.frontend.ModelInput`
+    (normalisation of the front end's features, and :meth:`~ModelInput.cut` to the model's
+    input from the clip's start).
     """
 
     def __init__(self, recognizer: EmotionRecognizer, input_kind: InputKind) -> None:
         super().__init__()
         self.front_end = recognizer.features if input_kind == "waveform" else None
         self.feature_config = recognizer.feature_config
-        self.register_buffer("mean", recognizer.norm_mean.clone())
-        self.register_buffer("std", recognizer.norm_std.clone())
-        self.frames = recognizer.frames
-        self.pad_mode = recognizer.pad_mode
+        self.model_input = recognizer.model_input
         self.backbone = recognizer.model.backbone
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         # Counts are tensors computed from x, so that both exporters keep the axes dynamic.
         if self.front_end is not None:
             extended, length = analysis_waveform(x, self.feature_config)
-            x = (self.front_end(extended) - self.mean) / self.std
+            x = self.model_input.normalise(self.front_end(extended))
         else:
             length = torch.ones_like(x[:1, :, 0].sum(0), dtype=torch.long).sum()
-        index = torch.arange(self.frames, device=x.device)
-        if self.pad_mode == "repeat":
-            # Frame i of the input is frame i mod T of the clip: a crop when T >= frames.
-            x = x[:, torch.remainder(index, length)]
-        else:
-            x = nn.functional.pad(x, (0, 0, 0, self.frames))[:, : self.frames]
-            x = torch.where((index < length)[None, :, None], x, torch.zeros_like(x))
-        logits = self.backbone(x.unsqueeze(1))
+        logits = self.backbone(self.model_input.cut(x, length=length).unsqueeze(1))
         return logits, torch.softmax(logits, dim=-1)
 
 
 def export_metadata(recognizer: EmotionRecognizer, input_kind: InputKind) -> dict:
     """What a runtime caller needs to feed the graph and read its outputs."""
+    model_input = recognizer.model_input
     return {
         "class_names": recognizer.class_names,
         "label_set": recognizer.label_set,
         "input": input_kind,
         "sample_rate": recognizer.feature_config.sample_rate,
         "features": asdict(recognizer.feature_config),
-        "frames": recognizer.frames,
-        "pad_mode": recognizer.pad_mode,
+        "frames": model_input.frames,
+        "pad_mode": model_input.pad_mode,
         "normalisation": {
-            "mean": recognizer.norm_mean.tolist(),
-            "std": recognizer.norm_std.tolist(),
+            "mean": model_input.mean.tolist(),
+            "std": model_input.std.tolist(),
             "applied_inside": input_kind == "waveform",
         },
         "outputs": ["logits", "probabilities"],
@@ -235,10 +229,10 @@ def _check_inputs(recognizer: EmotionRecognizer, input_kind: InputKind) -> list[
     generator = torch.Generator().manual_seed(0)
     config = recognizer.feature_config
     if input_kind == "waveform":
-        full = max(config.n_fft, (recognizer.frames - 1) * config.hop_length)
+        full = max(config.n_fft, (recognizer.model_input.frames - 1) * config.hop_length)
         sizes = [(2, full), (3, full * 3 // 2 + 123), (1, full // 2), (1, config.n_fft // 2)]
         return [0.1 * torch.randn(*size, generator=generator) for size in [*sizes, (1, 1)]]
-    full = max(2, recognizer.frames)
+    full = max(2, recognizer.model_input.frames)
     sizes = [(2, full), (3, full * 3 // 2), (1, full // 2), (1, 1)]
     return [torch.randn(*size, config.num_bins, generator=generator) for size in sizes]
 

@@ -9,10 +9,11 @@ and class probabilities come out::
     recognizer.timeline("call.wav", window=3.0)    # one row per window + an aggregate
 
 A clip is turned into model input exactly as ``mts-lightning predict`` does it: read and mixed
-to mono, resampled to the training rate, featurised, normalised, then cut to the model's input
-length from its start (padded after normalisation when shorter, with zeros or by repeating
-the clip, as the model was trained: ``pad_mode``). A model trained on
-segments (``segment_duration``) scores every segment of the clip and averages their logits.
+to mono, resampled to the training rate, featurised, then made model input by the training
+run's :class:`~mts_lightning.data.frontend.ModelInput`: normalised, cut to the model's input
+length from its start (padded after normalisation when shorter, with zeros or by repeating the
+clip: ``pad_mode``). A model trained on segments (``segment_duration``) scores every segment
+of the clip and averages their logits (:func:`~mts_lightning.module.average_per_clip`).
 """
 
 from __future__ import annotations
@@ -41,14 +42,11 @@ from mts_lightning.data.audio import (
 from mts_lightning.data.features import (
     FEATURE_SETTINGS,
     FeatureConfig,
-    PadMode,
     SpectrogramFeature,
     analysis_waveform,
-    check_pad_mode,
-    fix_length,
-    segment_starts,
 )
-from mts_lightning.module import EmotionClassifier
+from mts_lightning.data.frontend import ModelInput
+from mts_lightning.module import EmotionClassifier, average_per_clip
 from mts_lightning.nn import freeze as freeze_mts_layers
 
 
@@ -106,12 +104,9 @@ class EmotionRecognizer:
     Args:
         model: the trained classifier (its backbone is used in eval mode).
         feature_config: the feature settings of training.
-        norm_mean, norm_std: per-bin normalisation statistics of the training split ``(F,)``.
-        frames: frames of one model input (the training ``input_shape[1]``).
-        segment_overlap: overlap of consecutive segments, for models trained on segments
-            (``None``: the clip is cut to one input from its start, as in training).
-        pad_mode: how features shorter than the input are filled (the training
-            ``pad_mode``: ``zeros`` or ``repeat``, :func:`~mts_lightning.data.fix_length`).
+        model_input: features -> model input as in training (statistics ``(F,)``, frames,
+            ``pad_mode``, segments; :meth:`ModelInput.from_checkpoint
+            <mts_lightning.data.frontend.ModelInput.from_checkpoint>`).
         device: where the model runs.
         freeze: precompute the MTS layers' branch kernels once (the inference form; same
             outputs, faster); see :func:`mts_lightning.nn.freeze`.
@@ -150,21 +145,15 @@ class EmotionRecognizer:
         self,
         model: EmotionClassifier,
         feature_config: FeatureConfig,
-        norm_mean: Tensor,
-        norm_std: Tensor,
-        frames: int,
-        segment_overlap: float | None = None,
+        model_input: ModelInput,
         device: str | torch.device = "cpu",
         freeze: bool = True,
-        pad_mode: PadMode = "zeros",
     ) -> None:
-        check_pad_mode(pad_mode)
-        if frames < 1:
-            raise ValueError(f"frames must be >= 1, got {frames}")
-        if norm_mean.shape != (feature_config.num_bins,) or norm_std.shape != norm_mean.shape:
+        if model_input.mean is None or model_input.mean.shape != (feature_config.num_bins,):
+            shape = None if model_input.mean is None else tuple(model_input.mean.shape)
             raise ValueError(
-                f"norm_mean and norm_std must have shape ({feature_config.num_bins},) (one value "
-                f"per frequency bin), got {tuple(norm_mean.shape)} and {tuple(norm_std.shape)}"
+                f"model_input's statistics must have shape ({feature_config.num_bins},) (one "
+                f"value per frequency bin of the features), got {shape}"
             )
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
@@ -176,11 +165,7 @@ class EmotionRecognizer:
         self.label_set: dict[str, Any] | None = model.label_set_info
         self.feature_config = feature_config
         self.features: SpectrogramFeature = feature_config.kind(feature_config).eval()
-        self.norm_mean = norm_mean.float()
-        self.norm_std = norm_std.float()
-        self.frames = frames
-        self.segment_overlap = segment_overlap
-        self.pad_mode = pad_mode
+        self.model_input = model_input
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -206,30 +191,11 @@ class EmotionRecognizer:
                 f"{path} is not an mts-lightning checkpoint: expected a Lightning checkpoint with "
                 "'state_dict' and 'hyper_parameters' (written by `mts-lightning fit`)"
             )
-        data = ckpt.get("datamodule_hyper_parameters")
-        stats = _datamodule_state(ckpt)
-        if not data or stats is None:
-            raise ValueError(
-                f"{path} lacks the data settings or normalisation statistics of training: "
-                "expected a checkpoint of a run with SpectrogramDataModule (`mts-lightning fit`)"
-            )
+        model_input = ModelInput.from_checkpoint(ckpt, str(path))
+        data = ckpt["datamodule_hyper_parameters"]
         model = EmotionClassifier.load_from_checkpoint(path, map_location="cpu")
         config = FeatureConfig(**{k: data[k] for k in FEATURE_SETTINGS if k in data})
-        input_shape = model.hparams.get("input_shape")
-        if not input_shape:
-            raise ValueError(f"{path}: the model's input_shape is not in its hyperparameters")
-        overlap = data.get("segment_overlap", 0.5) if data.get("segment_duration") else None
-        return cls(
-            model,
-            config,
-            torch.as_tensor(stats["norm_mean"]),
-            torch.as_tensor(stats["norm_std"]),
-            frames=int(input_shape[1]),
-            segment_overlap=overlap,
-            device=device,
-            freeze=freeze,
-            pad_mode=data.get("pad_mode", "zeros"),
-        )
+        return cls(model, config, model_input, device=device, freeze=freeze)
 
     # ------------------------------------------------------------------ single clips
     def predict(self, waveform: Tensor | np.ndarray, sample_rate: int) -> Prediction:
@@ -314,7 +280,9 @@ class EmotionRecognizer:
         shorter than one window gives one (padded) window.
         """
         model_seconds = (
-            (self.frames - 1) * self.feature_config.hop_length / self.feature_config.sample_rate
+            (self.model_input.frames - 1)
+            * self.feature_config.hop_length
+            / self.feature_config.sample_rate
         )
         window = model_seconds if window is None else float(window)
         hop = window / 2 if hop is None else float(hop)
@@ -334,10 +302,7 @@ class EmotionRecognizer:
             batch.clear()
 
         for start, end, chunk in self._window_chunks(source, sample_rate, window, hop):
-            features = self._features(chunk)
-            batch.append(
-                (start, end, fix_length(features, self.frames, pad_mode=self.pad_mode)[None, None])
-            )
+            batch.append((start, end, self.model_input.cut(self._features(chunk))[None, None]))
             if len(batch) >= batch_size:
                 flush()
         if batch:
@@ -405,27 +370,20 @@ class EmotionRecognizer:
         with torch.inference_mode():
             extended, frames = analysis_waveform(mono[None], self.feature_config)
             features = self.features(extended)[0, : int(frames)]
-            return (features - self.norm_mean) / self.norm_std
+            return self.model_input.normalise(features)
 
     def _windows(self, mono: Tensor) -> Tensor:
         """Model inputs ``(N, 1, frames, F)`` of one clip: one, or one per segment."""
-        features = self._features(mono)
-        if self.segment_overlap is None:
-            starts = [0]
-        else:
-            starts = segment_starts(features.shape[0], self.frames, self.segment_overlap)
-        return torch.stack(
-            [fix_length(features, self.frames, s, self.pad_mode) for s in starts]
-        ).unsqueeze(1)
+        return self.model_input.segments(self._features(mono))
 
     @torch.inference_mode()
     def _predictions(
         self, clips: Sequence[Tensor], paths: Sequence[str] | None = None
     ) -> list[Prediction]:
         """One prediction per clip; a clip of several segments averages their logits."""
-        counts = [c.shape[0] for c in clips]
+        clip_index = torch.cat([torch.full((len(c),), i) for i, c in enumerate(clips)])
         logits = self.model(torch.cat(list(clips)).to(self.device)).float().cpu()
-        per_clip = torch.stack([chunk.mean(dim=0) for chunk in logits.split(counts)])
+        per_clip = average_per_clip(logits, clip_index, len(clips))
         probabilities = torch.softmax(per_clip, dim=-1)
         results = []
         for i, probs in enumerate(probabilities.tolist()):
@@ -445,18 +403,6 @@ def _window_bounds(total: int, rate: int, window: float, hop: float) -> list[tup
     if starts[-1] + size < total:
         starts.append(total - size)
     return [(s, s + size) for s in starts]
-
-
-def _datamodule_state(ckpt: dict[str, Any]) -> dict[str, Any] | None:
-    """The DataModule's saved state (normalisation statistics), whatever its key."""
-    for key, value in ckpt.items():
-        if (
-            key.endswith("SpectrogramDataModule")
-            and isinstance(value, dict)
-            and "norm_mean" in value
-        ):
-            return value
-    return None
 
 
 #: What names a recording's timeline, in place of the recording's extension (``.png``: plot).

@@ -901,8 +901,8 @@ def test_test_tempo_and_input_length_follow_the_user(tmp_path, capsys):
     lengths = {np.load(item.feature).shape[0] for item in data.test_dataset.items}
     assert lengths == {1 + round(16000 / 0.7) // 512}
     assert data.frames == 1 + 16000 // 512
-    assert torch.equal(data.normalizer.mean, torch.as_tensor(trained["norm_mean"]))
-    assert torch.equal(data.normalizer.std, torch.as_tensor(trained["norm_std"]).clamp_min(1e-5))
+    assert torch.equal(data.model_input.mean, torch.as_tensor(trained["norm_mean"]))
+    assert torch.equal(data.model_input.std, torch.as_tensor(trained["norm_std"]).clamp_min(1e-5))
     assert {"test/WA", "test/UA", "test/macro_F1"} <= set(slow.trainer.callback_metrics)
 
     longer = run_test(config, best, "--data.duration=2.0")

@@ -258,13 +258,13 @@ def test_checkpoint_tested_on_another_corpus(tmp_path, capsys, caplog):
     assert data.split_speakers["test"] == ["03", "08", "09", "10"]
     assert data.feature_config.sample_rate == 16000 and data.frames == 1 + 16000 // 512
     assert torch.equal(
-        data.normalizer.mean, torch.as_tensor(saved["SpectrogramDataModule"]["norm_mean"])
+        data.model_input.mean, torch.as_tensor(saved["SpectrogramDataModule"]["norm_mean"])
     )
     assert "the statistics of the training split of synthetic, from the checkpoint" in caplog.text
     assert {"test/UA", "test/WA"} <= set(trained_norm.trainer.callback_metrics)
 
     own = evaluate(config, best, *other, "--data.normalise_with=test")
-    assert not torch.equal(own.datamodule.normalizer.mean, data.normalizer.mean)
+    assert not torch.equal(own.datamodule.model_input.mean, data.model_input.mean)
     assert "the statistics of emodb test itself (16 clips" in caplog.text
     val = evaluate(config, best, *other, command="validate")
     assert len(val.datamodule.val_dataset) == 16 and "val/UA" in val.trainer.callback_metrics

@@ -34,7 +34,7 @@ from mts_lightning.data import (
     SyntheticCorpus,
     default_cache_dir,
 )
-from mts_lightning.data.features import fix_length
+from mts_lightning.data.frontend import fix_length
 
 SMALL = dict(
     sample_rate=8000,
@@ -127,15 +127,15 @@ def test_normalisation_statistics_come_from_the_training_split_only():
     dm.setup("fit")
     dm.train_dataloader()
     train = np.concatenate([np.load(item.feature) for item in dm.train_dataset.items])
-    assert np.allclose(dm.normalizer.mean.numpy(), train.mean(axis=0), atol=1e-4)
-    assert np.allclose(dm.normalizer.std.numpy(), train.std(axis=0), atol=1e-3)
+    assert np.allclose(dm.model_input.mean.numpy(), train.mean(axis=0), atol=1e-4)
+    assert np.allclose(dm.model_input.std.numpy(), train.std(axis=0), atol=1e-3)
     everything = np.concatenate([train] + [np.load(item.feature) for item in dm.val_dataset.items])
-    assert not np.allclose(dm.normalizer.mean.numpy(), everything.mean(axis=0), atol=1e-4)
+    assert not np.allclose(dm.model_input.mean.numpy(), everything.mean(axis=0), atol=1e-4)
     # the same statistics when only the test stage is set up
     fresh = SpectrogramDataModule(**SMALL)
     fresh.setup("test")
     fresh.test_dataloader()
-    assert torch.equal(fresh.normalizer.mean, dm.normalizer.mean)
+    assert torch.equal(fresh.model_input.mean, dm.model_input.mean)
     assert fresh.val_dataset is None and len(fresh.test_dataset) == 8
 
 
@@ -380,7 +380,7 @@ def test_trainer_logs_split_and_predicts_from_a_checkpoint_without_the_corpus(tm
     outputs = make_trainer(tmp_path).predict(model, datamodule=predict, ckpt_path=checkpoint)
     assert predict.predict_files == [str(p) for p in new_audio]
     assert [p for _, paths in outputs for p in paths] == predict.predict_files
-    assert torch.equal(predict.normalizer.mean, dm.normalizer.mean)
+    assert torch.equal(predict.model_input.mean, dm.model_input.mean)
 
 
 def test_state_dict_round_trip_and_predict_path_errors(tmp_path):
@@ -389,7 +389,7 @@ def test_state_dict_round_trip_and_predict_path_errors(tmp_path):
     dm.val_dataloader()
     restored = SpectrogramDataModule(**SMALL)
     restored.load_state_dict(dm.state_dict())
-    assert torch.equal(restored.normalizer.std, dm.normalizer.std)
+    assert torch.equal(restored.model_input.std, dm.model_input.std)
     with pytest.raises(ValueError, match="frequency bins"):
         SpectrogramDataModule(**{**SMALL, "n_mels": 20}).load_state_dict(dm.state_dict())
     with pytest.raises(FileNotFoundError, match="does not exist"):
@@ -576,7 +576,7 @@ def test_damaged_statistics_are_recomputed():
     again = SpectrogramDataModule(**SMALL)
     again.setup("validate")
     again.val_dataloader()
-    assert torch.equal(again.normalizer.mean, dm.normalizer.mean)
+    assert torch.equal(again.model_input.mean, dm.model_input.mean)
     assert np.load(stats)["mean"].shape == (32,)
 
 
@@ -600,10 +600,10 @@ def test_test_tempo_changes_the_test_audio_only_and_is_cached_by_it(count_featur
     # Fixed duration: the slowed clip is cropped to its first second.
     assert x.shape[2] == slow.frames == plain.frames
     first = np.load(slow.test_dataset.items[0].feature)[: slow.frames]
-    assert torch.allclose(x[0, 0], slow.normalizer(torch.from_numpy(first)))
+    assert torch.allclose(x[0, 0], slow.model_input.normalise(torch.from_numpy(first)))
     # Normalisation statistics: the training split's, whatever the test tempo.
-    assert torch.equal(slow.normalizer.mean, plain.normalizer.mean)
-    assert torch.equal(slow.normalizer.std, plain.normalizer.std)
+    assert torch.equal(slow.model_input.mean, plain.model_input.mean)
+    assert torch.equal(slow.model_input.std, plain.model_input.std)
     # Tempo 1.0 keeps the cache keys of features without tempo; another tempo has its own.
     key = {**plain.feature_config.key(), "cache_version": CACHE_VERSION}
     plain_dir = Path(plain.test_dataset.items[0].feature).parents[2]
@@ -691,7 +691,7 @@ def test_augment_tempos_serve_training_clips_at_a_drawn_tempo(count_features):
     assert all(not i.retimed for i in dm.val_dataset.items)
     dm.train_dataloader()
     plain.train_dataloader()
-    assert torch.equal(dm.normalizer.mean, plain.normalizer.mean)
+    assert torch.equal(dm.model_input.mean, plain.model_input.mean)
     # Each read draws a tempo: over many reads every version is served (seeded).
     torch.manual_seed(0)
     served = []
@@ -699,7 +699,7 @@ def test_augment_tempos_serve_training_clips_at_a_drawn_tempo(count_features):
     for _ in range(60):
         x, _ = dm.train_dataset[0]
         # A clip longer than the input is cropped at a random start: any window may come.
-        versions = [dm.normalizer(torch.from_numpy(np.load(f))) for f, _ in item.retimed]
+        versions = [dm.model_input.normalise(torch.from_numpy(np.load(f))) for f, _ in item.retimed]
         served.append(
             next(
                 i
@@ -725,7 +725,7 @@ def test_augment_tempos_move_a_segment_to_the_same_moment(tmp_path):
     assert last.start > 0
     ((feature, tempo),) = last.retimed
     x, _ = dm.train_dataset[dm.train_dataset.items.index(last)]
-    slowed = dm.normalizer(torch.from_numpy(np.load(feature)))
+    slowed = dm.model_input.normalise(torch.from_numpy(np.load(feature)))
     start = round(last.start / tempo)
     assert torch.equal(x[0], slowed[start : start + dm.frames])
 
@@ -757,7 +757,9 @@ def test_pad_mode_repeat_fills_short_clips_with_the_clip_itself(tmp_path):
     for dm in (zeros, repeat):
         dm.setup(None)
         dm.train_dataloader()  # the training statistics
-    clip = repeat.normalizer(torch.from_numpy(np.load(repeat.test_dataset.items[0].feature)))
+    clip = repeat.model_input.normalise(
+        torch.from_numpy(np.load(repeat.test_dataset.items[0].feature))
+    )
     assert len(clip) < repeat.frames
     x, _ = next(iter(repeat.test_dataloader()))
     assert torch.equal(x[0, 0], clip[torch.arange(repeat.frames) % len(clip)])

@@ -19,7 +19,7 @@ from mts_lightning.data import (
     segment_starts,
 )
 from mts_lightning.data.audio import audio_duration
-from mts_lightning.data.features import check_pad_mode
+from mts_lightning.data.frontend import check_pad_mode
 
 
 @pytest.mark.parametrize(

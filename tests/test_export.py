@@ -16,6 +16,7 @@ from torch import nn
 
 from mts_lightning import EmotionClassifier, EmotionRecognizer
 from mts_lightning.data.features import FeatureConfig, analysis_waveform
+from mts_lightning.data.frontend import ModelInput
 from mts_lightning.export import ExportError, export_recognizer
 from mts_lightning.models import list_models
 from mts_lightning.nn import MultiscaleConv2d
@@ -44,7 +45,7 @@ def make_recognizer(
     generator = torch.Generator().manual_seed(1)
     mean = torch.randn(features.num_bins, generator=generator)
     std = torch.rand(features.num_bins, generator=generator) + 0.5
-    return EmotionRecognizer(model, features, mean, std, frames=frames, pad_mode=pad_mode)
+    return EmotionRecognizer(model, features, ModelInput(frames, pad_mode, mean=mean, std=std))
 
 
 def onnx_probabilities(path, x: torch.Tensor, name: str) -> np.ndarray:

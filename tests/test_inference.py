@@ -116,7 +116,7 @@ def test_pad_mode_follows_the_checkpoint_in_the_recognizer_and_the_cli(
     wave, rate = sf.read(files[0], dtype="float32")
     sf.write(short, wave[: rate * 2 // 5], rate)  # 0.4 s: under the 1 s model input
     repeating = EmotionRecognizer.from_checkpoint(repeat_ckpt)
-    assert (repeating.pad_mode, recognizer.pad_mode) == ("repeat", "zeros")
+    assert (repeating.model_input.pad_mode, recognizer.model_input.pad_mode) == ("repeat", "zeros")
     ours = repeating.predict_file(short).probabilities
     assert ours != pytest.approx(recognizer.predict_file(short).probabilities, abs=1e-4)
     monkeypatch.setattr(sys, "argv", ["mts-lightning"])

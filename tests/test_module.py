@@ -500,18 +500,17 @@ def write_segmented_clips(folder) -> list[tuple[str, int]]:
 
 def segment_loaders(tmp_path):
     from mts_lightning.data.dataset import (
-        Normalizer,
         SegmentedClipDataset,
         SpectrogramDataset,
         collate_segments,
         make_items,
     )
+    from mts_lightning.data.frontend import ModelInput
 
     features = write_segmented_clips(tmp_path)
-    normalizer = Normalizer()
-    normalizer.set(torch.zeros(4), torch.ones(4))
-    per_segment = SpectrogramDataset(make_items(features, 4, 0.0), normalizer, 4)
-    per_clip = SegmentedClipDataset(make_items(features, 4), normalizer, 4, 0.0)
+    model_input = ModelInput(4, segment_overlap=0.0, mean=torch.zeros(4), std=torch.ones(4))
+    per_segment = SpectrogramDataset(make_items(features, 4, 0.0), model_input)
+    per_clip = SegmentedClipDataset(make_items(features, 4), model_input)
     segments = DataLoader(per_segment, batch_size=6)
     clips = DataLoader(per_clip, batch_size=2, collate_fn=collate_segments)
     return segments, clips, per_clip
@@ -555,9 +554,7 @@ def test_predict_gives_one_row_per_segmented_clip(tmp_path):
     segments, clips, per_clip = segment_loaders(tmp_path)
     named = SegmentedClipDataset(
         [Item(item.feature, f"clip{i}.wav") for i, item in enumerate(per_clip.items)],
-        per_clip.normalizer,
-        4,
-        0.0,
+        per_clip.model_input,
     )
     loader = DataLoader(named, batch_size=2, collate_fn=collate_segments)
     model = EmotionClassifier(backbone=FirstBinsNet(), num_classes=2)

@@ -15,6 +15,7 @@ import torch
 from mts_lightning import EmotionClassifier, EmotionRecognizer
 from mts_lightning.commands import main
 from mts_lightning.data.features import FeatureConfig
+from mts_lightning.data.frontend import ModelInput
 from mts_lightning.inference import timeline_outputs
 
 FEATURES = FeatureConfig(n_fft=256, hop_length=128, n_mels=16)
@@ -68,7 +69,7 @@ def recognizer(monkeypatch) -> EmotionRecognizer:
         confusion_matrix=False,
     )
     stats = torch.zeros(FEATURES.num_bins), torch.ones(FEATURES.num_bins)
-    recognizer = EmotionRecognizer(model, FEATURES, *stats, frames=FRAMES)
+    recognizer = EmotionRecognizer(model, FEATURES, ModelInput(FRAMES, mean=stats[0], std=stats[1]))
     monkeypatch.setattr(EmotionRecognizer, "from_checkpoint", lambda path: recognizer)
     return recognizer
 

@@ -28,18 +28,17 @@ from .corpora import (
     scan_tess,
 )
 from .datamodule import SpectrogramDataModule, restored_settings
-from .dataset import Normalizer, SegmentedClipDataset, SpectrogramDataset, collate_segments
+from .dataset import SegmentedClipDataset, SpectrogramDataset, collate_segments
 from .errors import DataError
 from .features import (
-    PAD_MODES,
     FeatureConfig,
     FeatureExtractor,
+    Featurizer,
     SpectrogramFeature,
-    fix_length,
     list_features,
     register_feature,
-    segment_starts,
 )
+from .frontend import PAD_MODES, ModelInput, fix_length, segment_starts
 from .label_sets import LabelSet, get_label_set, list_label_sets, register_label_set
 from .splits import SPLIT_METHODS, make_split, split_speakers
 from .tempo import change_tempo
@@ -56,10 +55,11 @@ __all__ = [
     "FeatureCache",
     "FeatureConfig",
     "FeatureExtractor",
+    "Featurizer",
     "FileCorpus",
     "LabelSet",
     "NamingScheme",
-    "Normalizer",
+    "ModelInput",
     "SCANNERS",
     "SPLIT_METHODS",
     "SegmentedClipDataset",

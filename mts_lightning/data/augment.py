@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 import torchaudio.functional as AF
 
-from .features import PadMode, check_pad_mode, fix_length
+from .frontend import PadMode, check_pad_mode, fix_length
 
 
 class SpecAugment:
@@ -17,8 +17,9 @@ class SpecAugment:
     and ``freq_masks`` frequency masks of up to ``freq_mask_bins`` bins.
 
     Applied to a normalised spectrogram, so masks are set to 0, the training mean; a shortened
-    stretch is filled as ``pad_mode`` says (:func:`~mts_lightning.data.features.fix_length`). ``stretch`` is a ``(low, high)`` factor range drawn
-    log-uniformly (``(1, 1)`` disables it); the output keeps the input's number of frames.
+    stretch is filled as ``pad_mode`` says (:func:`~mts_lightning.data.frontend.fix_length`).
+    ``stretch`` is a ``(low, high)`` factor range drawn log-uniformly (``(1, 1)`` disables it);
+    the output keeps the input's number of frames.
     """
 
     def __init__(

@@ -29,10 +29,9 @@ from tqdm.auto import tqdm
 
 from mts_lightning.io import atomic_write, stable_hash, write_json
 
-from .audio import BadAudioError, check_length
+from .audio import BadAudioError
 from .corpora import Clip, Corpus
-from .features import FeatureConfig, FeatureExtractor
-from .tempo import change_tempo
+from .features import Featurizer
 
 #: Bumped when the cache layout or the feature code changes in a way the key does not capture.
 CACHE_VERSION = 1
@@ -68,13 +67,9 @@ def read_feature(path: str | Path, num_bins: int) -> np.ndarray:
 
 
 class FeatureCache:
-    """Cached features of one corpus under one feature configuration (``settings``), whose
-    frames have ``num_bins`` frequency bins, computed from the audio played ``tempo`` times as
-    fast (:func:`~mts_lightning.data.tempo.change_tempo`).
-
-    The tempo is part of the key only when it is not 1.0, so the entries of unchanged audio
-    keep the keys they had before tempo changes existed.
-    """
+    """Cached features of one corpus, stored under the ``settings`` that computed them (e.g.
+    :meth:`~mts_lightning.data.features.Featurizer.settings`), whose frames have ``num_bins``
+    frequency bins. It stores what it is given; :func:`fill_cache` computes it."""
 
     def __init__(
         self,
@@ -82,13 +77,9 @@ class FeatureCache:
         corpus: str,
         settings: dict,
         num_bins: int,
-        tempo: float = 1.0,
     ) -> None:
         self.num_bins = num_bins
-        self.tempo = float(tempo)
         self.settings = {**settings, "cache_version": CACHE_VERSION}
-        if self.tempo != 1.0:
-            self.settings["tempo"] = self.tempo
         base = Path(root).expanduser() if root is not None else default_cache_dir()
         self.dir = base / corpus / stable_hash(self.settings)[:16]
 
@@ -177,14 +168,13 @@ class _FeatureJobs(Dataset):
         clips: Sequence[Clip],
         keys: Sequence[str],
         cache: FeatureCache,
-        config: FeatureConfig,
+        featurizer: Featurizer,
     ) -> None:
         self.corpus = corpus
         self.clips = clips
         self.keys = keys
         self.cache = cache
-        self.config = config
-        self.extractor = FeatureExtractor(config)
+        self.featurizer = featurizer
 
     def __len__(self) -> int:
         return len(self.clips)
@@ -196,21 +186,13 @@ class _FeatureJobs(Dataset):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                waveform = self.corpus.load_waveform(
-                    clip, self.config.sample_rate, self.config.n_fft
-                )
-                if self.cache.tempo != 1.0:
-                    # A sped-up clip can end shorter than the one frame its features need.
-                    waveform = check_length(
-                        change_tempo(waveform, self.config.sample_rate, self.cache.tempo),
-                        clip.path,
-                        self.config.n_fft,
-                        after=f"re-timing at tempo {self.cache.tempo:g}",
-                    )
+                config = self.featurizer.config
+                waveform = self.corpus.load_waveform(clip, config.sample_rate, config.n_fft)
+                features = self.featurizer(waveform, clip.path)
             except BadAudioError as err:
                 self.cache.mark_bad(key, clip.path, err.reason)
                 return [str(w.message) for w in caught]
-        self.cache.save(key, self.extractor(waveform).numpy())
+        self.cache.save(key, features.numpy())
         return [str(w.message) for w in caught]
 
 
@@ -223,13 +205,12 @@ def fill_cache(
     clips: Sequence[Clip],
     keys: Sequence[str],
     cache: FeatureCache,
-    config: FeatureConfig,
+    featurizer: Featurizer,
     num_workers: int = 0,
     what: str = "",
 ) -> None:
-    """Compute and store the features of ``clips`` (entry ``keys``) that are not cached yet,
-    in ``num_workers`` worker processes when > 0, with a progress bar. The audio is played at
-    the cache's tempo (:attr:`FeatureCache.tempo`) before the features are computed.
+    """Compute with ``featurizer`` and store the features of ``clips`` (entry ``keys``) that
+    are not cached yet, in ``num_workers`` worker processes when > 0, with a progress bar.
 
     A damaged entry is discarded first, with a warning naming the clip; a clip whose audio
     is unusable is marked bad (:meth:`FeatureCache.bad_reason`) instead.
@@ -245,10 +226,12 @@ def fill_cache(
     todo = [i for i, k in enumerate(keys) if not cache.has(k) and cache.bad_reason(k) is None]
     if not todo:
         return
-    jobs = _FeatureJobs(corpus, [clips[i] for i in todo], [keys[i] for i in todo], cache, config)
+    jobs = _FeatureJobs(
+        corpus, [clips[i] for i in todo], [keys[i] for i in todo], cache, featurizer
+    )
     loader = DataLoader(jobs, batch_size=None, num_workers=num_workers, collate_fn=_identity)
-    at = f" at tempo {cache.tempo:g}" if cache.tempo != 1.0 else ""
-    desc = f"Computing {config.features} features ({what}{at})"
+    at = f" at tempo {featurizer.tempo:g}" if featurizer.tempo != 1.0 else ""
+    desc = f"Computing {featurizer.config.features} features ({what}{at})"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny transforms: intra-op threads only add overhead
     try:

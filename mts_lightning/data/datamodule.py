@@ -24,7 +24,6 @@ from .corpora import Clip, Corpus, FileCorpus, SkippedFile, get_corpus, list_cor
 from .corpora.protocols import SPLIT_NAMES
 from .dataset import (
     Item,
-    Normalizer,
     SegmentedClipDataset,
     SpectrogramDataset,
     class_weights,
@@ -32,7 +31,8 @@ from .dataset import (
     make_items,
 )
 from .errors import DataError
-from .features import FEATURE_SETTINGS, FeatureConfig, PadMode, check_pad_mode
+from .features import FEATURE_SETTINGS, FeatureConfig, Featurizer
+from .frontend import ModelInput, PadMode, check_pad_mode
 from .label_sets import LabelSetArg, LabelSetReport, apply_label_set, get_label_set
 from .splits import check_fraction, make_split, split_speakers
 from .tempo import check_augment_tempos, check_tempo
@@ -269,7 +269,10 @@ class SpectrogramDataModule(pl.LightningDataModule):
         frames = self.feature_config.seconds_to_frames(length)
         self.input_shape: tuple[int, int, int] = (1, frames, self.feature_config.num_bins)
 
-        self.normalizer = Normalizer()
+        #: Features -> model input: the statistics are set in ``setup`` or restored.
+        self.model_input = ModelInput(
+            frames, pad_mode, segment_overlap if segment_duration is not None else None
+        )
         self.split_indices: dict[str, list[int]] | None = None
         self.split_speakers: dict[str, list[str]] = {}
         self.class_weights: torch.Tensor | None = None
@@ -383,19 +386,29 @@ class SpectrogramDataModule(pl.LightningDataModule):
         return longest
 
     # ------------------------------------------------------------------ cache and items
-    def _cache(self, name: str, tempo: float = 1.0) -> FeatureCache:
-        config = self.feature_config
-        return FeatureCache(self.hparams.cache_dir, name, config.key(), config.num_bins, tempo)
+    def _cache(self, name: str, featurizer: Featurizer) -> FeatureCache:
+        """The cache of ``featurizer``'s features of corpus ``name``."""
+        return FeatureCache(
+            self.hparams.cache_dir, name, featurizer.settings(), self.feature_config.num_bins
+        )
+
+    def _featurizer(self, tempo: float = 1.0) -> Featurizer:
+        return Featurizer(self.feature_config, tempo)
 
     def _fill(
-        self, corpus: Corpus, clips: list[Clip], cache: FeatureCache, what: str
+        self,
+        corpus: Corpus,
+        clips: list[Clip],
+        cache: FeatureCache,
+        featurizer: Featurizer,
+        what: str,
     ) -> list[str | None]:
         """Cache the features of ``clips``; return each clip's key, or None for a bad clip.
 
         In multi-process training, local rank zero fills while the others wait.
         """
         keys = [cache.key(corpus.identity(clip)) for clip in clips]
-        fill = (corpus, clips, keys, cache, self.feature_config, self.hparams.num_workers, what)
+        fill = (corpus, clips, keys, cache, featurizer, self.hparams.num_workers, what)
         trainer = self.trainer
         if trainer is not None and trainer.world_size > 1:
             if trainer.local_rank == 0:
@@ -420,8 +433,11 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 f"the {name} split of {self.corpus} is empty (split={hp.split!r}, "
                 f"fold={hp.fold}); choose another split or fold"
             )
-        cache = self._cache(self.corpus, hp.test_tempo if name == "test" else 1.0)
-        self._keys[name] = keys = self._fill(corpus, clips, cache, f"{self.corpus} {name}")
+        featurizer = self._featurizer(hp.test_tempo if name == "test" else 1.0)
+        cache = self._cache(self.corpus, featurizer)
+        self._keys[name] = keys = self._fill(
+            corpus, clips, cache, featurizer, f"{self.corpus} {name}"
+        )
         self._check_usable(name, clips, keys)
         features = [
             (str(cache.feature_path(key)), clip.label)
@@ -440,8 +456,9 @@ class SpectrogramDataModule(pl.LightningDataModule):
         """Every clip's features at each of ``augment_tempos`` (cached per tempo)."""
         paths: list[list[tuple[str, float]]] = [[] for _ in clips]
         for tempo in self.augment_tempos:
-            cache = self._cache(self.corpus, tempo)
-            keys = self._fill(corpus, clips, cache, f"{self.corpus} train")
+            featurizer = self._featurizer(tempo)
+            cache = self._cache(self.corpus, featurizer)
+            keys = self._fill(corpus, clips, cache, featurizer, f"{self.corpus} train")
             self._check_usable(f"train (tempo {tempo:g})", clips, keys)
             for versions, key in zip(paths, keys, strict=True):
                 if key is not None:
@@ -457,23 +474,15 @@ class SpectrogramDataModule(pl.LightningDataModule):
         """The dataset of a part: whole clips with their segments when scoring segmented
         clips, single spectrograms otherwise."""
         if self.segmented and not training:
-            return SegmentedClipDataset(
-                items,
-                self.normalizer,
-                self.frames,
-                self.hparams.segment_overlap,
-                self.hparams.pad_mode,
-            )
+            return SegmentedClipDataset(items, self.model_input)
         crop = (
             training and (self.augmenter is not None or bool(self.augment_tempos))
         ) and not self.segmented
         return SpectrogramDataset(
             items,
-            self.normalizer,
-            self.frames,
+            self.model_input,
             augment=self.augmenter if training else None,
             random_crop=crop,
-            pad_mode=self.hparams.pad_mode,
         )
 
     def _check_usable(self, name: str, clips: list[Clip], keys: list[str | None]) -> None:
@@ -537,16 +546,17 @@ class SpectrogramDataModule(pl.LightningDataModule):
     def _ensure_stats(self, stage: str = "train") -> None:
         """Set the training split's per-bin mean/std unless set (or restored) already; with
         ``normalise_with='test'``, the evaluated ``stage``'s own (val, test or predict)."""
-        if self.normalizer.ready:
+        if self.model_input.ready:
             return
         part = stage if self.hparams.normalise_with == "test" else "train"
         if part not in self._keys:
             self._part(part)
         keys = [k for k in self._keys[part] if k is not None]
-        cache = self._cache("predict") if part == "predict" else self._cache(self.corpus)
-        if part == "test" and self.hparams.test_tempo != 1.0:
-            cache = self._cache(self.corpus, self.hparams.test_tempo)
-        self.normalizer.set(*training_statistics(cache, keys))
+        tempo = self.hparams.test_tempo if part == "test" else 1.0
+        cache = self._cache(
+            "predict" if part == "predict" else self.corpus, self._featurizer(tempo)
+        )
+        self.model_input.set_statistics(*training_statistics(cache, keys))
         if part != "train":
             what = "the predict files" if part == "predict" else f"{self.corpus} {part}"
             rank_zero_info(
@@ -561,8 +571,9 @@ class SpectrogramDataModule(pl.LightningDataModule):
             )
         files = [str(p) for p in list_audio_files(self.predict_paths)]
         corpus = FileCorpus("predict", self.class_names, [Clip(f, -1, None) for f in files])
-        cache = self._cache("predict")
-        keys = self._fill(corpus, corpus.clips, cache, "predict")
+        featurizer = self._featurizer()
+        cache = self._cache("predict", featurizer)
+        keys = self._fill(corpus, corpus.clips, cache, featurizer, "predict")
         kept = [(f, k) for f, k in zip(files, keys, strict=True) if k is not None]
         self.predict_files = [f for f, _ in kept]
         self._keys["predict"] = [k for _, k in kept]
@@ -632,11 +643,11 @@ class SpectrogramDataModule(pl.LightningDataModule):
     # ------------------------------------------------------------------ checkpoint state
     def state_dict(self) -> dict:
         """Normalisation statistics of the training split (stored in Lightning checkpoints)."""
-        if not self.normalizer.ready:
+        if not self.model_input.ready:
             return {}
         return {
-            "norm_mean": self.normalizer.mean,
-            "norm_std": self.normalizer.std,
+            "norm_mean": self.model_input.mean,
+            "norm_std": self.model_input.std,
             "norm_corpus": self.corpus,
         }
 
@@ -657,7 +668,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 f"checkpoint normalisation has {mean.numel()} frequency bins but the datamodule's "
                 f"features have {self.feature_config.num_bins}; use the feature settings of training"
             )
-        self.normalizer.set(mean, state_dict["norm_std"])
+        self.model_input.set_statistics(mean, state_dict["norm_std"])
         if state_dict.get("norm_corpus", self.corpus) != self.corpus:
             rank_zero_info(
                 f"normalisation: the statistics of the training split of {trained_on}, from the "

@@ -1,4 +1,4 @@
-"""What the loaders serve: items of cached features, normalised with the training statistics.
+"""What the loaders serve: items of cached features made model input (:class:`ModelInput`).
 
 Training items are single spectrograms (one per clip, or one per segment of a clip cut into
 segments). For scoring, a clip cut into segments is one item holding all its segments
@@ -16,37 +16,7 @@ import torch
 from torch.utils.data import Dataset, default_collate
 
 from .augment import SpecAugment
-from .features import PadMode, fix_length, segment_starts
-
-#: Floor of the per-bin standard deviation used for normalisation.
-MIN_STD = 1e-5
-
-
-class Normalizer:
-    """Per-frequency-bin mean and standard deviation of the training split.
-
-    One instance is shared by all datasets of a datamodule and read at every item, so
-    statistics restored from a checkpoint (after ``setup``) are the ones used.
-    """
-
-    def __init__(self) -> None:
-        self.mean: torch.Tensor | None = None
-        self.std: torch.Tensor | None = None
-
-    @property
-    def ready(self) -> bool:
-        return self.mean is not None
-
-    def set(self, mean: torch.Tensor | np.ndarray, std: torch.Tensor | np.ndarray) -> None:
-        self.mean = torch.as_tensor(mean, dtype=torch.float32).clone()
-        self.std = torch.as_tensor(std, dtype=torch.float32).clamp_min(MIN_STD)
-
-    def __call__(self, spec: torch.Tensor) -> torch.Tensor:
-        if self.mean is None or self.std is None:
-            raise RuntimeError(
-                "normalisation statistics are not set (no training split or checkpoint)"
-            )
-        return (spec - self.mean) / self.std
+from .frontend import ModelInput, segment_starts
 
 
 @dataclass(frozen=True)
@@ -99,8 +69,9 @@ def make_items(
 class SpectrogramDataset(Dataset):
     """Items of ``(spectrogram (1, time, freq), target)`` read from the feature cache.
 
-    Each item is normalised, cut to ``frames`` frames from its start (a random start when
-    ``random_crop``), padded as ``pad_mode`` says (:func:`fix_length`), and augmented when ``augment`` is given. An item with
+    Each item is normalised and cut to the model's input from its start (a random start when
+    ``random_crop``), filled as the model input's ``pad_mode`` says (:meth:`ModelInput.cut`),
+    then augmented when ``augment`` is given. An item with
     :attr:`Item.retimed` versions is read at one of them, drawn uniformly at every read; its
     start frame is moved to the same moment of the re-timed clip.
     """
@@ -108,18 +79,14 @@ class SpectrogramDataset(Dataset):
     def __init__(
         self,
         items: Sequence[Item],
-        normalizer: Normalizer,
-        frames: int,
+        model_input: ModelInput,
         augment: SpecAugment | None = None,
         random_crop: bool = False,
-        pad_mode: PadMode = "zeros",
     ) -> None:
         self.items = list(items)
-        self.normalizer = normalizer
-        self.frames = frames
+        self.model_input = model_input
         self.augment = augment
         self.random_crop = random_crop
-        self.pad_mode = pad_mode
 
     def __len__(self) -> int:
         return len(self.items)
@@ -130,11 +97,12 @@ class SpectrogramDataset(Dataset):
         if item.retimed:
             feature, tempo = item.retimed[int(torch.randint(len(item.retimed), ()))]
             start = round(start / tempo)
-        spec = self.normalizer(torch.from_numpy(np.load(feature, allow_pickle=False)))
-        start = min(start, max(0, spec.shape[0] - self.frames))
-        if self.random_crop and spec.shape[0] > self.frames:
-            start = int(torch.randint(0, spec.shape[0] - self.frames + 1, ()))
-        spec = fix_length(spec, self.frames, start, self.pad_mode)
+        spec = self.model_input.normalise(torch.from_numpy(np.load(feature, allow_pickle=False)))
+        frames = self.model_input.frames
+        start = min(start, max(0, spec.shape[0] - frames))
+        if self.random_crop and spec.shape[0] > frames:
+            start = int(torch.randint(0, spec.shape[0] - frames + 1, ()))
+        spec = self.model_input.cut(spec, start)
         if self.augment is not None:
             spec = self.augment(spec)
         return spec.unsqueeze(0), item.target
@@ -142,30 +110,18 @@ class SpectrogramDataset(Dataset):
 
 class SegmentedClipDataset(SpectrogramDataset):
     """Whole clips cut into overlapping segments: item ``i`` is ``(segments (n, 1, frames,
-    freq), target)`` with every segment of clip ``i`` (:func:`segment_starts`, ``n >= 1``).
+    freq), target)`` with every segment of clip ``i`` (:meth:`ModelInput.segments`, ``n >=
+    1``).
 
     For validation, test and prediction of corpora cut into segments: a clip is scored once,
     from all its segments, and a sampler (a distributed one too) splits clips, not segments.
     Batch the items with :func:`collate_segments`.
     """
 
-    def __init__(
-        self,
-        items: Sequence[Item],
-        normalizer: Normalizer,
-        frames: int,
-        overlap: float,
-        pad_mode: PadMode = "zeros",
-    ) -> None:
-        super().__init__(items, normalizer, frames, pad_mode=pad_mode)
-        self.overlap = overlap
-
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int | str]:
         item = self.items[index]
-        spec = self.normalizer(torch.from_numpy(np.load(item.feature, allow_pickle=False)))
-        starts = segment_starts(spec.shape[0], self.frames, self.overlap)
-        segments = torch.stack([fix_length(spec, self.frames, s, self.pad_mode) for s in starts])
-        return segments.unsqueeze(1), item.target
+        features = torch.from_numpy(np.load(item.feature, allow_pickle=False))
+        return self.model_input(features), item.target
 
 
 def collate_segments(

@@ -1,5 +1,5 @@
-"""Spectrogram features in the ``(time, freq)`` layout, as registered feature kinds, and the
-fixed-length/segment helpers.
+"""Spectrogram features in the ``(time, freq)`` layout, as registered feature kinds; the offline
+:class:`Featurizer` (re-timing, then features); the short-clip rule of inference.
 
 A feature kind is a ``torch.nn.Module`` registered with :func:`register_feature`: it names the
 :class:`FeatureConfig` settings it depends on (its cache key), says how many frequency bins
@@ -9,14 +9,16 @@ plus ``MelScale``. Adding a kind is one registered class.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, fields
-from typing import ClassVar, Literal, TypeVar
+from typing import ClassVar, TypeVar
 
 import torch
 import torchaudio.transforms as T
 from torch import nn
+
+from .audio import check_length
+from .tempo import change_tempo
 
 #: Power-law compression of the STFT magnitude used by the MTS paper: |X| ** (2/3).
 STFT_COMPRESSION = 2.0 / 3.0
@@ -222,47 +224,48 @@ class FeatureExtractor:
             return self.transform(waveform)
 
 
-PadMode = Literal["zeros", "repeat"]
-#: How a clip shorter than the model input is filled: ``zeros`` appends zeros (the training
-#: mean, after normalisation); ``repeat`` plays the clip again from its start until the input
-#: is full, so that the input holds no padding whose amount would tell the clip's length.
-PAD_MODES: tuple[str, ...] = ("zeros", "repeat")
+class Featurizer:
+    """Offline features of a clip: waveform ``(samples,)`` at ``config.sample_rate`` ->
+    ``(time, freq)`` float32 tensor, the audio played ``tempo`` times as fast first, pitch
+    kept (:func:`~mts_lightning.data.tempo.change_tempo`), then featurised as ``config`` says
+    (:class:`FeatureExtractor`).
 
+    :meth:`settings` identifies what it computes, so that a store of features (the feature
+    cache) keys its entries by it.
 
-def check_pad_mode(pad_mode: str) -> str:
-    """Validate a :data:`PadMode`."""
-    if pad_mode not in PAD_MODES:
-        raise ValueError(f"pad_mode must be one of {', '.join(PAD_MODES)}, got {pad_mode!r}")
-    return pad_mode
-
-
-def fix_length(
-    feature: torch.Tensor, frames: int, start: int = 0, pad_mode: PadMode = "zeros"
-) -> torch.Tensor:
-    """Crop ``feature`` (time first) to ``frames`` from ``start``; fill what is missing at the
-    end as ``pad_mode`` says (zeros, or the clip repeated; an empty clip gives zeros)."""
-    out = feature[start : start + frames]
-    if out.shape[0] < frames:
-        if pad_mode == "repeat" and out.shape[0] > 0:
-            return out[torch.arange(frames) % out.shape[0]]
-        pad = out.new_zeros((frames - out.shape[0], *out.shape[1:]))
-        out = torch.cat([out, pad], dim=0)
-    return out
-
-
-def segment_starts(num_frames: int, frames: int, overlap: float) -> list[int]:
-    """Start frames of windows of ``frames`` with ``overlap`` (0 <= overlap < 1).
-
-    Short inputs give one (padded) window; the last window is aligned with the end so that no
-    frame is lost.
+    Example:
+        >>> config = FeatureConfig(sample_rate=8000, n_fft=256, hop_length=128, n_mels=40)
+        >>> Featurizer(config)(torch.randn(8000)).shape          # 1 s at 8 kHz
+        torch.Size([63, 40])
+        >>> Featurizer(config, tempo=2.0)(torch.randn(8000)).shape  # played twice as fast
+        torch.Size([32, 40])
     """
-    if num_frames <= frames:
-        return [0]
-    hop = max(1, round(frames * (1.0 - overlap)))
-    count = math.ceil((num_frames - frames) / hop) + 1
-    starts = [i * hop for i in range(count)]
-    starts[-1] = num_frames - frames
-    return starts
+
+    def __init__(self, config: FeatureConfig, tempo: float = 1.0) -> None:
+        self.config = config
+        self.tempo = float(tempo)
+        self.extractor = FeatureExtractor(config)
+
+    def settings(self) -> dict:
+        """The feature settings and, when not 1.0, the tempo (so that the features of
+        unchanged audio keep the key they had before tempo changes existed)."""
+        settings = dict(self.config.key())
+        if self.tempo != 1.0:
+            settings["tempo"] = self.tempo
+        return settings
+
+    def __call__(self, waveform: torch.Tensor, path: str = "waveform") -> torch.Tensor:
+        """Features of ``waveform``; raises :class:`~mts_lightning.data.audio.BadAudioError`
+        naming ``path`` when the re-timed clip is shorter than one analysis frame."""
+        if self.tempo != 1.0:
+            # A sped-up clip can end shorter than the one frame its features need.
+            waveform = check_length(
+                change_tempo(waveform, self.config.sample_rate, self.tempo),
+                path,
+                self.config.n_fft,
+                after=f"re-timing at tempo {self.tempo:g}",
+            )
+        return self.extractor(waveform)
 
 
 def analysis_waveform(
