@@ -152,6 +152,19 @@ def test_second_run_hits_the_cache(count_features):
     assert torch.equal(batch[0], again[0])
 
 
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_filling_the_cache_draws_no_global_random_number(num_workers, count_features):
+    """A fit that fills the cache trains on the random numbers of one that finds it filled."""
+    data = SpectrogramDataModule(**{**SMALL, "num_workers": num_workers})
+    torch.manual_seed(7)
+    data.setup("fit")
+    assert count_features or num_workers  # computed here, or in the worker
+    after_fill = torch.rand(3)
+    torch.manual_seed(7)
+    SpectrogramDataModule(**{**SMALL, "num_workers": num_workers}).setup("fit")
+    assert torch.equal(torch.rand(3), after_fill)
+
+
 def test_a_changed_feature_setting_never_reads_a_stale_cache(count_features):
     SpectrogramDataModule(**SMALL).setup("validate")
     assert len(count_features) == 8

@@ -229,7 +229,16 @@ def fill_cache(
     jobs = _FeatureJobs(
         corpus, [clips[i] for i in todo], [keys[i] for i in todo], cache, featurizer
     )
-    loader = DataLoader(jobs, batch_size=None, num_workers=num_workers, collate_fn=_identity)
+    # A generator of its own: a loader draws its workers' base seed from the global generator
+    # otherwise, and a fit that fills the cache would then train on other random numbers
+    # than one that finds it filled.
+    loader = DataLoader(
+        jobs,
+        batch_size=None,
+        num_workers=num_workers,
+        collate_fn=_identity,
+        generator=torch.Generator(),
+    )
     at = f" at tempo {featurizer.tempo:g}" if featurizer.tempo != 1.0 else ""
     desc = f"Computing {featurizer.config.features} features ({what}{at})"
     threads = torch.get_num_threads()
