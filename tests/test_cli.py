@@ -256,7 +256,8 @@ def test_config_errors_exit_with_a_message(args, message, capsys):
 
 
 COMPACT_CNN_ARGUMENTS = (
-    "num_classes, input_shape, conv_type, channels, kernel_size, dropout, mts, mts_stages"
+    "num_classes, input_shape, conv_type, channels, kernel_size, dropout, mts, mts_stages, "
+    "width_multiplier, kernel_span, pooling"
 )
 
 
