@@ -76,7 +76,7 @@ ELSEWHERE = {
         "test_cross_corpus.py",
         "test_shipped_cross_corpus_experiment",
     ),
-    r"^MTS_SPEECH=\S+ mts-lightning experiment --config \S+/cross_corpus_speech\.yaml ": (
+    r"^MTS_SPEECH=\S+ mts-lightning experiment\s+--config \S+/cross_corpus_speech\.yaml ": (
         "test_cross_corpus.py",
         "test_shipped_speech_cross_corpus_experiment",
     ),
