@@ -1,10 +1,22 @@
-"""Generate a small acted-emotion speech corpus with espeak-ng, named as RAVDESS names its files.
+"""Generate a small acted-emotion speech corpus with espeak-ng, named as RAVDESS, CREMA-D or
+EmoDB names its files (``--naming``), so that the library reads it as that corpus.
 
-Every clip is ``Actor_AA/03-01-EE-II-SS-RR-AA.wav`` (audio-only speech; emotion 01-08 =
-neutral, calm, happy, sad, angry, fear, disgust, surprise; intensity 01 normal, 02 strong,
-neutral only 01; statement 01 "Kids are talking by the door", 02 "Dogs are sitting by the
-door"; repetition 01-02; actor 01-24, odd male, even female): 60 clips per actor, as in
-RAVDESS, readable by ``mts_lightning.data.corpora.scan_ravdess`` and ``--data.corpus ravdess``.
+- ``ravdess`` (default): ``Actor_AA/03-01-EE-II-SS-RR-AA.wav`` (audio-only speech; emotion
+  01-08 = neutral, calm, happy, sad, angry, fear, disgust, surprise; intensity 01 normal, 02
+  strong, neutral only 01; statement 01 "Kids are talking by the door", 02 "Dogs are sitting
+  by the door"; repetition 01-02; actor 01-24): 60 clips per actor, as in RAVDESS.
+- ``crema_d``: ``AAAA_SSS_EEE_LL.wav`` (actor 1001-1024; four of CREMA-D's sentences, DFA
+  "Don't forget a jacket", TAI "The airplane is almost full", MTI "Maybe tomorrow it will be
+  cold", IWW "I wonder what this is about"; emotion NEU, HAP, SAD, ANG, FEA, DIS; level MD normal,
+  HI strong, XX for neutral): 44 clips per actor.
+- ``emodb``: ``SSTTTEV.wav`` (speaker 03-26; four of EmoDB's German texts a01, a02, a04, a07
+  spoken by a German voice; emotion letter N, F, T, W, A, E; version a normal, b strong,
+  neutral only a): 44 clips per actor.
+
+Each naming has voices of its own (espeak-ng variants and a base pitch of its own) and its
+own sentences; odd actors are male voices, even ones female. The folder is readable by
+``mts_lightning.data.corpora.scan_ravdess`` (``scan_crema_d``, ``scan_emodb``) and
+``--data.corpus ravdess`` (``crema_d``, ``emodb``).
 
 Each emotion is a manner of speaking that combines several cues, as acted speech does:
 speaking rate, base pitch, pitch range, intonation (espeak-ng's tune sets and sentence
@@ -20,6 +32,7 @@ run again: complete files are kept, the rest is made. The corpus is a benchmark 
 shipped data.
 
     python benchmarks/make_speech_corpus.py --output /data/speech_corpus --jobs 2
+    python benchmarks/make_speech_corpus.py --output /data/speech_emodb --naming emodb
 
 Needs the espeak-ng program (Debian/Ubuntu package ``espeak-ng``); ``--espeak`` names
 another executable with the same command line (the tests use a small substitute).
@@ -39,7 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,9 +60,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-#: RAVDESS emotion names in code order (code = index + 1).
+#: RAVDESS emotion names in code order (code = index + 1): the emotions' numbering here.
 EMOTIONS = ("neutral", "calm", "happy", "sad", "angry", "fear", "disgust", "surprise")
-STATEMENTS = ("Kids are talking by the door", "Dogs are sitting by the door")
 MAX_ACTORS = 24
 SAMPLE_RATE = 16000
 #: Silence kept before the first and after the last sound, in seconds.
@@ -225,19 +237,20 @@ def rng(seed: int, *key: int) -> np.random.Generator:
     return np.random.default_rng([seed, *key])
 
 
-def make_actors(seed: int, count: int) -> list[Actor]:
+def make_actors(seed: int, count: int, naming: Naming) -> list[Actor]:
     """The first ``count`` actors; actor ``n`` is the same whatever ``count`` is."""
-    male = [MALE_VARIANTS[i] for i in rng(seed, 0, 1).permutation(len(MALE_VARIANTS))]
-    female = [FEMALE_VARIANTS[i] for i in rng(seed, 0, 2).permutation(len(FEMALE_VARIANTS))]
+    salt = naming.salt
+    male = [naming.male[i] for i in rng(seed, *salt, 0, 1).permutation(len(naming.male))]
+    female = [naming.female[i] for i in rng(seed, *salt, 0, 2).permutation(len(naming.female))]
     actors = []
     for number in range(1, count + 1):
-        draw = rng(seed, 1, number)
+        draw = rng(seed, *salt, 1, number)
         variant = (male if number % 2 else female)[(number - 1) // 2]
         actors.append(
             Actor(
                 number,
                 variant,
-                pitch=int(round(50 + draw.uniform(-12, 12))),
+                pitch=int(round(naming.pitch + draw.uniform(-12, 12))),
                 rate=float(1 + draw.uniform(-0.06, 0.06)),
                 level_db=float(draw.uniform(-2, 2)),
             )
@@ -250,6 +263,88 @@ def ravdess_name(emotion: int, intensity: int, statement: int, repetition: int, 
         f"Actor_{actor:02d}/03-01-{emotion:02d}-{intensity:02d}-{statement:02d}-"
         f"{repetition:02d}-{actor:02d}.wav"
     )
+
+
+#: CREMA-D's sentence codes and texts (four of its twelve) and emotion codes.
+CREMA_D_STATEMENTS = {
+    "DFA": "Don't forget a jacket",
+    "TAI": "The airplane is almost full",
+    "MTI": "Maybe tomorrow it will be cold",
+    "IWW": "I wonder what this is about",
+}
+CREMA_D_EMOTIONS = {
+    "neutral": "NEU", "happy": "HAP", "sad": "SAD", "angry": "ANG", "fear": "FEA", "disgust": "DIS"
+}  # fmt: skip
+
+
+def crema_d_name(emotion: int, intensity: int, statement: int, repetition: int, actor: int) -> str:
+    code = CREMA_D_EMOTIONS[EMOTIONS[emotion - 1]]
+    level = "XX" if code == "NEU" else ("MD", "HI")[intensity - 1]
+    return f"{1000 + actor}_{list(CREMA_D_STATEMENTS)[statement - 1]}_{code}_{level}.wav"
+
+
+#: EmoDB's text codes and texts (four of its ten, German) and emotion letters.
+EMODB_STATEMENTS = {
+    "a01": "Der Lappen liegt auf dem Eisschrank",
+    "a02": "Das will sie am Mittwoch abgeben",
+    "a04": "Heute abend könnte ich es ihm sagen",
+    "a07": "In sieben Stunden wird es soweit sein",
+}
+EMODB_EMOTIONS = {
+    "neutral": "N", "happy": "F", "sad": "T", "angry": "W", "fear": "A", "disgust": "E"
+}  # fmt: skip
+
+
+def emodb_name(emotion: int, intensity: int, statement: int, repetition: int, actor: int) -> str:
+    letter = EMODB_EMOTIONS[EMOTIONS[emotion - 1]]
+    text = list(EMODB_STATEMENTS)[statement - 1]
+    return f"{actor + 2:02d}{text}{letter}{'ab'[intensity - 1]}.wav"
+
+
+@dataclass(frozen=True)
+class Naming:
+    """A corpus's file naming and everything else that tells its corpora apart: the emotions
+    it names, its sentences (statement ``s`` is ``statements[s - 1]``), repetitions per
+    sentence, its language, voice pools and base pitch (espeak-ng -p of an average actor)."""
+
+    name: str
+    emotions: tuple[str, ...]
+    statements: tuple[str, ...]
+    repetitions: int
+    file_name: Callable[[int, int, int, int, int], str]
+    language: str  # espeak-ng-data/lang/...
+    male: tuple[str, ...]
+    female: tuple[str, ...]
+    pitch: int
+    salt: tuple[int, ...]  # seeds the naming's draws apart from the other namings'
+
+
+#: espeak-ng-data/voices/!v variants that are not RAVDESS's; female variants are few, so the
+#: female pools share some with RAVDESS's and differ in order and base pitch.
+NAMINGS = {
+    "ravdess": Naming(
+        "ravdess", EMOTIONS, ("Kids are talking by the door", "Dogs are sitting by the door"),
+        2, ravdess_name, "gmw/en-US", MALE_VARIANTS, FEMALE_VARIANTS, 50, (),
+    ),
+    "crema_d": Naming(
+        "crema_d", tuple(CREMA_D_EMOTIONS), tuple(CREMA_D_STATEMENTS.values()), 1, crema_d_name,
+        "gmw/en-US",
+        ("Denis", "Diogo", "Henrique", "Hugo", "Lee", "Marco", "antonio", "miguel", "john",
+         "norbert", "m1", "Alex"),
+        ("aunty", "grandma", "shelby", "steph2", "steph3", "f2", "f4", "Annie", "Alicia", "linda",
+         "anika", "f1"),
+        42, (101,),
+    ),
+    "emodb": Naming(
+        "emodb", tuple(EMODB_EMOTIONS), tuple(EMODB_STATEMENTS.values()), 1, emodb_name,
+        "gmw/de",
+        ("Jacky", "Mario", "Michael", "gustave", "marcelo", "pablo", "quincy", "grandpa", "ed",
+         "Gene2", "Mike", "victor"),
+        ("steph3", "shelby", "aunty", "grandma", "steph2", "f3", "f5", "belinda", "Andrea",
+         "steph", "f1", "Annie"),
+        58, (102,),
+    ),
+}  # fmt: skip
 
 
 # ---------------------------------------------------------------------------- voice files
@@ -329,6 +424,7 @@ def clip_settings(
     intensity: int,
     statement: int,
     repetition: int,
+    naming: Naming,
     language: str,
     variants: dict[str, str],
 ) -> Clip:
@@ -337,15 +433,15 @@ def clip_settings(
     manner = MANNERS[EMOTIONS[emotion - 1]]
     if intensity == 2:
         manner = manner.exaggerated(STRONG)
-    draw = rng(seed, 2, actor.number, emotion, intensity, statement, repetition)
+    draw = rng(seed, *naming.salt, 2, actor.number, emotion, intensity, statement, repetition)
     rate_jitter = float(np.clip(draw.normal(1.0, 0.025), 0.93, 1.07))
     pitch_jitter = float(np.clip(draw.normal(0.0, 2.5), -6, 6))
     level_jitter = float(np.clip(draw.normal(0.0, 0.5), -1.5, 1.5))
-    words = STATEMENTS[statement - 1].split()
+    words = naming.statements[statement - 1].split()
     hesitate_after = int(draw.integers(1, len(words) - 2))
     db = manner.loudness + actor.level_db + level_jitter
     return Clip(
-        relpath=ravdess_name(emotion, intensity, statement, repetition, actor.number),
+        relpath=naming.file_name(emotion, intensity, statement, repetition, actor.number),
         voice_file=voice_definition(language, variants[actor.variant], manner),
         ssml=ssml(words, manner, manner.pitch + pitch_jitter, hesitate_after),
         wpm=max(80, round(BASE_WPM * actor.rate * manner.rate * rate_jitter)),
@@ -376,10 +472,10 @@ def espeak_version(espeak: str) -> tuple[str, Path]:
     return out.split("Data at:")[0].strip(), Path(match.group(1))
 
 
-def read_voices(data: Path) -> tuple[str, dict[str, str]]:
-    """The American English definition and every pool variant's voice file from ``data``."""
-    language = data / "lang" / "gmw" / "en-US"
-    paths = {v: data / "voices" / "!v" / v for v in (*MALE_VARIANTS, *FEMALE_VARIANTS)}
+def read_voices(data: Path, naming: Naming) -> tuple[str, dict[str, str]]:
+    """The naming's language definition and every pool variant's voice file from ``data``."""
+    language = data / "lang" / naming.language
+    paths = {v: data / "voices" / "!v" / v for v in (*naming.male, *naming.female)}
     missing = [str(p) for p in (language, *paths.values()) if not p.is_file()]
     if missing:
         raise CorpusError(
@@ -501,14 +597,17 @@ class CorpusError(Exception):
     """A problem with the arguments, the synthesizer or the output folder."""
 
 
-def clip_keys(actors: int, emotions: Sequence[str]) -> Iterator[tuple[int, int, int, int, int]]:
-    """(emotion, intensity, statement, repetition, actor) of every clip, RAVDESS's design."""
+def clip_keys(
+    actors: int, emotions: Sequence[str], naming: Naming
+) -> Iterator[tuple[int, int, int, int, int]]:
+    """(emotion, intensity, statement, repetition, actor) of every clip, RAVDESS's design with
+    the naming's sentences and repetitions."""
     for actor in range(1, actors + 1):
         for name in emotions:
             emotion = EMOTIONS.index(name) + 1
             for intensity in (1,) if name == "neutral" else (1, 2):
-                for statement in (1, 2):
-                    for repetition in (1, 2):
+                for statement in range(1, len(naming.statements) + 1):
+                    for repetition in range(1, naming.repetitions + 1):
                         yield emotion, intensity, statement, repetition, actor
 
 
@@ -531,6 +630,8 @@ def check_output(root: Path, manifest: dict) -> None:
             found = json.loads(path.read_text())
         except (OSError, ValueError) as error:
             raise CorpusError(f"--output {root}: unreadable {MANIFEST}: {error}") from error
+        # Folders made before --naming existed are RAVDESS-named
+        found.setdefault("naming", "ravdess")
         if found != manifest:
             differ = sorted(k for k in manifest if found.get(k) != manifest[k])
             raise CorpusError(
@@ -547,14 +648,14 @@ def check_output(root: Path, manifest: dict) -> None:
 
 def remove_parts(root: Path) -> int:
     """Delete the temporary files an interrupted run left; return how many."""
-    parts = list(root.glob("Actor_*/.*.wav.part"))
+    parts = list(root.rglob(".*.wav.part"))
     for part in parts:
         part.unlink()
     return len(parts)
 
 
 def actor_gains(
-    espeak: str, actors: Sequence[Actor], language: str, variants: dict[str, str]
+    espeak: str, actors: Sequence[Actor], naming: Naming, language: str, variants: dict[str, str]
 ) -> list[float]:
     """The gain that brings each actor's neutral statement 1 (no jitter) to ``TARGET_RMS``:
     espeak-ng's voices differ by over 10 dB. The actor's level offset comes on top."""
@@ -562,9 +663,9 @@ def actor_gains(
     gains = []
     for actor in actors:
         clip = Clip(
-            relpath=f"Actor_{actor.number:02d} (level calibration)",
+            relpath=f"actor {actor.number} (level calibration)",
             voice_file=voice_definition(language, variants[actor.variant], neutral),
-            ssml=ssml(STATEMENTS[0].split(), neutral, pitch=0.0, hesitate_after=0),
+            ssml=ssml(naming.statements[0].split(), neutral, pitch=0.0, hesitate_after=0),
             wpm=round(BASE_WPM * actor.rate),
             pitch=actor.pitch,
             word_gap=0,
@@ -582,13 +683,22 @@ def generate(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     espeak = find_espeak(args.espeak)
     version, data = espeak_version(espeak)
-    language, variants = read_voices(data)
+    naming = NAMINGS[args.naming]
+    emotions = args.emotions or list(naming.emotions)
+    lacking = [e for e in emotions if e not in naming.emotions]
+    if lacking:
+        raise CorpusError(
+            f"--emotions: the {naming.name} naming has no {', '.join(lacking)}: expected a "
+            f"subset of {', '.join(naming.emotions)}"
+        )
+    language, variants = read_voices(data, naming)
     root = args.output.expanduser().resolve()
     manifest = {
         "generator": "benchmarks/make_speech_corpus.py",
         "format": MANIFEST_FORMAT,
         "seed": args.seed,
         "synthesizer": version,
+        "naming": naming.name,
     }
     check_output(root, manifest)
     root.mkdir(parents=True, exist_ok=True)
@@ -597,15 +707,16 @@ def generate(args: argparse.Namespace) -> int:
     os.replace(part, root / MANIFEST)
     stale = remove_parts(root)
 
-    actors = make_actors(args.seed, args.actors)
-    gains = actor_gains(espeak, actors, language, variants)
-    keys = list(clip_keys(args.actors, args.emotions))
-    todo, durations = [], {}
+    actors = make_actors(args.seed, args.actors, naming)
+    gains = actor_gains(espeak, actors, naming, language, variants)
+    keys = list(clip_keys(args.actors, emotions, naming))
+    todo, durations, manner_of = [], {}, {}
     for key in keys:
         actor = actors[key[4] - 1]
         clip = clip_settings(
-            args.seed, actor, gains[actor.number - 1], *key[:4], language, variants
+            args.seed, actor, gains[actor.number - 1], *key[:4], naming, language, variants
         )
+        manner_of[clip.relpath] = key[:2]
         path = root / clip.relpath
         if is_complete(path):
             durations[clip.relpath] = sf.info(path).duration
@@ -637,23 +748,28 @@ def generate(args: argparse.Namespace) -> int:
         + (f", {stale} unfinished temporary files removed" if stale else "")
         + f": {len(keys)} clips of {args.actors} actors in {root}"
     )
-    print(f"synthesizer: {version} ({espeak}); seed {args.seed}; {args.jobs} jobs")
+    print(
+        f"synthesizer: {version} ({espeak}); {naming.name} naming; seed {args.seed}; "
+        f"{args.jobs} jobs"
+    )
     if peaks:
         print(
             f"new files: peak {max(peaks):.3f}; {limited} scaled down to a peak of "
             f"{PEAK_LIMIT}; espeak-ng's output saturated in {saturated}"
         )
-    print_durations(durations, args.emotions)
+    print_durations(durations, manner_of, emotions)
     print(f"total time: {elapsed:.1f} s")
     return 0
 
 
-def print_durations(durations: dict[str, float], emotions: Sequence[str]) -> None:
-    """Mean clip duration per emotion and intensity (the rate cue, with the pauses)."""
+def print_durations(
+    durations: dict[str, float], manner_of: dict[str, tuple[int, int]], emotions: Sequence[str]
+) -> None:
+    """Mean clip duration per emotion and intensity (the rate cue, with the pauses);
+    ``manner_of`` maps each file to its (emotion, intensity) codes."""
     table: dict[tuple[int, int], list[float]] = {}
     for relpath, duration in durations.items():
-        parts = Path(relpath).stem.split("-")
-        table.setdefault((int(parts[2]), int(parts[3])), []).append(duration)
+        table.setdefault(manner_of[relpath], []).append(duration)
     neutral = table.get((1, 1))
     print("mean duration (s)   normal   strong      all   all/neutral")
     for name in emotions:
@@ -727,8 +843,8 @@ def emotion_names(text: str) -> list[str]:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        description="Generate an acted-emotion speech corpus with espeak-ng, in RAVDESS naming "
-        "(Actor_AA/03-01-EE-II-SS-RR-AA.wav, 16 kHz mono float WAV).",
+        description="Generate an acted-emotion speech corpus with espeak-ng, in the file naming "
+        "of RAVDESS, CREMA-D or EmoDB (16 kHz mono float WAV).",
     )
     p.add_argument("--output", type=Path, required=True, help="corpus folder (made if absent)")
     p.add_argument(
@@ -737,8 +853,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--emotions",
         type=emotion_names,
-        default=list(EMOTIONS),
-        help=f"comma-separated subset of {','.join(EMOTIONS)} (default: all)",
+        default=None,
+        help=f"comma-separated subset of {','.join(EMOTIONS)} (default: all that the naming "
+        "has; crema_d and emodb lack calm and surprise)",
+    )
+    p.add_argument(
+        "--naming",
+        choices=tuple(NAMINGS),
+        default="ravdess",
+        help="whose file naming, sentences and voices the corpus has (default: ravdess)",
     )
     p.add_argument("--seed", type=seed_value, default=0, help="seed of voices and jitter")
     p.add_argument(

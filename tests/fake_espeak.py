@@ -29,7 +29,7 @@ def main(args: list[str]) -> int:
         print("Error: the fake synthesizer was told to fail", file=sys.stderr)
         return 1
     voice = Path(option(args, "-v"))
-    if "--load" not in args or "language en-us" not in voice.read_text():
+    if "--load" not in args or not re.search(r"^language (en-us|de)\b", voice.read_text(), re.M):
         print("Error: The specified espeak-ng voice does not exist.")
         return 1
     wpm, pitch = int(option(args, "-s")), int(option(args, "-p"))

@@ -403,6 +403,31 @@ def test_shipped_cross_corpus_experiment(tmp_path, monkeypatch, capsys):
     assert (out / "summary.md").read_text() == before
 
 
+def test_shipped_speech_cross_corpus_experiment(tmp_path, monkeypatch, capsys):
+    """configs/experiments/cross_corpus_speech.yaml on fixture folders in the three namings
+    (where benchmarks/make_speech_corpus.py --naming writes them), one seed."""
+    corpora = tmp_path / "corpora"
+    make_ravdess_folder(corpora / "xc_ravdess", actors=(1, 2, 3, 4), seconds=0.5)
+    make_crema_d_folder(corpora / "xc_crema_d", actors=(1001, 1002, 1003, 1004), seconds=0.5)
+    make_emodb_folder(corpora / "xc_emodb", speakers=("03", "04", "05", "06"), seconds=0.5)
+    monkeypatch.setenv("MTS_SPEECH", str(corpora))
+    path = CONFIGS / "experiments" / "cross_corpus_speech.yaml"
+    spec = load_spec(path)
+    names = ["ravdess", "crema_d", "emodb"]
+    assert list(spec.variants) == ["mts", "conv"]
+    assert spec.cross_corpus.train == spec.cross_corpus.test == tuple(names)
+    assert spec.cross_corpus.label_set == "shared4" and spec.cross_corpus.balance_test
+    out = tmp_path / "out"
+    main(["experiment", f"--config={path}", f"--output_dir={out}", "--seeds", "0", "--", *SHRINK])
+    rows = read_results(out / "results.csv")
+    cells = [(r["train_corpus"], r["variant"], r["test_corpus"]) for r in rows]
+    assert cells == [(t, v, s) for t in names for v in spec.variants for s in names]
+    assert all(r["fold"] == 0 and r["seed"] == 0 for r in rows)
+    summary = (out / "summary.md").read_text()
+    assert "| train \\ test | ravdess | crema_d | emodb |" in summary
+    assert (out / "cross_corpus_ua.png").stat().st_size > 0
+
+
 def test_cross_corpus_spec_errors(tmp_path, monkeypatch, capsys):
     base = {
         "configs": [str(CONFIGS / "synthetic.yaml")],

@@ -76,6 +76,10 @@ ELSEWHERE = {
         "test_cross_corpus.py",
         "test_shipped_cross_corpus_experiment",
     ),
+    r"^MTS_SPEECH=\S+ mts-lightning experiment\s+--config \S+/cross_corpus_speech\.yaml ": (
+        "test_cross_corpus.py",
+        "test_shipped_speech_cross_corpus_experiment",
+    ),
     r"^python benchmarks/stability\.py ": ("test_stability.py", "test_runs_as_a_user_runs_it"),
     r"^python benchmarks/rate_shift\.py ": ("test_rate_shift.py", "def test_"),
     r"^python benchmarks/make_speech_corpus\.py ": ("test_speech_corpus.py", "def test_"),

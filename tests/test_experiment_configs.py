@@ -111,7 +111,7 @@ SYNTHETIC_FILES = {
 
 
 def test_every_file_is_tested():
-    cross_corpus = ["cross_corpus_acted.yaml"]  # run in test_cross_corpus.py
+    cross_corpus = ["cross_corpus_acted.yaml", "cross_corpus_speech.yaml"]  # test_cross_corpus.py
     assert sorted(p.name for p in EXPERIMENTS.glob("*.yaml")) == sorted(
         [*SYNTHETIC_FILES, *CORPORA, *cross_corpus]
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import filecmp
 import importlib.util
+import json
 import os
 import shutil
 import stat
@@ -20,7 +21,7 @@ import pytest
 import soundfile as sf
 
 from mts_lightning.cli import cli_main
-from mts_lightning.data.corpora import scan_ravdess
+from mts_lightning.data.corpora import scan_crema_d, scan_emodb, scan_ravdess
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "benchmarks" / "make_speech_corpus.py"
@@ -69,8 +70,10 @@ def fake_espeak(tmp_path_factory) -> Path:
     data = folder / "data"
     (data / "lang" / "gmw").mkdir(parents=True)
     (data / "lang" / "gmw" / "en-US").write_text("name English (America)\nlanguage en-us 2\n")
+    (data / "lang" / "gmw" / "de").write_text("name German\nlanguage de\n")
     (data / "voices" / "!v").mkdir(parents=True)
-    for name in (*corpus_script.MALE_VARIANTS, *corpus_script.FEMALE_VARIANTS):
+    namings = corpus_script.NAMINGS.values()
+    for name in {v for n in namings for v in (*n.male, *n.female)}:
         (data / "voices" / "!v" / name).write_text(f"language variant\nname {name}\npitch 80 120\n")
     exe = folder / "espeak-ng"
     exe.write_text(f'#!/bin/sh\nFAKE_ESPEAK_DATA="{data}" exec "{sys.executable}" "{FAKE}" "$@"\n')
@@ -265,6 +268,121 @@ def test_an_output_folder_of_other_settings_is_refused(fake_corpus, fake_espeak,
     assert f"--output {foreign / 'notes.txt'} is a file, not a folder" in result.stderr
 
 
+# ---------------------------------------------------------------------- other namings
+SHARED4 = "neutral,happy,sad,angry"
+#: actors 1 and 2 of seed 0, as the script drew them before it had other namings
+RAVDESS_SEED0_ACTORS = [("robert", 58), ("linda", 59)]
+#: naming -> its scanner, the speakers of 2 actors, and a file name -> class name reader
+OTHER_NAMINGS = {
+    "crema_d": (
+        scan_crema_d,
+        ["1001", "1002"],
+        lambda stem: {"NEU": "neutral", "HAP": "happy", "SAD": "sad", "ANG": "angry"}[
+            stem.split("_")[2]
+        ],
+    ),
+    "emodb": (
+        scan_emodb,
+        ["03", "04"],
+        lambda stem: {"N": "neutral", "F": "happy", "T": "sad", "W": "angry"}[stem[5]],
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=sorted(OTHER_NAMINGS))
+def named_corpus(request, tmp_path_factory, fake_espeak) -> tuple[str, Path, str]:
+    naming = request.param
+    root = tmp_path_factory.mktemp(f"fake-{naming}") / "corpus"
+    args = ["--actors", "2", "--emotions", SHARED4, "--naming", naming, "--jobs", "2"]
+    result = generate("--output", str(root), *args, "--espeak", str(fake_espeak))
+    assert result.returncode == 0, result.stderr
+    return naming, root, result.stdout
+
+
+def test_other_namings_are_read_by_their_corpus_scanner(named_corpus):
+    """2 actors x (4 sentences x (1 neutral + 3 emotions x 2 intensities)) = 56 clips, flat
+    folder, classes and speakers as the corpus's scanner reads them from the names."""
+    naming, root, out = named_corpus
+    scan, speakers, emotion_of = OTHER_NAMINGS[naming]
+    corpus = scan(root)
+    assert len(corpus.clips) == 56 and not corpus.skipped
+    assert corpus.speakers == speakers
+    names = [corpus.class_names[c.label] for c in corpus.clips]
+    assert {n: names.count(n) for n in set(names)} == {
+        "neutral": 8, "happy": 16, "sad": 16, "angry": 16
+    }  # fmt: skip
+    for clip in corpus.clips:
+        assert Path(clip.path).parent == root
+        assert corpus.class_names[clip.label] == emotion_of(Path(clip.path).stem)
+    assert f"56 files written, 0 already complete: 56 clips of 2 actors in {root}" in out
+    assert f"{naming} naming; seed 0" in out
+
+
+def test_other_namings_same_seed_same_bytes(named_corpus, fake_espeak, tmp_path):
+    """A second run of the same naming and seed, with other --jobs, gives the same bytes; a
+    lost clip comes back byte for byte."""
+    naming, source, _ = named_corpus
+    again = tmp_path / "again"
+    args = ["--actors", "2", "--emotions", SHARED4, "--naming", naming, "--jobs", "1"]
+    result = generate("--output", str(again), *args, "--espeak", str(fake_espeak))
+    assert result.returncode == 0, result.stderr
+    files = [p.relative_to(source) for p in wav_files(source)]
+    assert [p.relative_to(again) for p in wav_files(again)] == files
+    match, mismatch, errors = filecmp.cmpfiles(source, again, files, shallow=False)
+    assert len(match) == 56 and not mismatch and not errors
+    lost = again / files[7]
+    lost.unlink()
+    result = generate("--output", str(again), *args, "--espeak", str(fake_espeak))
+    assert "1 files written, 55 already complete" in result.stdout
+    assert filecmp.cmp(lost, source / files[7], shallow=False)
+
+
+def test_each_naming_has_its_own_voices_and_sentences():
+    namings = corpus_script.NAMINGS
+    actors = {n: corpus_script.make_actors(0, 24, naming) for n, naming in namings.items()}
+    for a, b in [("ravdess", "crema_d"), ("ravdess", "emodb"), ("crema_d", "emodb")]:
+        assert not set(namings[a].male) & set(namings[b].male)
+        assert not set(namings[a].statements) & set(namings[b].statements)
+        voices = {(x.variant, x.pitch) for x in actors[a]}
+        assert not voices & {(x.variant, x.pitch) for x in actors[b]}
+    mean_pitch = {n: np.mean([x.pitch for x in v]) for n, v in actors.items()}
+    assert mean_pitch["crema_d"] < mean_pitch["ravdess"] < mean_pitch["emodb"]
+    assert namings["emodb"].language == "gmw/de"
+    assert [(x.variant, x.pitch) for x in actors["ravdess"][:2]] == RAVDESS_SEED0_ACTORS
+
+
+def test_naming_errors(fake_corpus, fake_espeak, tmp_path):
+    args = ["--naming", "crema_d", "--emotions", "calm,sad", "--espeak", str(fake_espeak)]
+    result = generate("--output", str(tmp_path / "c"), *args)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "--emotions: the crema_d naming has no calm: expected a subset of neutral, happy, " in (
+        result.stderr
+    )
+    assert not (tmp_path / "c").exists()
+
+    result = generate("--output", str(tmp_path / "c"), "--naming", "opera")
+    assert result.returncode == 2
+    assert "argument --naming: invalid choice: 'opera' (choose from" in result.stderr
+
+    root, _ = fake_corpus
+    result = generate("--output", str(root), *FAKE_ARGS, "--naming", "emodb", "--espeak",
+                      str(fake_espeak))  # fmt: skip
+    assert result.returncode == 2
+    assert "(naming: 'ravdess' there, 'emodb' now)" in result.stderr
+
+
+def test_a_folder_made_before_namings_existed_reads_as_ravdess(fake_corpus, fake_espeak, tmp_path):
+    source, _ = fake_corpus
+    root = tmp_path / "corpus"
+    shutil.copytree(source, root)
+    manifest = json.loads((root / "corpus.json").read_text())
+    del manifest["naming"]
+    (root / "corpus.json").write_text(json.dumps(manifest))
+    result = generate("--output", str(root), *FAKE_ARGS, "--espeak", str(fake_espeak))
+    assert result.returncode == 0, result.stderr
+    assert "0 files written, 40 already complete" in result.stdout
+
+
 # ---------------------------------------------------------------------- espeak-ng itself
 @pytest.fixture(scope="module")
 def real_corpus(tmp_path_factory) -> tuple[Path, str]:
@@ -294,6 +412,20 @@ def test_espeak_corpus_reads_as_ravdess_with_rate_and_loudness_cues(real_corpus)
         for code in (1, 4, 5)
     }
     assert level[5] > level[1] + 2 and level[4] < level[1] - 2
+
+
+@needs_espeak
+@pytest.mark.parametrize("naming", sorted(OTHER_NAMINGS))
+def test_espeak_voices_the_other_namings(naming, tmp_path):
+    """espeak-ng itself takes each naming's voices and language (EmoDB's German)."""
+    root = tmp_path / "corpus"
+    args = ["--actors", "2", "--emotions", "neutral,angry", "--naming", naming, "--jobs", "2"]
+    result = generate("--output", str(root), *args)
+    assert result.returncode == 0, result.stderr
+    scan, speakers, _ = OTHER_NAMINGS[naming]
+    corpus = scan(root)
+    assert len(corpus.clips) == 24 and corpus.speakers == speakers
+    assert "espeak-ng's output saturated in 0" in result.stdout
 
 
 @needs_espeak
