@@ -19,12 +19,14 @@ Example::
 
 from __future__ import annotations
 
+import csv
 import glob
 import hashlib
+import io
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -56,6 +58,25 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
         write(f)
+
+
+def write_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
+    """Write ``rows`` (dicts with the same keys, in order) as CSV to ``path``, atomically:
+    floats with 6 decimals, None as an empty cell; nothing but a header-less empty file when
+    there is no row."""
+    buffer = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow(
+                {
+                    k: ("" if v is None else f"{v:.6f}" if isinstance(v, float) else v)
+                    for k, v in row.items()
+                }
+            )
+    data = buffer.getvalue().encode()
+    atomic_write(path, lambda f: f.write(data))
 
 
 def write_json(path: str | Path, content: object, *, sort_keys: bool = False) -> None:

@@ -4,7 +4,8 @@ offline or online W&B run when the experiment's runs log to W&B."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -148,15 +149,7 @@ def log_to_wandb(
     figures. Returns the run's local folder."""
     import wandb
 
-    run = wandb.init(
-        project=settings.get("project") or "mts-lightning",
-        name=f"{description['name']}_summary",
-        dir=str(output_dir),
-        mode="offline" if settings.get("offline") else None,  # else W&B's own setting
-        job_type="experiment_summary",
-        config={"experiment": description},
-    )
-    try:
+    with summary_run(output_dir, settings, description) as run:
         columns = ["variant", "condition", "metric", "runs", "mean", "std", "ci95_low", "ci95_high"]
         summary = wandb.Table(columns=columns, data=[[row[c] for c in columns] for row in table])
         paired_columns = list(comparisons[0]) if comparisons else ["condition"]
@@ -183,5 +176,25 @@ def log_to_wandb(
             }
         )
         return str(Path(run.dir).parent)
+
+
+@contextmanager
+def summary_run(
+    output_dir: Path, settings: dict[str, Any], description: dict[str, Any]
+) -> Iterator[Any]:
+    """The experiment's W&B summary run ``<experiment>_summary`` (in ``output_dir/wandb``;
+    offline when the runs' logger is), finished when the block ends."""
+    import wandb
+
+    run = wandb.init(
+        project=settings.get("project") or "mts-lightning",
+        name=f"{description['name']}_summary",
+        dir=str(output_dir),
+        mode="offline" if settings.get("offline") else None,  # else W&B's own setting
+        job_type="experiment_summary",
+        config={"experiment": description},
+    )
+    try:
+        yield run
     finally:
         run.finish()

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 
 from mts_lightning.experiment import stats
-from mts_lightning.io import atomic_write
+from mts_lightning.experiment.figures import summary_run
+from mts_lightning.io import atomic_write, write_csv
 from mts_lightning.plotting import new_figure, save_figure
 
 MATRIX_FIGURE = "cross_corpus_ua.png"
@@ -257,8 +258,6 @@ def write_matrix_outputs(
     condition (``cross_corpus_ua.png``, or ``cross_corpus_ua_<condition>.png`` with several)
     beside ``results.csv``, and a W&B summary run when ``wandb_settings`` (those of the
     runs' logger) are given."""
-    from mts_lightning.experiment.runner import _write_csv
-
     table = matrix_table(rows, description)
     comparisons = matrix_comparisons(rows, description)
     markdown = matrix_markdown(description, table, comparisons)
@@ -266,7 +265,7 @@ def write_matrix_outputs(
     atomic_write(files[1], lambda f: f.write(markdown.encode()))
     for name, content in (("summary.csv", table), ("paired_differences.csv", comparisons)):
         files.append(output_dir / name)
-        _write_csv(files[-1], content)
+        write_csv(files[-1], content)
     conditions = [c["name"] for c in description["conditions"]]
     pngs = []
     for condition in conditions:
@@ -302,15 +301,7 @@ def log_matrix_to_wandb(
     the heatmaps. Returns the run's local folder."""
     import wandb
 
-    run = wandb.init(
-        project=settings.get("project") or "mts-lightning",
-        name=f"{description['name']}_summary",
-        dir=str(output_dir),
-        mode="offline" if settings.get("offline") else None,  # else W&B's own setting
-        job_type="experiment_summary",
-        config={"experiment": description},
-    )
-    try:
+    with summary_run(output_dir, settings, description) as run:
         columns = list(table[0]) if table else ["condition"]
         paired_columns = list(comparisons[0]) if comparisons else ["condition"]
         run.log(
@@ -326,8 +317,6 @@ def log_matrix_to_wandb(
             }
         )
         return str(Path(run.dir).parent)
-    finally:
-        run.finish()
 
 
 __all__ = [

@@ -45,7 +45,7 @@ from jsonargparse import Namespace
 
 from mts_lightning.cli import MTSLightningCLI, every_parser, finish_wandb, one_line, parser_state
 from mts_lightning.experiment.spec import Condition, ExperimentError, ExperimentSpec, RunKey
-from mts_lightning.io import atomic_write, read_json
+from mts_lightning.io import atomic_write, read_json, write_csv
 from mts_lightning.run_dir import run_dir
 
 RESULT_FILE = "result.json"
@@ -667,7 +667,7 @@ def write_outputs(output_dir: str | Path, records: Sequence[tuple[Path, dict[str
         ("condition_differences.csv", stats.change_rows(changes)),
     ):
         files.append(output_dir / name)
-        _write_csv(files[-1], content)
+        write_csv(files[-1], content)
     pngs = figures.write_figures(output_dir, table, description)
     files += pngs
     wandb_dir = None
@@ -704,22 +704,6 @@ def _notes_and_wandb_settings(
         settings = None
         notes.append(f"{err}: no W&B summary run")
     return notes, settings
-
-
-def _write_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow(
-                {
-                    k: ("" if v is None else f"{v:.6f}" if isinstance(v, float) else v)
-                    for k, v in row.items()
-                }
-            )
-    data = buffer.getvalue().encode()
-    atomic_write(path, lambda f: f.write(data))
 
 
 def planned_records(output_dir: Path, plan: Sequence[RunKey]) -> list[tuple[Path, dict[str, Any]]]:
