@@ -27,6 +27,7 @@ from data_fixtures import (
     make_tess_folder,
 )
 from lightning.pytorch.callbacks import EarlyStopping
+from tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
 
 from mts_lightning.cli import MTSLightningCLI, cli_main
 from mts_lightning.data import SpectrogramDataModule
@@ -36,21 +37,6 @@ REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
 
 # The synthetic corpus, tiny: 4 speakers x 6 clips of 1 s (one speaker per val/test fold).
-TINY_SYNTHETIC = [
-    "--data.synthetic_speakers=4",
-    "--data.synthetic_clips_per_speaker=6",
-    "--data.synthetic_duration=1.0",
-    "--data.duration=1.0",
-    "--data.num_folds=4",
-    "--data.batch_size=4",
-]
-TINY_TRAINER = [
-    "--trainer.max_epochs=1",
-    "--trainer.max_time=null",
-    "--trainer.limit_train_batches=2",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-]
 
 
 @pytest.fixture(autouse=True)

@@ -19,6 +19,7 @@ from data_fixtures import (
     make_savee_folder,
     make_tess_folder,
 )
+from tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
 from wandb_records import read_wandb_records
 
 from mts_lightning.cli import cli_main
@@ -39,21 +40,6 @@ from mts_lightning.inference import EmotionRecognizer
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 SHARED4 = ["neutral", "happy", "sad", "angry"]
 ACTED6 = [*SHARED4, "fearful", "disgust"]
-TINY_SYNTHETIC = [
-    "--data.synthetic_speakers=4",
-    "--data.synthetic_clips_per_speaker=6",
-    "--data.synthetic_duration=1.0",
-    "--data.duration=1.0",
-    "--data.num_folds=4",
-    "--data.batch_size=4",
-]
-TINY_TRAINER = [
-    "--trainer.max_epochs=1",
-    "--trainer.max_time=null",
-    "--trainer.limit_train_batches=2",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-]
 
 
 @pytest.fixture(autouse=True)

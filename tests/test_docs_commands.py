@@ -23,6 +23,7 @@ import pytest
 import soundfile as sf
 import yaml
 from data_fixtures import make_emodb_folder, make_ravdess_folder
+from tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
 from torch import nn
 
 from mts_lightning.cli import MTSLightningCLI
@@ -32,22 +33,6 @@ from mts_lightning.experiment import load_spec
 
 REPO = doc_pages.REPO
 
-# Shrinks sizes only: fewer synthetic speakers and clips, 1-s clips, one short epoch.
-TINY_DATA = [
-    "--data.synthetic_speakers=4",
-    "--data.synthetic_clips_per_speaker=6",
-    "--data.synthetic_duration=1.0",
-    "--data.duration=1.0",
-    "--data.num_folds=4",
-    "--data.batch_size=4",
-]
-TINY_TRAINER = [
-    "--trainer.max_epochs=1",
-    "--trainer.max_time=null",
-    "--trainer.limit_train_batches=2",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
-]
 
 # Commands run by another test, as written there; the test must exist.
 ELSEWHERE = {
@@ -212,7 +197,7 @@ def test_fit_commands_build_from_the_copied_configs(user_folder, capsys):
                 assert cli.datamodule.hparams.root == value, command
             if flag == "--data.fold":
                 assert cli.datamodule.hparams.fold == int(value), command
-    main(["fit", "--config", "configs/synthetic.yaml", *TINY_DATA, *TINY_TRAINER])
+    main(["fit", "--config", "configs/synthetic.yaml", *TINY_SYNTHETIC, *TINY_TRAINER])
     assert "run folder (logs): " in capsys.readouterr().out
 
 
@@ -226,7 +211,7 @@ def test_print_config_command(user_folder, capsys):
 
 
 def test_test_and_predict_commands_on_a_run(user_folder, capsys):
-    main(["fit", "--config", "configs/synthetic.yaml", *TINY_DATA, *TINY_TRAINER])
+    main(["fit", "--config", "configs/synthetic.yaml", *TINY_SYNTHETIC, *TINY_TRAINER])
     run = user_folder / "lightning_logs" / "synthetic" / "version_0"
     assert list((run / "checkpoints").glob("best-*.ckpt"))
     corpus = SyntheticCorpus(SyntheticConfig(num_speakers=4, clips_per_speaker=6, duration=1.0))
@@ -344,7 +329,8 @@ def test_yaml_examples(tmp_path, user_folder):
     model_file = tmp_path / "model.yaml"
     model_file.write_text(yaml.safe_dump(config))
     cli = MTSLightningCLI(
-        args=["--config=configs/synthetic.yaml", f"--config={model_file}", *TINY_DATA], run=False
+        args=["--config=configs/synthetic.yaml", f"--config={model_file}", *TINY_SYNTHETIC],
+        run=False,
     )
     layer = cli.model.backbone.features[0]
     assert layer.kernel_sharing == "autograd"
@@ -355,7 +341,8 @@ def test_yaml_examples(tmp_path, user_folder):
     ]
     model_file.write_text(twin_yaml)
     cli = MTSLightningCLI(
-        args=["--config=configs/synthetic.yaml", f"--config={model_file}", *TINY_DATA], run=False
+        args=["--config=configs/synthetic.yaml", f"--config={model_file}", *TINY_SYNTHETIC],
+        run=False,
     )
     backbone = cli.model.backbone
     assert not any(type(m).__name__ == "MultiscaleConv2d" for m in backbone.modules())
