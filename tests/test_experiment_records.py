@@ -238,3 +238,40 @@ def test_a_run_made_by_a_live_process_is_left_to_it(copy, capsys):
     assert "2 of 2 runs recorded." in output and not lock_path(folder).exists()
     assert "val/UA" in (folder / "metrics.csv").read_text()  # the redone run's own log
     assert seeds_in_results(out) == [0, 1]
+
+
+# ---------------------------------------------------------------------- one experiment
+def edit_record(folder: Path, change) -> None:
+    path = folder / "result.json"
+    record = json.loads(path.read_text())
+    change(record["experiment"])
+    path.write_text(json.dumps(record))
+
+
+def test_runs_recorded_before_a_variant_was_added_are_collected_with_it(copy, capsys):
+    """A variant added to the file once runs were made: the older records list fewer variants,
+    and every run is still one experiment's, in the longer list's order."""
+    spec, out, args = copy
+    edit_record(seed_folder(out, 1), lambda e: e.update(variants=["mts", "bag_of_frames"]))
+    experiment("collect", str(out))
+    assert "2 runs recorded." in capsys.readouterr().out
+    assert seeds_in_results(out) == [0, 1]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda e: e.update(name="another"),
+        lambda e: e.update(conditions=e["conditions"] + [{"name": "tempo_2", "x": 2.0}]),
+    ],
+    ids=["name", "conditions"],
+)
+def test_runs_of_different_experiments_are_refused_in_one_line(copy, capsys, change):
+    spec, out, args = copy
+    edit_record(seed_folder(out, 1), change)
+    with pytest.raises(SystemExit) as exit_info:
+        experiment("collect", str(out))
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "holds runs of different experiments" in err
+    assert "may differ in their variants only" in err

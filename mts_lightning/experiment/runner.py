@@ -607,14 +607,10 @@ def find_records(output_dir: str | Path) -> tuple[list[tuple[Path, dict[str, Any
             f"collect: no recorded run under '{root}' (no complete {RESULT_FILE} in any folder "
             "below it" + "".join(f"; {line}" for line in damaged) + ")"
         )
-    description = found[0][1]["experiment"]
+    description = merged_description(root, found)
     seen: dict[tuple, Path] = {}
     for folder, record in found:
-        if record["experiment"] != description:
-            raise ExperimentError(
-                f"collect: '{root}' holds runs of different experiments: {found[0][0]} "
-                f"({description['name']}) and {folder} ({record['experiment']['name']})"
-            )
+        record["experiment"] = description
         key = (record["variant"], record["fold"], record["seed"], record.get("train_corpus"))
         if key in seen:
             raise ExperimentError(
@@ -632,6 +628,28 @@ def find_records(output_dir: str | Path) -> tuple[list[tuple[Path, dict[str, Any
         )
     )
     return found, damaged
+
+
+def merged_description(root: Path, found: Sequence[tuple[Path, dict[str, Any]]]) -> dict[str, Any]:
+    """The one experiment the runs under ``root`` belong to. Runs recorded before a variant
+    was added to the file (or after one was dropped) still belong to it: descriptions may
+    differ in their variant lists only, which are merged (the longest list first, in its
+    order, then any variant it lacks). Raises ``ExperimentError`` for any other difference
+    (name, conditions, reference, cross-corpus layout)."""
+    first_folder, first = found[0][0], found[0][1]["experiment"]
+    variants: list[str] = []
+    for _, record in sorted(found, key=lambda fr: -len(fr[1]["experiment"]["variants"])):
+        description = record["experiment"]
+        variants += [v for v in description["variants"] if v not in variants]
+    for folder, record in found:
+        description = record["experiment"]
+        if {**description, "variants": variants} != {**first, "variants": variants}:
+            raise ExperimentError(
+                f"collect: '{root}' holds runs of different experiments: {first_folder} "
+                f"({first['name']}) and {folder} ({description['name']}); runs of one "
+                "experiment may differ in their variants only"
+            )
+    return {**first, "variants": variants}
 
 
 def write_outputs(output_dir: str | Path, records: Sequence[tuple[Path, dict[str, Any]]]) -> dict:
