@@ -1,10 +1,9 @@
 """The command table (``mts-lightning --help`` and its commands), the CLI's one reader of
-Lightning's private parser attributes, the import directions around the CLI, and the
-ground-floor file helpers of ``mts_lightning.io``."""
+Lightning's private parser attributes, and the ground-floor file helpers of
+``mts_lightning.io`` (the import directions: tests/test_architecture.py)."""
 
 from __future__ import annotations
 
-import ast
 import doctest
 import os
 import subprocess
@@ -18,7 +17,6 @@ from mts_lightning.commands import COMMANDS, LIGHTNING_COMMANDS, main
 from mts_lightning.io import atomic_path, atomic_write, read_json, stable_hash, write_json
 
 REPO = Path(__file__).resolve().parents[2]
-PACKAGE = REPO / "mts_lightning"
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
@@ -136,61 +134,6 @@ def test_parser_state_says_when_lightning_changed():
 
     with pytest.raises(RuntimeError, match="no longer sets parser, _subcommand_method_arguments"):
         parser_state(Bare())
-
-
-# ---------------------------------------------------------------------- import directions
-def _imports(path: Path) -> list[tuple[str, list[str]]]:
-    """``(module, names)`` of every import in ``path`` (function bodies included), relative
-    imports resolved against the file's package."""
-    package = ".".join(path.relative_to(REPO).with_suffix("").parts[:-1])
-    found = []
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            found += [(alias.name, []) for alias in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            module = node.module or ""
-            if node.level:
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                module = ".".join([*base, module] if module else base)
-            found.append((module, [alias.name for alias in node.names]))
-    return found
-
-
-def _modules() -> dict[str, list[tuple[str, list[str]]]]:
-    return {
-        ".".join(p.relative_to(REPO).with_suffix("").parts): _imports(p)
-        for p in PACKAGE.rglob("*.py")
-    }
-
-
-def test_the_cli_sits_below_experiments_and_commands():
-    """cli -> experiment -> cli was a circle: now experiments build on the CLI, the command
-    table on both, and nothing below imports them or the CLI's private names."""
-    modules = _modules()
-    above_cli = ("mts_lightning.experiment", "mts_lightning.commands", "mts_lightning.__main__")
-    for module in ("mts_lightning.cli", "mts_lightning.callbacks.monitors"):
-        wrong = [m for m, _ in modules[module] if m.startswith(above_cli)]
-        assert not wrong, f"{module} imports {wrong}"
-    for module, imports in modules.items():
-        for imported, names in imports:
-            if imported == "mts_lightning.cli":
-                private = [n for n in names if n.startswith("_")]
-                assert not private, f"{module} imports {private} from mts_lightning.cli"
-            if imported.startswith("mts_lightning.commands"):
-                assert module == "mts_lightning.__main__", f"{module} imports the command table"
-
-
-def test_io_is_the_ground_floor():
-    imported = [m for m, _ in _modules()["mts_lightning.io"]]
-    assert not [m for m in imported if m.startswith("mts_lightning")]
-
-
-def test_atomic_writes_all_go_through_io():
-    """One implementation of writing a file whole: no other module renames temporary files."""
-    for path in PACKAGE.rglob("*.py"):
-        if path.name != "io.py":
-            text = path.read_text()
-            assert "os.replace(" not in text and "mkstemp(" not in text, path
 
 
 # ---------------------------------------------------------------------- io
