@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.tiny_runs import TINY_TRAINER, synthetic_corpus
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "stability.py"
 
@@ -58,11 +60,8 @@ def test_runs_as_a_user_runs_it(tmp_path):
         "--variants",
         "conv_twin",
         "--",
-        "--trainer.max_epochs=1",
-        "--trainer.limit_train_batches=2",
-        "--data.synthetic_speakers=5",
-        "--data.synthetic_clips_per_speaker=6",
-        "--data.synthetic_duration=1.0",
+        *TINY_TRAINER,
+        *synthetic_corpus(speakers=5),
         "--data.duration=1.0",
         "--data.batch_size=4",
     ]
@@ -80,7 +79,7 @@ def test_runs_as_a_user_runs_it(tmp_path):
 def test_a_failed_experiment_is_one_line(tmp_path):
     command = [sys.executable, str(SCRIPT), f"--output_dir={tmp_path}", "--threads", "1"]
     done = subprocess.run(
-        [*command, "--", "--data.synthetic_clips_per_speaker=1"], capture_output=True, text=True
+        [*command, "--", *synthetic_corpus(clips_per_speaker=1)], capture_output=True, text=True
     )
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (

@@ -22,6 +22,7 @@ from mts_lightning.callbacks.weight_averaging import (
     ema_decay,
 )
 from mts_lightning.nn import MultiscaleConv2d
+from tests.helpers.tiny_runs import synthetic_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -221,8 +222,7 @@ def test_misordered_callbacks_in_a_config_exit_with_one_line(tmp_path, capsys, m
                 "fit",
                 f"--config={config}",
                 f"--trainer.callbacks={callbacks}",
-                "--data.synthetic_speakers=5",
-                "--data.synthetic_clips_per_speaker=6",
+                *synthetic_corpus(speakers=5, seconds=None),
                 "--trainer.max_epochs=1",
             ]
         )

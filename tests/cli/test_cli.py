@@ -31,7 +31,7 @@ from tests.helpers.data_fixtures import (
     make_savee_folder,
     make_tess_folder,
 )
-from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
+from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER, synthetic_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 CONFIGS = REPO / "configs"
@@ -525,7 +525,7 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
     settings = [
         f"--config={CONFIGS / 'synthetic.yaml'}",
         *TINY_SYNTHETIC,
-        "--data.synthetic_clips_per_speaker=12",  # 6 training batches per epoch
+        *synthetic_corpus(clips_per_speaker=12),  # 6 training batches per epoch
         "--trainer.max_epochs=2",
         "--trainer.max_time=null",
         "--trainer.enable_progress_bar=false",

@@ -27,6 +27,7 @@ from tests.helpers.data_fixtures import (
     make_tess_folder,
     write_tone,
 )
+from tests.helpers.tiny_runs import TINY_TRAINER, synthetic_corpus
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 EXPERIMENTS = CONFIGS / "experiments"
@@ -60,16 +61,13 @@ FOLDERS: dict[str, Callable[[Path], list[Path]]] = {
     "iemocap": lambda root: make_iemocap_folder(root, codes=("neu", "ang"), seconds=SECONDS),
 }
 SIZE = [
-    "--trainer.max_epochs=1",
-    "--trainer.max_time=null",
-    "--trainer.limit_train_batches=2",
+    *TINY_TRAINER,
     "--trainer.limit_val_batches=2",
-    "--trainer.enable_progress_bar=false",
-    "--trainer.enable_model_summary=false",
     "--data.batch_size=4",
     "--data.num_workers=0",
 ]
-SYNTHETIC_SIZE = ["--data.synthetic_speakers=5", "--data.synthetic_clips_per_speaker=6"]
+# Five speakers for the shipped five folds; the clips keep the shipped duration.
+SYNTHETIC_SIZE = synthetic_corpus(speakers=5, seconds=None)
 
 
 @pytest.fixture(autouse=True)

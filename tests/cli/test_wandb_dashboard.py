@@ -11,6 +11,7 @@ import pytest
 import yaml
 
 from mts_lightning.cli import cli_main
+from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
 from tests.helpers.wandb_records import read_wandb_config, read_wandb_history
 
 REPO = Path(__file__).resolve().parents[2]
@@ -36,16 +37,9 @@ def test_wandb_run_shows_metrics_confusion_matrix_stretch_usage_and_config(tmp_p
             "fit",
             f"--config={CONFIGS / 'synthetic.yaml'}",
             f"--config={logger_config}",
-            "--data.synthetic_speakers=4",
-            "--data.synthetic_clips_per_speaker=6",
-            "--data.synthetic_duration=1.0",
-            "--data.duration=1.0",
-            "--data.num_folds=4",
-            "--data.batch_size=4",
+            *TINY_SYNTHETIC,
+            *TINY_TRAINER,
             "--trainer.max_epochs=2",
-            "--trainer.max_time=null",
-            "--trainer.limit_train_batches=2",
-            "--trainer.enable_progress_bar=false",
         ]
     )
     (run,) = glob.glob(str(tmp_path / "logs" / "wandb" / "offline-run-*"))

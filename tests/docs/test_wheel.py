@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
+
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.slow
@@ -138,17 +140,7 @@ def test_built_wheel_installs_and_runs_outside_the_checkout(tmp_path):
     assert (work / "configs" / "synthetic.yaml").read_bytes() == (
         REPO / "configs" / "synthetic.yaml"
     ).read_bytes()
-    tiny = [
-        "--data.synthetic_speakers=4",
-        "--data.synthetic_clips_per_speaker=6",
-        "--data.synthetic_duration=1.0",
-        "--data.duration=1.0",
-        "--data.num_folds=4",
-        "--data.batch_size=4",
-        "--trainer.max_epochs=1",
-        "--trainer.max_time=null",
-        "--trainer.enable_progress_bar=false",
-    ]
+    tiny = [*TINY_SYNTHETIC, *TINY_TRAINER]
     fit = _run(
         [command, "fit", "--config", "configs/synthetic.yaml", *tiny],
         cwd=work,

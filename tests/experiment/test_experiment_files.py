@@ -12,21 +12,9 @@ from mts_lightning.commands import main
 from mts_lightning.experiment import load_spec
 from mts_lightning.experiment.runner import read_results
 from tests.helpers.data_fixtures import make_iemocap_folder, make_ravdess_folder
+from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
 
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "configs" / "experiments"
-SHRINK = [
-    "--trainer.max_epochs=1",
-    "--trainer.limit_train_batches=2",
-    "--trainer.enable_progress_bar=false",
-]
-SYNTHETIC = [
-    "--data.synthetic_speakers=4",
-    "--data.synthetic_clips_per_speaker=6",
-    "--data.synthetic_duration=1.0",
-    "--data.duration=1.0",
-    "--data.num_folds=4",
-    "--data.batch_size=4",
-]
 FILE_CORPUS = ["--data.num_workers=0", "--data.batch_size=8"]
 CORPORA = {
     "ravdess_conv_vs_mts.yaml": (
@@ -128,7 +116,7 @@ def test_synthetic_experiment(tmp_path, name):
         assert (len(spec.folds), len(spec.seeds)) == (1, 3)
     else:
         assert len(spec.folds) == 5 and len(spec.seeds) >= 3
-    run_shipped(path, tmp_path / "out", [*SYNTHETIC, *SHRINK])
+    run_shipped(path, tmp_path / "out", [*TINY_SYNTHETIC, *TINY_TRAINER])
 
 
 @pytest.mark.parametrize("name", sorted(CORPORA))
@@ -138,4 +126,4 @@ def test_file_corpus_experiment(tmp_path, name):
     make_folder, shrink = CORPORA[name]
     make_folder(tmp_path / "corpus")
     root = f"--data.root={tmp_path / 'corpus'}"
-    run_shipped(EXPERIMENTS / name, tmp_path / "out", [root, *FILE_CORPUS, *shrink, *SHRINK])
+    run_shipped(EXPERIMENTS / name, tmp_path / "out", [root, *FILE_CORPUS, *shrink, *TINY_TRAINER])

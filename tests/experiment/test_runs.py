@@ -19,20 +19,11 @@ import yaml
 
 from mts_lightning.commands import main
 from mts_lightning.experiment.runner import RESULT_COLUMNS, lock_path, read_results, run_holder
+from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
 from tests.helpers.wandb_records import read_wandb_records
 
 REPO = Path(__file__).resolve().parents[2]
-TINY = [
-    "--data.synthetic_speakers=4",
-    "--data.synthetic_clips_per_speaker=6",
-    "--data.synthetic_duration=1.0",
-    "--data.duration=1.0",
-    "--data.num_folds=4",
-    "--data.batch_size=4",
-    "--trainer.max_epochs=1",
-    "--trainer.limit_train_batches=2",
-    "--model.confusion_matrix=false",
-]
+TINY = [*TINY_SYNTHETIC, *TINY_TRAINER, "--model.confusion_matrix=false"]
 CONDITIONS = [
     {"name": "seen", "overrides": ["--data.synthetic_test_stretch=[0.6, 1.6]"], "x": 1.0},
     {"name": "fast", "overrides": ["--data.synthetic_test_stretch=[0.35, 0.45]"], "x": 0.4},

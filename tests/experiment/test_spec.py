@@ -12,6 +12,7 @@ import yaml
 from mts_lightning.commands import main
 from mts_lightning.experiment import Condition, ExperimentError, RunKey, load_spec, tempo_conditions
 from mts_lightning.experiment.launchers import run_command
+from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -138,15 +139,7 @@ def test_experiment_command_errors_exit_2_with_one_line(tmp_path, capsys, monkey
     assert "no recorded run under" in capsys.readouterr().err
 
 
-TINY = [
-    "--data.synthetic_speakers=4",
-    "--data.synthetic_clips_per_speaker=6",
-    "--data.synthetic_duration=1.0",
-    "--data.duration=1.0",
-    "--data.num_folds=4",
-    "--trainer.max_epochs=1",
-    "--trainer.enable_progress_bar=false",
-]
+TINY = [*TINY_SYNTHETIC, *TINY_TRAINER]
 TEST_CHECKPOINT = (
     "--trainer.callbacks+={class_path: lightning.pytorch.callbacks.ModelCheckpoint, "
     "init_args: {monitor: test/UA, mode: max}}"

@@ -1,11 +1,24 @@
 """The arguments of a tiny CLI run, shared by the tests: they shrink sizes only (a few
 synthetic speakers and 1-s clips, two training batches of one epoch), never a setting under
-test."""
+test. The synthetic corpus's size options are spelled here only."""
+
+
+def synthetic_corpus(
+    speakers: int = 4, clips_per_speaker: int = 6, seconds: float | None = 1.0
+) -> list[str]:
+    """CLI arguments of a small synthetic corpus: ``speakers`` x ``clips_per_speaker`` clips of
+    ``seconds`` s each (None: the config's clip length)."""
+    args = [
+        f"--data.synthetic_speakers={speakers}",
+        f"--data.synthetic_clips_per_speaker={clips_per_speaker}",
+    ]
+    if seconds is not None:
+        args.append(f"--data.synthetic_duration={seconds}")
+    return args
+
 
 TINY_SYNTHETIC = [
-    "--data.synthetic_speakers=4",
-    "--data.synthetic_clips_per_speaker=6",
-    "--data.synthetic_duration=1.0",
+    *synthetic_corpus(),
     "--data.duration=1.0",
     "--data.num_folds=4",
     "--data.batch_size=4",

@@ -20,6 +20,7 @@ from mts_lightning.data import SyntheticConfig, SyntheticCorpus
 from mts_lightning.data.audio import BadAudioError
 from mts_lightning.inference import _window_bounds
 from tests.helpers import doc_pages
+from tests.helpers.tiny_runs import synthetic_corpus
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE_RATE = 16000
@@ -41,9 +42,7 @@ def trained(tmp_path_factory):
                 "fit",
                 f"--config={REPO / 'configs' / 'synthetic.yaml'}",
                 "--data.synthetic_classes=2",
-                "--data.synthetic_speakers=4",
-                "--data.synthetic_clips_per_speaker=8",
-                "--data.synthetic_duration=1.0",
+                *synthetic_corpus(clips_per_speaker=8),
                 "--data.duration=1.0",
                 "--data.num_folds=4",
                 "--data.batch_size=4",
