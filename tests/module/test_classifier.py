@@ -214,7 +214,10 @@ def test_lightning_cli_class_path_backbone_reloads_from_checkpoint_alone(tmp_pat
         run=False,
         args={
             "model": {
-                "backbone": {"class_path": "test_module.TinyNet", "init_args": {"num_classes": 3}},
+                "backbone": {
+                    "class_path": f"{TinyNet.__module__}.TinyNet",
+                    "init_args": {"num_classes": 3},
+                },
                 "num_classes": 3,
                 "optimizer": {"class_path": "torch.optim.SGD", "init_args": {"lr": 0.01}},
             },
