@@ -19,6 +19,7 @@ def device_check():
     return module
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", ["first layer, fused", "middle layer, stride 2"])
 def test_checks_pass_on_cpu(device_check, config, capsys):
     arguments, channels = device_check.CONFIGS[config]

@@ -13,6 +13,8 @@ import pytest
 from mts_lightning.cli import cli_main
 from tests.helpers.data_fixtures import make_ravdess_folder
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 REPO = Path(__file__).resolve().parents[2]
 
 

@@ -23,6 +23,8 @@ import soundfile as sf
 from mts_lightning.cli import cli_main
 from mts_lightning.data.corpora import scan_crema_d, scan_emodb, scan_ravdess
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "make_speech_corpus.py"
 FAKE = Path(__file__).resolve().parents[1] / "helpers" / "fake_espeak.py"

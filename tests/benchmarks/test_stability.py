@@ -14,6 +14,8 @@ import pytest
 
 from tests.helpers.tiny_runs import TINY_TRAINER, synthetic_corpus
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "benchmarks" / "stability.py"
 

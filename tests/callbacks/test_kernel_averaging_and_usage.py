@@ -251,6 +251,7 @@ class UsageRecorder(Callback):
         self._add("val", trainer, pl_module)
 
 
+@pytest.mark.slow
 def test_usage_reaches_csv_and_offline_wandb(tmp_path):
     pl.seed_everything(0)
     usage, recorder = StretchUsageLogger(), UsageRecorder()

@@ -116,6 +116,7 @@ def check_predictions(rows: list[dict[str, str]], files: list[str], class_names:
 
 
 # ---------------------------------------------------------------------- end to end
+@pytest.mark.slow
 def test_synthetic_fit_validate_test_predict(tmp_path, capsys, monkeypatch):
     audio = make_ravdess_folder(tmp_path / "audio", actors=[1], emotions=[1, 2, 3], seconds=1.0)
     predict = [str(tmp_path / "audio"), str(audio[0])]  # a folder and a file (listed again)
@@ -154,6 +155,7 @@ def test_synthetic_fit_validate_test_predict(tmp_path, capsys, monkeypatch):
     assert read_csv(output)[0]["prob_pattern_0"] == rows[0]["prob_pattern_0"]
 
 
+@pytest.mark.slow
 def test_ravdess_folder_fit_validate_test_predict(tmp_path, capsys):
     root = tmp_path / "RAVDESS"
     files = make_ravdess_folder(root, actors=range(1, 7), emotions=range(1, 9), seconds=0.5)
@@ -181,6 +183,7 @@ def test_ravdess_folder_fit_validate_test_predict(tmp_path, capsys):
     check_predictions(rows, actor1, names)
 
 
+@pytest.mark.slow
 def test_predict_without_the_corpus(tmp_path, capsys):
     """A model trained on a corpus folder predicts other files once that folder is gone."""
     root = tmp_path / "RAVDESS"
@@ -218,6 +221,7 @@ def test_predict_without_the_corpus(tmp_path, capsys):
 
 
 # ---------------------------------------------------------------------- errors
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -248,6 +252,7 @@ COMPACT_CNN_ARGUMENTS = (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("subcommand", "args", "message"),
     [
@@ -391,6 +396,8 @@ def test_data_error_raised_while_running_exits_with_one_line(
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_module_entry_point_reports_a_missing_root_without_traceback(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MTS_LIGHTNING_CACHE": str(tmp_path)}
     result = subprocess.run(
@@ -413,6 +420,8 @@ def test_module_entry_point_reports_a_missing_root_without_traceback(tmp_path):
     assert "mts-lightning fit: error: FileNotFoundError: RAVDESS root" in result.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_reported_backbone_typo_from_the_command_line_is_one_line():
     """Issue 18, G, as reported: the console command, exit code 2, nothing but the error
     (after Lightning's seed line): no traceback, no usage, no warning about sys.argv."""
@@ -434,6 +443,7 @@ def test_reported_backbone_typo_from_the_command_line_is_one_line():
 
 
 # ---------------------------------------------------------------------- configs
+@pytest.mark.slow
 def test_print_config(capsys):
     with pytest.raises(SystemExit) as exit_info:
         cli_main(["fit", f"--config={CONFIGS / 'synthetic.yaml'}", "--print_config"])
@@ -456,6 +466,7 @@ FIXTURES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("corpus", sorted(FIXTURES))
 @pytest.mark.parametrize("variant", ["paper_conv", "paper_mts", "modern", "modern_conv"])
 def test_corpus_configs_build(tmp_path, corpus, variant):
@@ -518,6 +529,8 @@ def _rows_so_far(path: Path) -> list[dict[str, str]]:
         return []
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
     """A CLI fit killed with SIGKILL in the middle of an epoch, resumed with the README's
     command, ends where the uninterrupted run ends: weights, optimizer, metrics, callbacks."""
@@ -606,6 +619,7 @@ def training_steps(monkeypatch):
     return steps
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "frequency", "scheduler_steps"),
     [
@@ -651,6 +665,7 @@ def test_plateau_scheduler_steps_after_validations(
     assert config.scheduler.last_epoch == scheduler_steps  # one per step() call
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "fix"),
     [
@@ -770,6 +785,7 @@ def _logger(kind: str, save_dir: Path) -> dict:
     return {"class_path": f"lightning.pytorch.loggers.{classes[kind]}", "init_args": init_args}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "loggers",
     [
@@ -891,6 +907,7 @@ def refused(capsys, call, *words: str) -> None:
         assert word in err, (word, err)
 
 
+@pytest.mark.slow
 def test_test_tempo_and_input_length_follow_the_user(tmp_path, capsys):
     """A globally pooled model (compact_cnn): test tempo, duration and segments as given."""
     config, best = fit_tiny(tmp_path)
@@ -951,6 +968,7 @@ def test_test_tempo_and_input_length_follow_the_user(tmp_path, capsys):
     assert restored.datamodule.hparams.n_mels == 64 and restored.datamodule.hparams.duration == 1.0
 
 
+@pytest.mark.slow
 def test_a_fixed_size_model_refuses_another_input_length(tmp_path, capsys):
     config, best = fit_tiny(tmp_path, "--model.backbone=paper_1conv_1ch")
     call = lambda: run_test(config, best, "--data.duration=2.0")  # noqa: E731
@@ -963,6 +981,7 @@ def test_a_fixed_size_model_refuses_another_input_length(tmp_path, capsys):
     assert "test/WA" in same.trainer.callback_metrics
 
 
+@pytest.mark.slow
 def test_readme_rate_robustness_command_runs_as_written(tmp_path, monkeypatch):
     """The training page's `fit` line with `augment_tempos` and `pad_mode`, on a RAVDESS-named
     folder in place of /data/RAVDESS; the sizes shrunk, the settings under test as written."""

@@ -37,6 +37,8 @@ def _listed(text: str) -> list[str]:
     return [line.split()[0] for line in text.splitlines() if line.startswith("  ") and line.strip()]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_help_lists_every_command_with_no_warning():
     result = _run("--help")
     assert result.returncode == 0, result.stderr
@@ -66,6 +68,8 @@ def test_missing_or_unknown_command_lists_them_all(capsys, args, problem):
     assert _listed(err) == list(COMMANDS)
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_mistyped_command_from_the_command_line():
     result = _run("exprt")
     assert result.returncode == 2

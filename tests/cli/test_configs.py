@@ -29,6 +29,8 @@ from tests.helpers.data_fixtures import (
 )
 from tests.helpers.tiny_runs import TINY_TRAINER, synthetic_corpus
 
+pytestmark = pytest.mark.e2e
+
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 EXPERIMENTS = CONFIGS / "experiments"
 LOGGERS = CONFIGS / "loggers"

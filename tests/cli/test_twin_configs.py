@@ -46,6 +46,7 @@ def test_every_modern_recipe_has_a_twin():
     assert not missing
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("modern", MODERN, ids=lambda p: p.parent.name)
 def test_twin_is_the_same_recipe_with_plain_convolutions_of_equal_cost(modern):
     mts, conv = load(modern), load(modern.with_name("modern_conv.yaml"))

@@ -24,6 +24,8 @@ def _plain_argv(monkeypatch, one_thread):
     monkeypatch.setattr(sys, "argv", ["mts-lightning"])
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_wandb_run_shows_metrics_confusion_matrix_stretch_usage_and_config(tmp_path):
     # The shipped logger config, with its folders moved under tmp_path.
     loggers = yaml.safe_load((CONFIGS / "loggers" / "wandb.yaml").read_text())

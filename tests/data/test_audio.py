@@ -50,6 +50,7 @@ def sines(rate: int, seconds: float, freqs: list[float]) -> torch.Tensor:
     return sum(torch.sin(2 * math.pi * f * t) for f in freqs) / len(freqs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rate", ODD_RATES + COMMON_RATES)
 def test_resampled_sines_match_the_analytic_signal(rate):
     # Tones inside the filter's passband (a quarter of the lower rate): the output is the

@@ -48,6 +48,7 @@ def graph_inputs(recognizer: EmotionRecognizer, waveform: torch.Tensor, tmp_path
     return [x.reshape(frames, bins) for x in (from_onnx, from_script)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("segment_duration", [None, 0.2], ids=["whole", "segments"])
 @pytest.mark.parametrize("pad_mode", ["zeros", "repeat"])
 def test_dataset_recognizer_and_exported_graphs_make_the_same_model_input(

@@ -118,6 +118,7 @@ def test_a_registered_corpus_runs_through_the_datamodule(whistles):
         SpectrogramDataModule(corpus="whistles", root=str(whistles)).setup("fit")
 
 
+@pytest.mark.slow
 def test_a_registered_corpus_runs_through_the_cli(whistles, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(sys, "argv", ["mts-lightning"])
     monkeypatch.chdir(tmp_path)

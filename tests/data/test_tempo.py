@@ -26,6 +26,7 @@ def peak_frequency(wave: torch.Tensor) -> float:
     return (k + offset) * RATE / (8 * x.size)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tempo", [0.5, 0.7, 0.85, 1.2, 1.4, 2.0])
 def test_duration_scales_and_pitch_is_kept(tempo):
     wave = tone(440.0, 1.5)

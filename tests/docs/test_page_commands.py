@@ -31,6 +31,8 @@ from tests.helpers import doc_pages
 from tests.helpers.data_fixtures import make_emodb_folder, make_ravdess_folder
 from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
 
+pytestmark = pytest.mark.e2e
+
 REPO = doc_pages.REPO
 
 

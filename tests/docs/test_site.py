@@ -8,6 +8,8 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[2]
 DOCS = REPO / "docs"
 sys.path.insert(0, str(DOCS / "_ext"))
@@ -15,6 +17,8 @@ sys.path.insert(0, str(DOCS / "_ext"))
 from public_api import owner, public_packages  # noqa: E402
 
 from tests.helpers import doc_pages  # noqa: E402
+
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 
 def sphinx_build(source: Path, out: Path) -> subprocess.CompletedProcess:

@@ -22,7 +22,7 @@ from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
 
 REPO = Path(__file__).resolve().parents[2]
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 # What a checkout may hold at its top besides the sources: left out of the copy that is built.
 NOT_SOURCE = {".git", ".venv", "build", "dist", "docs", "tests", "lightning_logs", "experiments"}

@@ -219,6 +219,7 @@ def refused(capsys, call, command: str, *words: str) -> None:
         assert word in err, (word, err)
 
 
+@pytest.mark.slow
 def test_checkpoint_tested_on_another_corpus(tmp_path, capsys, caplog):
     config, best = fit(tmp_path, "--data.label_set=shared4")
     out = capsys.readouterr().out
@@ -272,6 +273,7 @@ def test_checkpoint_tested_on_another_corpus(tmp_path, capsys, caplog):
     assert export_metadata(recognizer, "features")["label_set"]["classes"] == SHARED4
 
 
+@pytest.mark.slow
 def test_other_corpus_without_a_label_set_is_refused(tmp_path, capsys):
     config, best = fit(tmp_path)
     root = tmp_path / "EmoDB"
@@ -287,6 +289,7 @@ def test_other_corpus_without_a_label_set_is_refused(tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_other_corpus_without_a_shared_class_is_refused(tmp_path, capsys):
     config, best = fit(tmp_path, "--data.label_set=shared4")
     root = tmp_path / "EmoDB"
@@ -334,6 +337,8 @@ SHRINK = [
 ]
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_shipped_cross_corpus_experiment(tmp_path, monkeypatch, capsys):
     """configs/experiments/cross_corpus_acted.yaml on the fixture corpora, one fold and seed."""
     for folder, make in ACTED.items():
@@ -389,6 +394,8 @@ def test_shipped_cross_corpus_experiment(tmp_path, monkeypatch, capsys):
     assert (out / "summary.md").read_text() == before
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_shipped_speech_cross_corpus_experiment(tmp_path, monkeypatch, capsys):
     """configs/experiments/cross_corpus_speech.yaml on fixture folders in the three namings
     (where benchmarks/make_speech_corpus.py --naming writes them), one seed."""
@@ -455,6 +462,8 @@ def test_cross_corpus_spec_errors(tmp_path, monkeypatch, capsys):
         load_spec(plain).plan(corpora=["emodb"])
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_cross_corpus_experiment_logs_its_matrix_to_wandb(tmp_path, capsys):
     """Trained on the synthetic corpus, tested on it and on an EmoDB folder, with each test
     corpus's own statistics; W&B among the loggers: the matrix goes to a W&B table."""
@@ -513,6 +522,7 @@ def test_cross_corpus_experiment_logs_its_matrix_to_wandb(tmp_path, capsys):
     assert {"experiment/cross_corpus/_type", "experiment/cross_corpus_ua/_type"} <= logged
 
 
+@pytest.mark.slow
 def test_label_set_other_than_the_checkpoints_is_refused(tmp_path, capsys):
     config, best = fit(tmp_path, "--data.label_set=shared4")
     refused(

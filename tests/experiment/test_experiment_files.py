@@ -14,6 +14,8 @@ from mts_lightning.experiment.runner import read_results
 from tests.helpers.data_fixtures import make_iemocap_folder, make_ravdess_folder
 from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 EXPERIMENTS = Path(__file__).resolve().parents[2] / "configs" / "experiments"
 FILE_CORPUS = ["--data.num_workers=0", "--data.batch_size=8"]
 CORPORA = {

@@ -26,6 +26,8 @@ from mts_lightning.experiment.runner import (
 )
 from tests.experiment.test_runs import CONDITIONS, REPO, TINY, experiment, write_experiment
 
+pytestmark = pytest.mark.e2e
+
 
 @pytest.fixture(autouse=True)
 def _plain_argv(monkeypatch, one_thread):

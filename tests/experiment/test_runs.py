@@ -22,6 +22,8 @@ from mts_lightning.experiment.runner import RESULT_COLUMNS, lock_path, read_resu
 from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
 from tests.helpers.wandb_records import read_wandb_records
 
+pytestmark = pytest.mark.e2e
+
 REPO = Path(__file__).resolve().parents[2]
 TINY = [*TINY_SYNTHETIC, *TINY_TRAINER, "--model.confusion_matrix=false"]
 CONDITIONS = [

@@ -239,6 +239,7 @@ def _checked_spec(folder: Path, **settings) -> Path:
 FAST_TYPO = "--data.synthetic_test_strech=[0.35, 0.45]"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("settings", "extra", "entry_and_error"),
     [
@@ -312,6 +313,7 @@ def test_a_base_config_typo_names_the_configs(tmp_path, capsys, monkeypatch):
     )
 
 
+@pytest.mark.slow
 def test_one_run_checks_its_test_conditions_before_its_fit(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["mts-lightning"])
     conditions = [{"name": "fast", "overrides": [FAST_TYPO]}]

@@ -53,6 +53,7 @@ def onnx_probabilities(path, x: torch.Tensor, name: str) -> np.ndarray:
     return session.run(["probabilities"], {name: x.numpy()})[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("input_kind", ["waveform", "features"])
 def test_onnx_export_matches_the_recognizer(tmp_path, input_kind):
     recognizer = make_recognizer(conv_type="conv")
@@ -74,6 +75,7 @@ def test_onnx_export_matches_the_recognizer(tmp_path, input_kind):
         assert got == pytest.approx([expected[c] for c in CLASSES], abs=1e-4)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_a_repeat_padding_model_exports_with_its_padding(tmp_path, fmt):
     recognizer = make_recognizer(pad_mode="repeat", conv_type="mts")
@@ -94,6 +96,7 @@ def test_a_repeat_padding_model_exports_with_its_padding(tmp_path, fmt):
         assert json.loads(meta["mts_lightning"])["pad_mode"] == "repeat"
 
 
+@pytest.mark.slow
 def test_torchscript_export_and_metadata(tmp_path):
     recognizer = make_recognizer(conv_type="conv")
     path = export_recognizer(recognizer, tmp_path / "model.pt", "torchscript", "waveform")
@@ -137,6 +140,7 @@ def exported(request, tmp_path_factory):
     return recognizer, runs
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
 def test_clips_of_every_length_are_treated_as_the_recognizer_does(exported, fmt, one_thread):
     """Reported: <= 512 samples failed (reflect padding), 513-1023 differed by up to 0.08."""
@@ -204,6 +208,7 @@ def zoo_cases() -> list:
     return cases
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("name", "kwargs"), zoo_cases())
 def test_every_zoo_model_exports(tmp_path, name, kwargs):
     """Conv and MTS (frozen) flavours of every zoo model; each export is checked against
@@ -213,6 +218,7 @@ def test_every_zoo_model_exports(tmp_path, name, kwargs):
     export_recognizer(recognizer, tmp_path / "model.pt", "torchscript", "features")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("fmap_align", FMAP_ALIGN_MODES)
 @pytest.mark.parametrize("output_type", OUTPUT_TYPES)
 def test_every_mts_output_type_and_alignment_exports(tmp_path, output_type, fmap_align):
@@ -243,6 +249,7 @@ class Bessel(nn.Module):
         return x + torch.special.bessel_j0(x)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("fmt", "module"), [("onnx", Bessel), ("torchscript", NumpyTanh)], ids=["onnx", "torchscript"]
 )
@@ -265,6 +272,7 @@ def test_bad_arguments(tmp_path):
         export_recognizer(recognizer, tmp_path / "no" / "m.onnx")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pooling", ["stats", "attentive_stats"])
 def test_statistics_pooling_heads_export(tmp_path, pooling):
     """The compact CNN's statistics heads, with MTS layers, checked on three lengths."""

@@ -75,6 +75,7 @@ def recognizer(trained):
     return EmotionRecognizer.from_checkpoint(trained[0])
 
 
+@pytest.mark.slow
 def test_recognizer_matches_cli_predict(trained, recognizer, tmp_path, monkeypatch):
     checkpoint, files, _ = trained
     monkeypatch.setattr(sys, "argv", ["mts-lightning"])
@@ -103,6 +104,7 @@ def test_recognizer_matches_cli_predict(trained, recognizer, tmp_path, monkeypat
             assert many.probabilities[name] == pytest.approx(one.probabilities[name], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_pad_mode_follows_the_checkpoint_in_the_recognizer_and_the_cli(
     trained, recognizer, tmp_path, monkeypatch
 ):
@@ -141,6 +143,7 @@ def test_pad_mode_follows_the_checkpoint_in_the_recognizer_and_the_cli(
             assert float(row[f"prob_{name}"]) == pytest.approx(probability, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_predict_arrays_any_layout_and_rate(trained, recognizer):
     _, files, _ = trained
     data, rate = sf.read(files[0], dtype="float32")
@@ -164,6 +167,7 @@ def assert_same_prediction(got, want, tolerance: float = 1e-5) -> None:
     assert got.probabilities == pytest.approx(want.probabilities, abs=tolerance)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("subtype", ["PCM_16", "PCM_32", "PCM_U8", "PCM_24"])
 def test_integer_pcm_arrays_mean_what_they_mean_in_the_wav_file(
     trained, recognizer, tmp_path, subtype
@@ -248,6 +252,7 @@ def test_layouts_that_stay_unclear_are_refused(recognizer, shape, words):
         assert words in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("rate", "common"), [(16001, 16016), (44101, 44100), (22051, 22050), (96001, 96000)]
 )
@@ -282,6 +287,7 @@ def test_odd_sample_rates_are_resampled_in_bounded_memory(
         assert row.probabilities == pytest.approx(ref.probabilities, abs=1e-2)
 
 
+@pytest.mark.slow
 def test_timeline_switches_label_at_the_seam(trained, recognizer, tmp_path):
     _, files, labels = trained
     per_clip = recognizer.predict_files(files).predictions
@@ -397,6 +403,7 @@ def test_foreign_checkpoints_are_refused(tmp_path):
 
 
 # ---------------------------------------------------------------------- command line
+@pytest.mark.slow
 def test_predict_timeline_command(trained, tmp_path, capsys):
     checkpoint, files, _ = trained
     recording = np.concatenate([sf.read(f, dtype="float32")[0] for f in files[:4]])
@@ -429,6 +436,7 @@ def test_predict_timeline_command(trained, tmp_path, capsys):
     )
 
 
+@pytest.mark.slow
 def test_timelines_of_recordings_with_one_name_do_not_replace_each_other(trained, tmp_path):
     """The reported command: a/call.wav and b/call.wav both went to out/call.timeline.csv."""
     checkpoint, files, labels = trained
@@ -453,6 +461,7 @@ def test_timelines_of_recordings_with_one_name_do_not_replace_each_other(trained
         assert (out / folder / "call.timeline.csv").read_text() == expected
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("fmt", "input_kind"), [("onnx", "waveform"), ("torchscript", "features")])
 def test_export_command_from_a_checkpoint(trained, recognizer, tmp_path, capsys, fmt, input_kind):
     """The fixture checkpoint is an MTS model: exported in its frozen form."""
@@ -495,6 +504,8 @@ def test_export_command_errors(tmp_path, capsys):
     assert "invalid choice: 'tflite'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_readme_inference_examples_run_as_written(trained, tmp_path, monkeypatch, capsys):
     """The inference page's recognizer snippet and its three command lines, with the run
     folder and the audio files made here."""

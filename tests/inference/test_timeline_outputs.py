@@ -89,6 +89,7 @@ def expected_csv(recognizer: EmotionRecognizer, recording: Path, tmp_path: Path)
     return (tmp_path / "expected.csv").read_text()
 
 
+@pytest.mark.slow
 def test_recordings_of_the_same_name_in_two_folders_keep_their_own_timelines(
     recognizer, tmp_path, monkeypatch, capsys
 ):

@@ -27,6 +27,7 @@ def test_frame_order_plays_no_part():
     assert model(torch.randn(2, 1, 33, 8)).shape == (2, 4)
 
 
+@pytest.mark.slow
 def test_learns_a_class_told_by_spread_alone():
     """Two classes with equal means and different spreads per bin: only the std separates them."""
     torch.manual_seed(0)

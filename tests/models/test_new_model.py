@@ -76,6 +76,7 @@ def test_a_registered_model_is_built_by_name_in_both_conv_types(zoo):
     assert mts(torch.randn(2, 1, 20, 16)).shape == conv(torch.randn(2, 1, 20, 16)).shape == (2, 3)
 
 
+@pytest.mark.slow
 def test_a_registered_model_chosen_in_yaml_fits_and_restores(zoo, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     config = tmp_path / "two_conv_net.yaml"
@@ -105,6 +106,7 @@ def test_a_registered_model_chosen_in_yaml_fits_and_restores(zoo, tmp_path, monk
     torch.testing.assert_close(restored.backbone(x), backbone.cpu()(x))
 
 
+@pytest.mark.slow
 def test_a_registered_model_chosen_on_the_command_line(zoo, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     args = [

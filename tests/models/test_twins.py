@@ -53,6 +53,7 @@ def test_count_macs_leaves_the_model_as_it_was():
         count_macs(model, (1, 0, 32))
 
 
+@pytest.mark.slow
 def test_equal_cost_conv_twin_is_within_two_percent_of_the_mts_network():
     mts = count_macs(CompactCNN(4, SHAPE), SHAPE)
     conv = count_macs(CompactCNN(4, SHAPE, conv_type="conv"), SHAPE)

@@ -87,6 +87,7 @@ def test_bad_conv_type_is_rejected(name):
         small_model(name, conv_type="multi")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("input_shape", SIZES, ids=lambda s: "x".join(map(str, s)))
 @pytest.mark.parametrize("conv_type", ["mts", "conv"])
 @pytest.mark.parametrize("name", sorted(SMALL))
@@ -128,6 +129,7 @@ def test_conv_and_mts_have_the_same_trainable_parameters_in_autograd_mode(name):
             assert module.kernel_size == (1, 1) and type(conv_modules[layer_name]) is nn.Conv2d
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_mts_options_reach_every_layer(name):
     options = dict(
@@ -152,6 +154,7 @@ def test_mts_options_reach_every_layer(name):
     assert model(torch.randn(2, *SIZES[1])).shape == (2, NUM_CLASSES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_interleave_chdim_doubles_the_channels(name):
     model = small_model(name, mts={"output_type": "interleave_chdim"})

@@ -19,6 +19,8 @@ from mts_lightning.callbacks import KernelAveraging, StretchUsageLogger
 from mts_lightning.module import EmotionClassifier
 from mts_lightning.nn import MultiscaleConv2d
 
+pytestmark = [pytest.mark.slow, pytest.mark.e2e]
+
 
 class TinyNet(nn.Module):
     def __init__(self) -> None:

@@ -129,6 +129,7 @@ GRID = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sharing", ["average", "autograd"])
 @pytest.mark.parametrize("align", ["interpolate", "crop"])
 @pytest.mark.parametrize(("conv_index", "factor_index", "fuse"), GRID)
@@ -147,6 +148,7 @@ def test_matches_reference_over_conv_settings(conv_index, factor_index, fuse, al
     run_and_compare(layer, reference, x, training=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("conv_index", [2, 3])  # separate convolutions / fused
 @pytest.mark.parametrize("sharing", ["average", "autograd"])
 @pytest.mark.parametrize("align", ["interpolate", "crop"])
@@ -176,6 +178,7 @@ def test_stretch_penalty_matches_reference(penalty, output_type):
     run_and_compare(layer, reference, x, training=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sharing", ["average", "autograd"])
 def test_sgd_step_then_update_kernels_matches_reference(sharing):
     layer, reference = make_pair(

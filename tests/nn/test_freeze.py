@@ -58,6 +58,7 @@ def assert_frozen_matches(layer, x, monkeypatch):
 
 
 # Few tests, many cases each: the cases are tiny, the per-test set-up is not.
+@pytest.mark.slow
 @pytest.mark.parametrize("conv_index", range(len(CONV_SETTINGS)))
 def test_frozen_matches_the_training_form_over_conv_settings(conv_index, monkeypatch):
     setting = CONV_SETTINGS[conv_index]
@@ -181,6 +182,7 @@ def _traced_outputs(module, example, inputs):
     return [traced(x) for x in inputs]
 
 
+@pytest.mark.slow
 def test_frozen_layers_export_with_a_dynamic_time_axis(tmp_path):
     """Every output type and alignment, and a strided crop, through TorchScript and ONNX."""
     module = freeze(_Layers())
@@ -195,6 +197,7 @@ def test_frozen_layers_export_with_a_dynamic_time_axis(tmp_path):
             torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_frozen_compact_cnn_exports(tmp_path):
     model = build_model(
         "compact_cnn", num_classes=4, input_shape=(1, 48, 16), mts={"fmap_align": "crop"}
@@ -227,6 +230,7 @@ def test_time_resize_is_the_bilinear_resize(time, length):
     torch.testing.assert_close(_resize_time(fmap, length), expected, rtol=0, atol=1e-15)
 
 
+@pytest.mark.slow
 def test_onnxruntime_resizes_time_without_transposes(tmp_path):
     """The transposes around the exported time resize cancel in onnxruntime's optimiser, so the
     resize runs on frequency rows (the fast form that benchmarks/inference.py measures)."""

@@ -313,6 +313,7 @@ def test_forward_never_synchronises_with_host(monkeypatch):
     assert layer.stretch_usage_counts.sum().item() == 3 * 2 * 3 * 14 * 10
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sharing", ["autograd", "average"])
 def test_runs_under_torch_compile_fullgraph(sharing):
     torch._dynamo.reset()

@@ -47,6 +47,7 @@ def _grads(outputs, upstream, inputs):
     return torch.autograd.grad(outputs, inputs, upstream)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("penalty", [0.0, 0.3])
 @pytest.mark.parametrize("align", ["interpolate", "crop"])
 @pytest.mark.parametrize(

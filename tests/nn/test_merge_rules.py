@@ -178,6 +178,7 @@ def test_one_branch_is_nn_conv(merge):
             torch.testing.assert_close(layer(input_), conv_(input_), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("merge", MERGE_RULES)
 def test_scale_dropout_keeps_the_base_and_is_the_identity_in_evaluation(merge):
     layer = make_layer(merge, scale_dropout=0.5)
@@ -332,6 +333,7 @@ def test_the_frozen_form_gives_the_evaluation_output(monkeypatch, merge, output_
     assert_frozen_matches(layer, torch.randn(2, 3, 17, 9, dtype=torch.float64), monkeypatch)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mts", EXPORT_CASES)
 def test_every_rule_exports_to_onnx_and_torchscript(tmp_path, mts):
     """``export_recognizer`` checks each file against PyTorch on three lengths; here the ONNX
@@ -372,6 +374,7 @@ class MixedRules(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=0.01)
 
 
+@pytest.mark.slow
 def test_the_usage_logger_reports_wins_for_max_and_mean_weights_for_soft_rules(
     tmp_path, monkeypatch
 ):

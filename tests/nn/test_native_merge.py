@@ -71,6 +71,7 @@ def test_matches_the_stock_merge_with_penalties(dtype, align):
         torch.testing.assert_close(a, b)
 
 
+@pytest.mark.slow
 def test_gradcheck():
     maps = [torch.randn(1, 2, *size, dtype=torch.float64, requires_grad=True) for size in SIZES]
     time, freq = axis_alignments(maps, "interpolate")
