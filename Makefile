@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test lint train bench docs dist clean
+.PHONY: install test test-fast lint train bench docs dist clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ lint: $(STAMP)
 train: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/mts-lightning fit --config configs/synthetic.yaml $(ARGS)
 
+# The whole gate: ruff, then every test.
 test: lint
 	WANDB_MODE=offline MPLBACKEND=Agg $(BIN)/python -m pytest -q tests
+
+# While you work: the tests marked neither slow nor e2e (pyproject.toml), no lint.
+test-fast: $(STAMP)
+	WANDB_MODE=offline MPLBACKEND=Agg $(BIN)/python -m pytest -q -m "not slow and not e2e" tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/layer.py

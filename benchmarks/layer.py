@@ -3,7 +3,7 @@
 For each configuration it times forward+backward of:
 - the floor: plain ``F.conv2d`` forward+backward with each branch's kernel, summed (the
   convolutions alone, without any merging);
-- the reference: the plain step-by-step implementation kept in ``tests/reference_mts.py``;
+- the reference: the plain step-by-step implementation kept in ``tests/helpers/reference_mts.py``;
 - the layer, with ``fmap_align="interpolate"`` and with ``fmap_align="crop"``;
 - with ``--merge-rules``, also the layer (``"interpolate"``) with each soft ``merge`` rule
   (``mean``, ``logsumexp``, ``softmax``, ``attention``), reported as its time over the
@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 from mts_lightning.nn import MultiscaleConv2d  # noqa: E402
 from mts_lightning.nn.kernel_sharing import resample_kernel  # noqa: E402
 from mts_lightning.nn.options import MERGE_RULES  # noqa: E402
-from tests.reference_mts import ReferenceMultiscaleConv2d  # noqa: E402
+from tests.helpers.reference_mts import ReferenceMultiscaleConv2d  # noqa: E402
 
 LAYERS = {
     # name: (input shape, out channels, kernel size); a first layer's input needs no grad.

@@ -465,7 +465,7 @@ class MTSLightningCLI(LightningCLI):
 #: Where ``LightningCLI.setup_parser`` leaves the parsers it builds: the main parser, the
 #: arguments of each subcommand's trainer method and the subcommand parsers. Lightning has no
 #: public accessor for the last two; :func:`parser_state` is the one place that reads them
-#: (tests/test_cli.py fails when Lightning renames them).
+#: (tests/cli/test_cli.py fails when Lightning renames them).
 _LIGHTNING_PARSER_ATTRIBUTES = ("parser", "_subcommand_method_arguments", "_subcommand_parsers")
 
 

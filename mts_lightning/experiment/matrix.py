@@ -93,7 +93,7 @@ def matrix_comparisons(
                     for b in variants[i + 1 :]:
                         first = _values(rows, (condition, a, train, test), "UA")
                         second = _values(rows, (condition, b, train, test), "UA")
-                        result = stats._signed_rank(first, second)
+                        result = stats.signed_rank(first, second)
                         if result is None:
                             continue
                         comparison = stats.PairedComparison(condition, "UA", a, b, *result)
@@ -105,7 +105,7 @@ def matrix_comparisons(
                                 "metric": "UA",
                                 "a": a,
                                 "b": b,
-                                **stats._test_columns(comparison),
+                                **stats.comparison_columns(comparison),
                             }
                         )
     return comparisons
@@ -194,7 +194,7 @@ def matrix_markdown(
         lines.append(
             f"| {c['condition']} | {c['train_corpus']} | {c['test_corpus']} | {c['a']} | "
             f"{c['b']} | {c['pairs']} | {c['mean_difference']:+.3f} | {interval} | "
-            f"{stats._number(c['p_value'], 4)} | {stats._number(c['effect_size_dz'], 2)} | "
+            f"{stats.format_number(c['p_value'], 4)} | {stats.format_number(c['effect_size_dz'], 2)} | "
             f"{c['note']} |"
         )
     return "\n".join(lines) + "\n"

@@ -97,11 +97,23 @@ def _cells(
     }
 
 
-def _signed_rank(
+def signed_rank(
     first: dict[tuple[Any, Any], float], second: dict[tuple[Any, Any], float]
 ) -> tuple[Estimate, int, float | None, float | None, float | None, str] | None:
-    """``second - first`` over their common (fold, seed) keys: the estimate, the zero
-    differences, the Wilcoxon statistic and p-value, d_z and a note; None without a pair."""
+    """The paired test of ``second - first`` over their common (fold, seed) keys.
+
+    Args:
+        first, second: one metric per run, keyed by ``(fold, seed)``.
+
+    Returns:
+        ``(difference, zeros, statistic, p_value, effect_size, note)``: the
+        :class:`Estimate` of the differences (rounded to :data:`DIGITS` decimals), the number
+        of zero differences, the Wilcoxon signed-rank statistic and two-sided p-value
+        (``zero_method`` :data:`ZERO_METHOD`; None with one pair or all differences zero),
+        the effect size d_z (mean difference / their standard deviation; None when they do
+        not vary) and a note saying why a figure is missing; None when no key is shared.
+        The fields are those of :class:`PairedComparison` after its labels, in order.
+    """
     keys = sorted(set(first) & set(second))
     if not keys:
         return None
@@ -130,7 +142,7 @@ def paired(
     rows: Sequence[dict[str, Any]], condition: str, metric: str, a: str, b: str
 ) -> PairedComparison:
     """Compare variant ``b`` with ``a`` under ``condition`` on the runs of equal fold and seed."""
-    result = _signed_rank(_cells(rows, a, condition, metric), _cells(rows, b, condition, metric))
+    result = signed_rank(_cells(rows, a, condition, metric), _cells(rows, b, condition, metric))
     if result is None:
         raise ValueError(f"{a} and {b} share no (fold, seed) under condition {condition!r}")
     return PairedComparison(condition, metric, a, b, *result)
@@ -151,7 +163,7 @@ def condition_changes(
         for condition in conditions:
             if condition == reference:
                 continue
-            result = _signed_rank(base, _cells(rows, variant, condition, metric))
+            result = signed_rank(base, _cells(rows, variant, condition, metric))
             if result is not None:
                 changes.append(ConditionChange(variant, condition, reference, metric, *result))
     return changes
@@ -198,7 +210,12 @@ def summarize(
     return table, comparisons
 
 
-def _number(value: float | None, digits: int = 3) -> str:
+def format_number(value: float | None, digits: int = 3) -> str:
+    """``value`` with ``digits`` decimals for a Markdown table, or ``n/a`` for None.
+
+    >>> format_number(0.12345), format_number(None), format_number(0.5, 1)
+    ('0.123', 'n/a', '0.5')
+    """
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
@@ -238,7 +255,7 @@ def summary_markdown(
             )
             lines.append(
                 f"| {condition} | {row['variant']} | {row['runs']} | {row['mean']:.3f} | "
-                f"{_number(row['std'])} | {interval} | {wa['mean']:.3f} | {f1['mean']:.3f} |"
+                f"{format_number(row['std'])} | {interval} | {wa['mean']:.3f} | {f1['mean']:.3f} |"
             )
     lines += [
         "",
@@ -254,7 +271,7 @@ def summary_markdown(
         interval = _signed_interval(d)
         lines.append(
             f"| {c.condition} | {c.a} | {c.b} | {d.n} | {d.mean:+.3f} | {interval} | "
-            f"{_number(c.p_value, 4)} | {_number(c.effect_size, 2)} | {c.note} |"
+            f"{format_number(c.p_value, 4)} | {format_number(c.effect_size, 2)} | {c.note} |"
         )
     if changes:
         lines += [
@@ -270,13 +287,14 @@ def summary_markdown(
             interval = _signed_interval(d)
             lines.append(
                 f"| {c.variant} | {c.condition} | {d.n} | {d.mean:+.3f} | {interval} | "
-                f"{_number(c.p_value, 4)} | {_number(c.effect_size, 2)} | {c.note} |"
+                f"{format_number(c.p_value, 4)} | {format_number(c.effect_size, 2)} | {c.note} |"
             )
     return "\n".join(lines) + "\n"
 
 
-def _test_columns(c: PairedComparison | ConditionChange) -> dict[str, Any]:
-    """The CSV columns of a paired test, shared by both kinds of comparison."""
+def comparison_columns(c: PairedComparison | ConditionChange) -> dict[str, Any]:
+    """The CSV columns of a paired test (``pairs``, ``mean_difference``, ..., ``note``),
+    shared by both kinds of comparison and by the cross-corpus matrix's comparisons."""
     return {
         "pairs": c.difference.n,
         "mean_difference": c.difference.mean,
@@ -300,7 +318,7 @@ def comparison_rows(comparisons: Sequence[PairedComparison]) -> list[dict[str, A
             "metric": c.metric,
             "a": c.a,
             "b": c.b,
-            **_test_columns(c),
+            **comparison_columns(c),
         }
         for c in comparisons
     ]
@@ -314,7 +332,7 @@ def change_rows(changes: Sequence[ConditionChange]) -> list[dict[str, Any]]:
             "condition": c.condition,
             "reference": c.reference,
             "metric": c.metric,
-            **_test_columns(c),
+            **comparison_columns(c),
         }
         for c in changes
     ]

@@ -32,7 +32,7 @@ from mts_lightning.nn.options import ScalePair
 from mts_lightning.nn.usage import StretchUsage
 
 
-class _MultiscaleMixin:
+class MultiscaleMixin:
     """The MTS machinery, written once for 2-D tensors; the 1-D layer
     (:mod:`.multiscale_conv1d`) views itself as 2-D.
 
@@ -313,7 +313,7 @@ class _MultiscaleMixin:
         return ", ".join(parts)
 
 
-class MultiscaleConv2d(_MultiscaleMixin, nn.Conv2d):
+class MultiscaleConv2d(MultiscaleMixin, nn.Conv2d):
     """2-D multi-time-scale convolution, a drop-in replacement for :class:`torch.nn.Conv2d`.
 
     Input ``(B, C_in, T, F)`` (time on axis 2, frequency on axis 3; or ``(C_in, T, F)``).

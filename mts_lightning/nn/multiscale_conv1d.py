@@ -10,10 +10,10 @@ from typing import Any
 from torch import Tensor, nn
 
 from mts_lightning.nn import options
-from mts_lightning.nn.multiscale_conv import _MultiscaleMixin
+from mts_lightning.nn.multiscale_conv import MultiscaleMixin
 
 
-class MultiscaleConv1d(_MultiscaleMixin, nn.Conv1d):
+class MultiscaleConv1d(MultiscaleMixin, nn.Conv1d):
     """1-D multi-time-scale convolution, a drop-in replacement for :class:`torch.nn.Conv1d`.
 
     Input ``(B, C_in, T)`` (or ``(C_in, T)``). The same computation as

@@ -1,0 +1,32 @@
+"""The arguments of a tiny CLI run, shared by the tests: they shrink sizes only (a few
+synthetic speakers and 1-s clips, two training batches of one epoch), never a setting under
+test. The synthetic corpus's size options are spelled here only."""
+
+
+def synthetic_corpus(
+    speakers: int = 4, clips_per_speaker: int = 6, seconds: float | None = 1.0
+) -> list[str]:
+    """CLI arguments of a small synthetic corpus: ``speakers`` x ``clips_per_speaker`` clips of
+    ``seconds`` s each (None: the config's clip length)."""
+    args = [
+        f"--data.synthetic_speakers={speakers}",
+        f"--data.synthetic_clips_per_speaker={clips_per_speaker}",
+    ]
+    if seconds is not None:
+        args.append(f"--data.synthetic_duration={seconds}")
+    return args
+
+
+TINY_SYNTHETIC = [
+    *synthetic_corpus(),
+    "--data.duration=1.0",
+    "--data.num_folds=4",
+    "--data.batch_size=4",
+]
+TINY_TRAINER = [
+    "--trainer.max_epochs=1",
+    "--trainer.max_time=null",
+    "--trainer.limit_train_batches=2",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.enable_model_summary=false",
+]
