@@ -230,7 +230,7 @@ def test_predict_without_the_corpus(tmp_path, capsys):
         # Tempos the re-timing cannot honour, refused before any work.
         (["--data.test_tempo", "1000"], "test_tempo must be a number from 0.25 to 4"),
         (["--data.test_tempo=0.01"], "test_tempo must be a number from 0.25 to 4"),
-        (["--data.augment_tempos=[1.0, 8]"], "augment_tempos[1] must be a number from 0.25"),
+        (["--data.augment.tempos=[1.0, 8]"], "augment_tempos[1] must be a number from 0.25"),
     ],
 )
 def test_config_errors_exit_with_a_message(args, message, capsys):
@@ -301,7 +301,7 @@ COMPACT_CNN_ARGUMENTS = (
             "ValueError: unknown model name 'compact_cn'; known models: alexnet,",
         ),
         ("fit", ["--data.batch_sze=4"], "unrecognized arguments: --data.batch_sze=4"),
-        ("fit", ["--data.n_mels=many"], 'Parser key "data.n_mels": Expected a'),
+        ("fit", ["--data.features.n_mels=many"], 'Parser key "data.n_mels": Expected a'),
         (
             "validate",
             ["--model.backbone_kwargs={conv_typ: conv}"],
@@ -525,7 +525,7 @@ def test_killed_fit_resumes_to_the_uninterrupted_result(tmp_path):
     settings = [
         f"--config={CONFIGS / 'synthetic.yaml'}",
         *TINY_SYNTHETIC,
-        "--data.synthetic_clips_per_speaker=12",  # 6 training batches per epoch
+        "--data.corpus_options.clips_per_speaker=12",  # 6 training batches per epoch
         "--trainer.max_epochs=2",
         "--trainer.max_time=null",
         "--trainer.enable_progress_bar=false",
@@ -936,10 +936,10 @@ def test_test_tempo_and_input_length_follow_the_user(tmp_path, capsys):
 
     # Settings that change the model's input or classes are refused, naming both values.
     for args, words in [
-        (["--data.n_mels=32"], ("data.n_mels", "64", "32")),
+        (["--data.features.n_mels=32"], ("data.n_mels", "64", "32")),
         (["--data.features=stft"], ("data.features", "'logmel'", "'stft'")),
-        (["--data.sample_rate", "8000"], ("data.sample_rate", "16000", "8000")),
-        (["--data.synthetic_classes=4"], ("data.synthetic_classes", "6", "4")),
+        (["--data.features.sample_rate", "8000"], ("data.sample_rate", "16000", "8000")),
+        (["--data.corpus_options.num_classes=4"], ("data.synthetic_classes", "6", "4")),
     ]:
         refused(capsys, lambda args=args: run_test(config, best, *args), *words)
 

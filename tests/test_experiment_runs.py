@@ -23,9 +23,9 @@ from mts_lightning.experiment.runner import RESULT_COLUMNS, lock_path, read_resu
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = [
-    "--data.synthetic_speakers=4",
-    "--data.synthetic_clips_per_speaker=6",
-    "--data.synthetic_duration=1.0",
+    "--data.corpus_options.num_speakers=4",
+    "--data.corpus_options.clips_per_speaker=6",
+    "--data.corpus_options.duration=1.0",
     "--data.duration=1.0",
     "--data.num_folds=4",
     "--data.batch_size=4",
@@ -34,8 +34,8 @@ TINY = [
     "--model.confusion_matrix=false",
 ]
 CONDITIONS = [
-    {"name": "seen", "overrides": ["--data.synthetic_test_stretch=[0.6, 1.6]"], "x": 1.0},
-    {"name": "fast", "overrides": ["--data.synthetic_test_stretch=[0.35, 0.45]"], "x": 0.4},
+    {"name": "seen", "overrides": ["--data.corpus_options.test_stretch=[0.6, 1.6]"], "x": 1.0},
+    {"name": "fast", "overrides": ["--data.corpus_options.test_stretch=[0.35, 0.45]"], "x": 0.4},
 ]
 
 

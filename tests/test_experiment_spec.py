@@ -39,7 +39,7 @@ def test_spec_reads_every_setting(tmp_path):
             conditions=[
                 {
                     "name": "fast",
-                    "overrides": ["--data.synthetic_test_stretch=[0.4, 0.5]"],
+                    "overrides": ["--data.corpus_options.test_stretch=[0.4, 0.5]"],
                     "x": 0.45,
                 }
             ],
@@ -139,9 +139,9 @@ def test_experiment_command_errors_exit_2_with_one_line(tmp_path, capsys, monkey
 
 
 TINY = [
-    "--data.synthetic_speakers=4",
-    "--data.synthetic_clips_per_speaker=6",
-    "--data.synthetic_duration=1.0",
+    "--data.corpus_options.num_speakers=4",
+    "--data.corpus_options.clips_per_speaker=6",
+    "--data.corpus_options.duration=1.0",
     "--data.duration=1.0",
     "--data.num_folds=4",
     "--trainer.max_epochs=1",
@@ -233,8 +233,8 @@ def _checked_spec(folder: Path, **settings) -> Path:
         "folds": [0, 1],
         "seeds": [0],
         "conditions": [
-            {"name": "seen", "overrides": ["--data.synthetic_test_stretch=[0.6, 1.6]"]},
-            {"name": "fast", "overrides": ["--data.synthetic_test_stretch=[0.35, 0.45]"]},
+            {"name": "seen", "overrides": ["--data.corpus_options.test_stretch=[0.6, 1.6]"]},
+            {"name": "fast", "overrides": ["--data.corpus_options.test_stretch=[0.35, 0.45]"]},
         ],
         **settings,
     }

@@ -60,9 +60,9 @@ def test_runs_as_a_user_runs_it(tmp_path):
         "--",
         "--trainer.max_epochs=1",
         "--trainer.limit_train_batches=2",
-        "--data.synthetic_speakers=5",
-        "--data.synthetic_clips_per_speaker=6",
-        "--data.synthetic_duration=1.0",
+        "--data.corpus_options.num_speakers=5",
+        "--data.corpus_options.clips_per_speaker=6",
+        "--data.corpus_options.duration=1.0",
         "--data.duration=1.0",
         "--data.batch_size=4",
     ]
@@ -80,7 +80,7 @@ def test_runs_as_a_user_runs_it(tmp_path):
 def test_a_failed_experiment_is_one_line(tmp_path):
     command = [sys.executable, str(SCRIPT), f"--output_dir={tmp_path}", "--threads", "1"]
     done = subprocess.run(
-        [*command, "--", "--data.synthetic_clips_per_speaker=1"], capture_output=True, text=True
+        [*command, "--", "--data.corpus_options.clips_per_speaker=1"], capture_output=True, text=True
     )
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (

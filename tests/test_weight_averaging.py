@@ -221,8 +221,8 @@ def test_misordered_callbacks_in_a_config_exit_with_one_line(tmp_path, capsys, m
                 "fit",
                 f"--config={config}",
                 f"--trainer.callbacks={callbacks}",
-                "--data.synthetic_speakers=5",
-                "--data.synthetic_clips_per_speaker=6",
+                "--data.corpus_options.num_speakers=5",
+                "--data.corpus_options.clips_per_speaker=6",
                 "--trainer.max_epochs=1",
             ]
         )

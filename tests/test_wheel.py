@@ -139,9 +139,9 @@ def test_built_wheel_installs_and_runs_outside_the_checkout(tmp_path):
         REPO / "configs" / "synthetic.yaml"
     ).read_bytes()
     tiny = [
-        "--data.synthetic_speakers=4",
-        "--data.synthetic_clips_per_speaker=6",
-        "--data.synthetic_duration=1.0",
+        "--data.corpus_options.num_speakers=4",
+        "--data.corpus_options.clips_per_speaker=6",
+        "--data.corpus_options.duration=1.0",
         "--data.duration=1.0",
         "--data.num_folds=4",
         "--data.batch_size=4",

@@ -3,9 +3,9 @@ synthetic speakers and 1-s clips, two training batches of one epoch), never a se
 test."""
 
 TINY_SYNTHETIC = [
-    "--data.synthetic_speakers=4",
-    "--data.synthetic_clips_per_speaker=6",
-    "--data.synthetic_duration=1.0",
+    "--data.corpus_options.num_speakers=4",
+    "--data.corpus_options.clips_per_speaker=6",
+    "--data.corpus_options.duration=1.0",
     "--data.duration=1.0",
     "--data.num_folds=4",
     "--data.batch_size=4",

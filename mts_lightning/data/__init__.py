@@ -2,7 +2,7 @@
 splits, cache, datasets and the DataModule."""
 
 from .audio import AUDIO_EXTENSIONS, BadAudioError, list_audio_files, load_audio
-from .augment import SpecAugment
+from .augment import Augment, SpecAugment
 from .cache import FeatureCache, default_cache_dir
 from .corpora import (
     CORPUS_CLASSES,
@@ -16,6 +16,7 @@ from .corpora import (
     SkippedFile,
     SyntheticConfig,
     SyntheticCorpus,
+    SyntheticOptions,
     get_corpus,
     list_corpora,
     register_corpus,
@@ -28,6 +29,7 @@ from .corpora import (
     scan_tess,
 )
 from .datamodule import SpectrogramDataModule, restored_settings
+from .settings import grouped_settings
 from .dataset import SegmentedClipDataset, SpectrogramDataset, collate_segments
 from .errors import DataError
 from .features import (
@@ -45,6 +47,7 @@ from .tempo import change_tempo
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "Augment",
     "BadAudioError",
     "CORPUS_CLASSES",
     "CORPUS_NAMES",
@@ -70,6 +73,7 @@ __all__ = [
     "SpectrogramFeature",
     "SyntheticConfig",
     "SyntheticCorpus",
+    "SyntheticOptions",
     "change_tempo",
     "collate_segments",
     "default_cache_dir",
@@ -77,6 +81,7 @@ __all__ = [
     "fix_length",
     "get_corpus",
     "get_label_set",
+    "grouped_settings",
     "list_audio_files",
     "list_corpora",
     "list_features",
