@@ -120,9 +120,10 @@ class EmotionRecognizer:
         >>> import torch
         >>> from mts_lightning import EmotionClassifier, EmotionRecognizer, SpectrogramDataModule
         >>> folder = tempfile.TemporaryDirectory()
-        >>> data = SpectrogramDataModule(synthetic_classes=3, synthetic_speakers=5,
-        ...                              synthetic_clips_per_speaker=6, synthetic_duration=1.0,
-        ...                              duration=1.0, batch_size=4, cache_dir=folder.name)
+        >>> data = SpectrogramDataModule(
+        ...     corpus_options={"num_classes": 3, "num_speakers": 5, "clips_per_speaker": 6,
+        ...                     "duration": 1.0},
+        ...     duration=1.0, batch_size=4, cache_dir=folder.name)
         >>> data.setup("fit")
         >>> model = EmotionClassifier("compact_cnn", class_names=data.class_names,
         ...                           input_shape=data.input_shape,
