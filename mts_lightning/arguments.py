@@ -135,7 +135,9 @@ def build_dataclass(kind: type[D], value: D | Mapping[str, Any], owner: str) -> 
     hints = typing.get_type_hints(kind)
     built = dict(value)
     for name, item in value.items():
-        nested = [a for a in typing.get_args(hints.get(name)) or (hints.get(name),) if _is_dataclass(a)]
+        nested = [
+            a for a in typing.get_args(hints.get(name)) or (hints.get(name),) if _is_dataclass(a)
+        ]
         if nested and isinstance(item, Mapping):
             built[name] = build_dataclass(nested[0], item, f"{owner}.{name}")
     check_keyword_arguments(kind, built, owner)

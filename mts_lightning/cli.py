@@ -256,15 +256,17 @@ class MTSLightningCLI(LightningCLI):
         except _USER_ERRORS as err:
             self._exit_with_error(err)
 
-    def _exit_with_error(self, err: Exception) -> None:
+    def _exit_with_error(self, err: Exception, subcommand: str | None = None) -> None:
         """Report ``err`` as ``mts-lightning <subcommand>: error: ...`` and exit with code 2.
 
         The parser's own errors print the whole usage first; these concern values that parsed
         fine, so the message alone says more.
         """
         config = getattr(self, "config", None)
-        subcommand = getattr(self, "subcommand", None) or (
-            config.get("subcommand") if isinstance(config, Namespace) else None
+        subcommand = (
+            subcommand
+            or getattr(self, "subcommand", None)
+            or (config.get("subcommand") if isinstance(config, Namespace) else None)
         )
         prog = " ".join(filter(None, ("mts-lightning", subcommand)))
         sys.stderr.write(f"{prog}: error: {type(err).__name__}: {err}\n")
@@ -285,7 +287,8 @@ class MTSLightningCLI(LightningCLI):
             try:
                 _flat_config_files([str(a) for a in command_line])
             except ValueError as err:
-                self._exit_with_error(err)
+                named = [a for a in command_line if not str(a).startswith("-")][:1]
+                self._exit_with_error(err, str(named[0]) if named else None)
         super().parse_arguments(parser, args)
 
     def _restore_feature_args(self) -> None:

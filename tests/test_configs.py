@@ -69,7 +69,10 @@ SIZE = [
     "--data.batch_size=4",
     "--data.num_workers=0",
 ]
-SYNTHETIC_SIZE = ["--data.corpus_options.num_speakers=5", "--data.corpus_options.clips_per_speaker=6"]
+SYNTHETIC_SIZE = [
+    "--data.corpus_options.num_speakers=5",
+    "--data.corpus_options.clips_per_speaker=6",
+]
 
 
 @pytest.fixture(autouse=True)

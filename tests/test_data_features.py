@@ -95,13 +95,10 @@ def test_stft_is_the_papers_compressed_magnitude():
 def test_logmel_shape_and_settings_key():
     config = FeatureConfig(kind="logmel", n_mels=40, n_fft=512, hop_length=256)
     assert FeatureExtractor(config)(torch.randn(8000)).shape == (1 + 8000 // 256, 40)
-    assert (
-        config.key() != FeatureConfig(kind="logmel", n_mels=41, n_fft=512, hop_length=256).key()
-    )
+    assert config.key() != FeatureConfig(kind="logmel", n_mels=41, n_fft=512, hop_length=256).key()
     # settings that do not change STFT features do not enter its key
     assert (
-        FeatureConfig(kind="stft", n_mels=40).key()
-        == FeatureConfig(kind="stft", n_mels=80).key()
+        FeatureConfig(kind="stft", n_mels=40).key() == FeatureConfig(kind="stft", n_mels=80).key()
     )
 
 

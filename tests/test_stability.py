@@ -80,7 +80,9 @@ def test_runs_as_a_user_runs_it(tmp_path):
 def test_a_failed_experiment_is_one_line(tmp_path):
     command = [sys.executable, str(SCRIPT), f"--output_dir={tmp_path}", "--threads", "1"]
     done = subprocess.run(
-        [*command, "--", "--data.corpus_options.clips_per_speaker=1"], capture_output=True, text=True
+        [*command, "--", "--data.corpus_options.clips_per_speaker=1"],
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1] == (

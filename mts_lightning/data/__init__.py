@@ -29,7 +29,6 @@ from .corpora import (
     scan_tess,
 )
 from .datamodule import SpectrogramDataModule, restored_settings
-from .settings import grouped_settings
 from .dataset import SegmentedClipDataset, SpectrogramDataset, collate_segments
 from .errors import DataError
 from .features import (
@@ -42,6 +41,7 @@ from .features import (
 )
 from .frontend import PAD_MODES, ModelInput, fix_length, segment_starts
 from .label_sets import LabelSet, get_label_set, list_label_sets, register_label_set
+from .settings import grouped_settings
 from .splits import SPLIT_METHODS, make_split, split_speakers
 from .tempo import change_tempo
 
