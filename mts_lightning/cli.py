@@ -338,6 +338,13 @@ class MTSLightningCLI(LightningCLI):
                     f"{given!r}; it changes the model's input or classes (leave --data.{key} "
                     "out to use the checkpoint's value)"
                 )
+        if other_corpus and "corpus_options" not in self._given_data:
+            # The config's options are the checkpoint's corpus's: only those given stay.
+            given = {
+                k.partition(".")[2] for k in self._given_data if k.startswith("corpus_options.")
+            }
+            options = data.get("corpus_options") or {}
+            data["corpus_options"] = {k: v for k, v in options.items() if k in given} or None
         if other_corpus and "split" not in self._given_data and data.get("split") != "all":
             rank_zero_info(
                 f"data.split: 'all' (config: {data.get('split')!r}): every clip of "

@@ -365,3 +365,58 @@ def test_prepare_data_fills_the_cache_that_setup_reads(monkeypatch, tmp_path):
     train, val = len(data.split_indices["train"]), len(data.split_indices["val"])
     # train at tempos 1.0 (plain) and 0.8 (1.0 again is the cached plain features), and val
     assert computed == ["prepare_data"] * (2 * train + val)
+
+
+class CacheCheckedData(SpectrogramDataModule):
+    """Records, per process, whether ``prepare_data`` ran there and how many of the features
+    that ``setup`` reads were not cached when it began."""
+
+    def __init__(self, folder: str, **settings) -> None:
+        super().__init__(**settings)
+        self.folder = folder
+
+    def prepare_data(self) -> None:
+        Path(self.folder, f"prepared-rank{self.trainer.global_rank}").touch()
+        super().prepare_data()
+
+    def setup(self, stage: str | None = None) -> None:
+        corpus, split = self.load_corpus(), self.make_split()
+        cache = self._cache(self.corpus, self._featurizer())
+        keys = [
+            cache.key(corpus.identity(corpus.clips[i])) for p in ("train", "val") for i in split[p]
+        ]
+        missing = sum(not cache.has(key) for key in keys)
+        Path(self.folder, f"setup-rank{self.trainer.global_rank}.json").write_text(
+            json.dumps({"stage": stage, "missing": missing, "read": len(keys)})
+        )
+        super().setup(stage)
+
+
+def test_two_processes_read_the_cache_that_one_filled(tmp_path):
+    """DDP (two spawned CPU processes): ``prepare_data`` runs on rank 0 only, and every
+    process's ``setup`` finds the features cached (Lightning's barrier in between)."""
+    data = CacheCheckedData(str(tmp_path), cache_dir=str(tmp_path / "cache"), **TINY_DATA)
+    trainer = pl.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_epochs=1,
+        limit_train_batches=1,
+        limit_val_batches=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        default_root_dir=tmp_path,
+    )
+    from mts_lightning import EmotionClassifier
+
+    model = EmotionClassifier(
+        "compact_cnn", class_names=data.class_names, input_shape=data.input_shape
+    )
+    trainer.fit(model, datamodule=data)
+    assert sorted(p.name for p in tmp_path.glob("prepared-rank*")) == ["prepared-rank0"]
+    for rank in range(2):
+        report = json.loads((tmp_path / f"setup-rank{rank}.json").read_text())
+        assert report["stage"] == "fit" and report["read"] > 0 and report["missing"] == 0, rank
