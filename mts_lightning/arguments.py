@@ -1,9 +1,11 @@
 """Keyword arguments checked against a constructor's signature before it runs.
 
-A model built from a config receives plain values (YAML: numbers, strings, lists, mappings).
-A mistyped name or a value of the wrong type would otherwise surface as a ``TypeError`` deep
-inside the constructor; here each becomes one ``ValueError`` that names the argument, says
-what the constructor takes and suggests the closest name.
+A model, a corpus's options or a group of DataModule settings built from a config receives
+plain values (YAML: numbers, strings, lists, mappings). A mistyped name or a value of the
+wrong type would otherwise surface as a ``TypeError`` deep inside the constructor; here each
+becomes one ``ValueError`` that names the argument, says what the constructor takes and
+suggests the closest name. On the ground floor: the zoo (``models``) and the data settings
+(``data``) both check with it.
 """
 
 from __future__ import annotations

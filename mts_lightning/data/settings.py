@@ -83,7 +83,7 @@ def grouped_settings(data: Mapping[str, Any]) -> dict[str, Any]:
         >>> grouped_settings({"corpus": "synthetic", "n_mels": 40, "synthetic_speakers": 4,
         ...                   "augment": True, "time_masks": 1, "augment_tempos": [0.7, 1.4]})
         {'corpus': 'synthetic', 'features': {'n_mels': 40}, 'corpus_options': {'num_speakers': 4}, 'augment': {'spec_augment': {'time_masks': 1}, 'tempos': [0.7, 1.4]}}
-    """  # noqa: E501
+    """
     flat = set(flat_settings(data))
     if not flat:
         return dict(data)
