@@ -46,6 +46,11 @@ from mts_lightning.data.corpora import get_corpus, list_corpora
 from mts_lightning.data.datamodule import LENGTH_SETTINGS, PADDING_SETTINGS
 from mts_lightning.data.errors import DataError
 from mts_lightning.data.label_sets import list_label_sets
+from mts_lightning.data.settings import (
+    grouped_settings,
+    reject_flat_arguments,
+    reject_flat_settings,
+)
 from mts_lightning.module import EmotionClassifier
 from mts_lightning.resume import logged_rows, relog, run_folder_of
 from mts_lightning.run_dir import run_dir
@@ -77,8 +82,9 @@ class OneLineErrorParser(LightningArgumentParser):
 
 
 def given_data_settings(args: Sequence[str]) -> set[str]:
-    """The DataModule arguments named on a command line (``--data.KEY`` or
-    ``--data.KEY=VALUE``): the settings a user gave explicitly."""
+    """The DataModule settings named on a command line (``--data.KEY`` or
+    ``--data.KEY=VALUE``, ``KEY`` a dotted path such as ``features.n_mels``): the settings a
+    user gave explicitly."""
     given = set()
     for arg in args:
         if isinstance(arg, str) and arg.startswith("--data."):
@@ -86,9 +92,70 @@ def given_data_settings(args: Sequence[str]) -> set[str]:
     return given
 
 
+def is_given(path: str, given: set[str]) -> bool:
+    """Whether the setting at dotted ``path`` was given: itself, or a group holding it."""
+    parts = path.split(".")
+    return any(".".join(parts[:i]) in given for i in range(1, len(parts) + 1))
+
+
 def _plain(value: Any) -> Any:
-    """``value`` with tuples as lists, as configs hold them."""
-    return list(value) if isinstance(value, tuple) else value
+    """``value`` as configs hold it: tuples as lists, namespaces as dicts."""
+    if isinstance(value, Namespace):
+        value = value.as_dict()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return [_plain(v) for v in value] if isinstance(value, (list, tuple)) else value
+
+
+def setting_at(settings: Any, path: str) -> Any:
+    """The value at dotted ``path`` of nested namespaces or mappings (None where absent)."""
+    for key in path.split("."):
+        if settings is None:
+            return None
+        settings = settings.get(key)
+    return settings
+
+
+def has_setting(settings: Any, path: str) -> bool:
+    """Whether nested namespaces or mappings hold a value (None too) at dotted ``path``."""
+    *groups, key = path.split(".")
+    for name in groups:
+        settings = settings.get(name) if settings is not None else None
+    return settings is not None and key in settings
+
+
+def set_setting(settings: Namespace, path: str, value: Any) -> None:
+    """Set the value at dotted ``path`` of nested namespaces or mappings, making the mappings
+    that are missing."""
+    *groups, key = path.split(".")
+    for name in groups:
+        inner = settings.get(name)
+        if inner is None:
+            inner = {}
+            settings[name] = inner
+        settings = inner
+    settings[key] = value
+
+
+def _flat_config_files(args: Sequence[str]) -> None:
+    """Refuse the flat data settings of earlier versions in the ``--config`` files and on the
+    command line, one line showing the grouped YAML (:mod:`mts_lightning.data.settings`)."""
+    corpus = "synthetic"
+    for i, arg in enumerate(args):
+        path = arg.partition("=")[2] if arg.startswith("--config=") else None
+        if arg == "--config" and i + 1 < len(args):
+            path = args[i + 1]
+        if path is None or not Path(path).is_file():
+            continue
+        config = yaml.safe_load(Path(path).read_text()) or {}
+        data = config.get("data") if isinstance(config, dict) else None
+        if isinstance(data, dict):
+            corpus = data.get("corpus", corpus)
+            reject_flat_settings(data, path)
+    for arg in args:
+        if arg.startswith("--data.corpus="):
+            corpus = arg.partition("=")[2]
+    reject_flat_arguments(list(args), corpus)
 
 
 class SaveRunConfig(SaveConfigCallback):
@@ -189,15 +256,17 @@ class MTSLightningCLI(LightningCLI):
         except _USER_ERRORS as err:
             self._exit_with_error(err)
 
-    def _exit_with_error(self, err: Exception) -> None:
+    def _exit_with_error(self, err: Exception, subcommand: str | None = None) -> None:
         """Report ``err`` as ``mts-lightning <subcommand>: error: ...`` and exit with code 2.
 
         The parser's own errors print the whole usage first; these concern values that parsed
         fine, so the message alone says more.
         """
         config = getattr(self, "config", None)
-        subcommand = getattr(self, "subcommand", None) or (
-            config.get("subcommand") if isinstance(config, Namespace) else None
+        subcommand = (
+            subcommand
+            or getattr(self, "subcommand", None)
+            or (config.get("subcommand") if isinstance(config, Namespace) else None)
         )
         prog = " ".join(filter(None, ("mts-lightning", subcommand)))
         sys.stderr.write(f"{prog}: error: {type(err).__name__}: {err}\n")
@@ -215,6 +284,11 @@ class MTSLightningCLI(LightningCLI):
         command_line = sys.argv[1:] if args is None else args
         if isinstance(command_line, (list, tuple)):
             self._given_data = given_data_settings(command_line)
+            try:
+                _flat_config_files([str(a) for a in command_line])
+            except ValueError as err:
+                named = [a for a in command_line if not str(a).startswith("-")][:1]
+                self._exit_with_error(err, str(named[0]) if named else None)
         super().parse_arguments(parser, args)
 
     def _restore_feature_args(self) -> None:
@@ -227,7 +301,8 @@ class MTSLightningCLI(LightningCLI):
         if not ckpt_path or not Path(ckpt_path).is_file():
             return
         ckpt = torch.load(ckpt_path, weights_only=True, map_location="cpu")
-        saved = ckpt.get("datamodule_hyper_parameters") or {}
+        # A checkpoint of an earlier version holds the flat settings.
+        saved = grouped_settings(ckpt.get("datamodule_hyper_parameters") or {})
         model_hparams = ckpt.get("hyper_parameters") or {}
         self._saved_input_shape = model_hparams.get("input_shape")
         self._saved_classes = model_hparams.get("class_names")
@@ -235,16 +310,20 @@ class MTSLightningCLI(LightningCLI):
         data = self.config[subcommand].data
         # Another corpus than the checkpoint's: its classes are checked once it is built.
         other_corpus = "corpus" in self._given_data and data.get("corpus") != saved.get("corpus")
-        class_options = {o for n in list_corpora() for o in get_corpus(n).class_options}
-        # The datamodule arguments that shape the model's input and classes.
+        class_options = {
+            f"corpus_options.{o}" for n in list_corpora() for o in get_corpus(n).class_options
+        }
+        # The datamodule settings that shape the model's input and classes.
         for key in restored_settings():
-            if key not in saved or _plain(data.get(key)) == _plain(saved[key]):
+            if not has_setting(saved, key) or (other_corpus and key in class_options):
+                continue  # another corpus's option, or the evaluated corpus's own
+            value, given = _plain(setting_at(saved, key)), _plain(setting_at(data, key))
+            if value == given:
                 continue
-            value, given = _plain(saved[key]), data.get(key)
-            if key not in self._given_data:
+            if not is_given(key, self._given_data):
                 rank_zero_info(f"data.{key}: {value!r} from the checkpoint (config: {given!r})")
-                data[key] = value
-            elif other_corpus and (key == "corpus" or key in class_options):
+                set_setting(data, key, value)
+            elif other_corpus and key == "corpus":
                 rank_zero_info(
                     f"data.{key}: {given!r} as given (the checkpoint's: {value!r}): a model "
                     f"trained on {saved.get('corpus')} evaluated on {data.get('corpus')}"
@@ -259,6 +338,13 @@ class MTSLightningCLI(LightningCLI):
                     f"{given!r}; it changes the model's input or classes (leave --data.{key} "
                     "out to use the checkpoint's value)"
                 )
+        if other_corpus and "corpus_options" not in self._given_data:
+            # The config's options are the checkpoint's corpus's: only those given stay.
+            given = {
+                k.partition(".")[2] for k in self._given_data if k.startswith("corpus_options.")
+            }
+            options = data.get("corpus_options") or {}
+            data["corpus_options"] = {k: v for k, v in options.items() if k in given} or None
         if other_corpus and "split" not in self._given_data and data.get("split") != "all":
             rank_zero_info(
                 f"data.split: 'all' (config: {data.get('split')!r}): every clip of "

@@ -40,12 +40,12 @@ from mts_lightning.data.audio import (
     to_mono,
 )
 from mts_lightning.data.features import (
-    FEATURE_SETTINGS,
     FeatureConfig,
     SpectrogramFeature,
     analysis_waveform,
 )
 from mts_lightning.data.frontend import ModelInput
+from mts_lightning.data.settings import saved_features
 from mts_lightning.module import EmotionClassifier, average_per_clip
 from mts_lightning.nn import freeze as freeze_mts_layers
 
@@ -120,9 +120,10 @@ class EmotionRecognizer:
         >>> import torch
         >>> from mts_lightning import EmotionClassifier, EmotionRecognizer, SpectrogramDataModule
         >>> folder = tempfile.TemporaryDirectory()
-        >>> data = SpectrogramDataModule(synthetic_classes=3, synthetic_speakers=5,
-        ...                              synthetic_clips_per_speaker=6, synthetic_duration=1.0,
-        ...                              duration=1.0, batch_size=4, cache_dir=folder.name)
+        >>> data = SpectrogramDataModule(
+        ...     corpus_options={"num_classes": 3, "num_speakers": 5, "clips_per_speaker": 6,
+        ...                     "duration": 1.0},
+        ...     duration=1.0, batch_size=4, cache_dir=folder.name)
         >>> data.setup("fit")
         >>> model = EmotionClassifier("compact_cnn", class_names=data.class_names,
         ...                           input_shape=data.input_shape,
@@ -164,7 +165,7 @@ class EmotionRecognizer:
         #: the corpus classes joining each, the training corpus), or None.
         self.label_set: dict[str, Any] | None = model.label_set_info
         self.feature_config = feature_config
-        self.features: SpectrogramFeature = feature_config.kind(feature_config).eval()
+        self.features: SpectrogramFeature = feature_config.kind_class(feature_config).eval()
         self.model_input = model_input
 
     # ------------------------------------------------------------------ construction
@@ -194,7 +195,7 @@ class EmotionRecognizer:
         model_input = ModelInput.from_checkpoint(ckpt, str(path))
         data = ckpt["datamodule_hyper_parameters"]
         model = EmotionClassifier.load_from_checkpoint(path, map_location="cpu")
-        config = FeatureConfig(**{k: data[k] for k in FEATURE_SETTINGS if k in data})
+        config = saved_features(data)
         return cls(model, config, model_input, device=device, freeze=freeze)
 
     # ------------------------------------------------------------------ single clips

@@ -2,7 +2,7 @@
 splits, cache, datasets and the DataModule."""
 
 from .audio import AUDIO_EXTENSIONS, BadAudioError, list_audio_files, load_audio
-from .augment import SpecAugment
+from .augment import Augment, SpecAugment
 from .cache import FeatureCache, default_cache_dir
 from .corpora import (
     CORPUS_CLASSES,
@@ -16,6 +16,7 @@ from .corpora import (
     SkippedFile,
     SyntheticConfig,
     SyntheticCorpus,
+    SyntheticOptions,
     get_corpus,
     list_corpora,
     register_corpus,
@@ -40,11 +41,13 @@ from .features import (
 )
 from .frontend import PAD_MODES, ModelInput, fix_length, segment_starts
 from .label_sets import LabelSet, get_label_set, list_label_sets, register_label_set
+from .settings import grouped_settings
 from .splits import SPLIT_METHODS, make_split, split_speakers
 from .tempo import change_tempo
 
 __all__ = [
     "AUDIO_EXTENSIONS",
+    "Augment",
     "BadAudioError",
     "CORPUS_CLASSES",
     "CORPUS_NAMES",
@@ -70,6 +73,7 @@ __all__ = [
     "SpectrogramFeature",
     "SyntheticConfig",
     "SyntheticCorpus",
+    "SyntheticOptions",
     "change_tempo",
     "collate_segments",
     "default_cache_dir",
@@ -77,6 +81,7 @@ __all__ = [
     "fix_length",
     "get_corpus",
     "get_label_set",
+    "grouped_settings",
     "list_audio_files",
     "list_corpora",
     "list_features",

@@ -240,7 +240,7 @@ def fill_cache(
         generator=torch.Generator(),
     )
     at = f" at tempo {featurizer.tempo:g}" if featurizer.tempo != 1.0 else ""
-    desc = f"Computing {featurizer.config.features} features ({what}{at})"
+    desc = f"Computing {featurizer.config.kind} features ({what}{at})"
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny transforms: intra-op threads only add overhead
     try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import lightning.pytorch as pl
 import torch
@@ -14,10 +16,11 @@ from lightning.pytorch.accelerators import CUDAAccelerator
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch.utils.data import DataLoader
 
+from mts_lightning.arguments import build_dataclass
 from mts_lightning.run_dir import run_dir
 
 from .audio import list_audio_files
-from .augment import SpecAugment
+from .augment import Augment
 from .bad_files import BadFiles
 from .cache import FeatureCache, fill_cache, training_statistics, write_json
 from .corpora import Clip, Corpus, FileCorpus, SkippedFile, get_corpus, list_corpora
@@ -35,7 +38,7 @@ from .features import FEATURE_SETTINGS, FeatureConfig, Featurizer
 from .frontend import ModelInput, PadMode, check_pad_mode
 from .label_sets import LabelSetArg, LabelSetReport, apply_label_set, get_label_set
 from .splits import check_fraction, make_split, split_speakers
-from .tempo import check_augment_tempos, check_tempo
+from .tempo import check_tempo
 
 #: With ``duration=None``, a longest clip this many times the median one is warned about.
 LONG_CLIP_RATIO = 4.0
@@ -46,21 +49,26 @@ LENGTH_SETTINGS = ("duration", "segment_duration")
 PADDING_SETTINGS = ("pad_mode",)
 #: Where the normalisation statistics of an evaluation come from (``normalise_with``).
 NORMALISE_WITH = ("train", "test")
+#: The defaults of the ``features`` and ``augment`` groups: the features of ``make train``, no
+#: augmentation.
+DEFAULT_FEATURES = FeatureConfig()
+NO_AUGMENT = Augment()
 
 
 def restored_settings() -> tuple[str, ...]:
-    """The DataModule arguments that shape a trained model's input and output: ``corpus``,
-    every feature setting, the length settings and the arguments that decide a registered
-    corpus's classes. ``predict``, ``validate`` and ``test`` take them from the checkpoint
-    unless given explicitly, which the CLI honours only where the model can take the value
+    """The DataModule settings that shape a trained model's input and output, as dotted paths
+    (``features.n_mels``): ``corpus``, every feature setting, the length settings and the
+    corpus options that decide a registered corpus's classes (``corpus_options.num_classes``).
+    ``predict``, ``validate`` and ``test`` take them from the checkpoint unless given
+    explicitly, which the CLI honours only where the model can take the value
     (:class:`~mts_lightning.cli.MTSLightningCLI`)."""
     class_options = (option for name in list_corpora() for option in get_corpus(name).class_options)
     return (
         "corpus",
-        *FEATURE_SETTINGS,
+        *(f"features.{name}" for name in FEATURE_SETTINGS),
         *LENGTH_SETTINGS,
         *PADDING_SETTINGS,
-        *dict.fromkeys(class_options),
+        *dict.fromkeys(f"corpus_options.{option}" for option in class_options),
         "label_set",
     )
 
@@ -81,8 +89,16 @@ class SpectrogramDataModule(pl.LightningDataModule):
             default), ``ravdess``, ``crema_d``, ``emodb``, ``tess``, ``savee``, ``iemocap``,
             ``manifest``, or one you registered.
         root: the corpus folder (searched recursively), or the CSV file for ``manifest``.
-        features: a registered feature kind: ``stft`` (``|X|^(2/3)`` magnitude, the paper's) or
-            ``logmel``.
+        corpus_options: the corpus's own options, checked against its declaration
+            (:meth:`CorpusSpec.corpus_options`; an unknown name is refused, naming the ones it
+            takes): the synthetic corpus's :class:`~mts_lightning.data.SyntheticOptions`
+            (``seed``, ``num_classes``, ``num_speakers``, ``clips_per_speaker``,
+            ``duration``, ``snr_db``, ``train_stretch``, ``test_stretch``), RAVDESS's
+            ``include_song`` (song files too). ``None``: the defaults.
+        features: the feature settings (:class:`FeatureConfig`, a mapping in Python too):
+            ``kind`` is a registered feature kind, ``stft`` (``|X|^(2/3)`` magnitude, the
+            paper's) or ``logmel``; ``sample_rate``, ``n_fft``, ``hop_length``,
+            ``win_length``, ``n_mels``, ``f_min``, ``f_max``; ``options``, the kind's own.
         split: ``speaker_kfold``, ``loso`` (leave one speaker out), ``paper`` (the MTS
             paper's protocol for the corpus), ``random`` (seeded, stratified) or ``all``
             (every clip is a validation and a test clip, none trains: a corpus a checkpoint
@@ -101,7 +117,6 @@ class SpectrogramDataModule(pl.LightningDataModule):
             when training on a GPU). ``num_workers`` also parallelises the cache fill.
         cache_dir: feature cache folder; default ``$MTS_LIGHTNING_CACHE`` or
             ``~/.cache/mts-lightning``.
-        sample_rate, n_fft, hop_length, win_length, n_mels, f_min, f_max: feature settings.
         duration: fixed length in seconds (crop or pad); ``None`` pads to the longest
             usable clip of the training corpus (:meth:`longest_usable_duration`).
         pad_mode: how a clip shorter than the input is filled: ``zeros`` (after
@@ -119,25 +134,15 @@ class SpectrogramDataModule(pl.LightningDataModule):
             normalisation statistics are untouched. With a fixed ``duration`` a slowed clip
             is cropped like any long clip (a sped-up one padded); with segments a slowed clip
             gives more segments. The synthetic corpus applies it on top of its render-time
-            ``synthetic_test_stretch``. Features at a tempo other than 1.0 are cached apart,
+            ``test_stretch``. Features at a tempo other than 1.0 are cached apart,
             keyed by it. Tempos are honoured from :data:`~mts_lightning.data.tempo.MIN_TEMPO`
             to :data:`~mts_lightning.data.tempo.MAX_TEMPO` (why: there); a clip that ends
             shorter than one analysis frame is a bad file (``skip_bad_files``).
-        augment: SpecAugment-style masks, random time stretch (``augment_stretch``) and random
-            crops on the training split only.
-        augment_tempos: waveform rate augmentation of the training split: each training item
-            is read at a tempo drawn uniformly from this list at every read, its audio played
-            that many times as fast, pitch kept, before the features (as ``test_tempo``; 1.0
-            is the clip as recorded, which is left out unless listed). Features at every
-            tempo are computed once and cached. E.g. ``[0.7, 0.85, 1.0, 1.2, 1.4]``; the range
-            of ``test_tempo``. ``None``
-            (default): no rate augmentation. A training clip longer than the input is cropped
-            at a random start, as with ``augment``. Validation, test and the normalisation
-            statistics use the clips as recorded. Independent of ``augment``.
-        include_song: use RAVDESS song files too.
+        augment: the augmentation of the training split (:class:`Augment`, a mapping in
+            Python too): ``spec_augment``, SpecAugment-style masks and a random time stretch
+            (:class:`SpecAugment`'s settings), and ``tempos``, re-timed training audio; with
+            either, random crops. Default: none.
         skip_bad_files: skip (and report) unusable files instead of raising an error.
-        synthetic_*: the embedded corpus: seed, classes, speakers, clips per speaker, clip
-            duration, and the time-stretch ranges of the train/val and of the test clips.
         predict_paths: audio files and/or folders for ``predict``.
         label_set: shared classes that the corpus's classes map onto
             (:mod:`~mts_lightning.data.label_sets`): a registered name (``shared4``,
@@ -151,6 +156,19 @@ class SpectrogramDataModule(pl.LightningDataModule):
         balance_test: subsample the test part to the same number of clips per class (the
             fewest of any class present; seeded with ``seed``), so that UA and WA agree.
 
+    The flat spellings of earlier versions (``n_mels``, ``augment_tempos``,
+    ``synthetic_speakers``, ...) are refused by the CLI, showing the grouped YAML
+    (:mod:`~mts_lightning.data.settings`); checkpoints that hold them load as before.
+
+    In YAML::
+
+        data:
+          corpus: synthetic
+          corpus_options: {num_speakers: 4, clips_per_speaker: 6}
+          features: {kind: logmel, n_mels: 64}
+          augment: {spec_augment: {time_masks: 2}, tempos: [0.7, 1.0, 1.4]}
+          duration: 3.0
+
     Example:
         A small synthetic corpus (3 classes, 5 speakers, 1-s clips), its features cached in a
         temporary folder:
@@ -158,10 +176,11 @@ class SpectrogramDataModule(pl.LightningDataModule):
         >>> import tempfile
         >>> from mts_lightning import SpectrogramDataModule
         >>> cache = tempfile.TemporaryDirectory()
-        >>> data = SpectrogramDataModule(corpus="synthetic", synthetic_classes=3,
-        ...                              synthetic_speakers=5, synthetic_clips_per_speaker=6,
-        ...                              synthetic_duration=1.0, duration=1.0, batch_size=4,
-        ...                              cache_dir=cache.name)
+        >>> data = SpectrogramDataModule(
+        ...     corpus="synthetic", duration=1.0, batch_size=4, cache_dir=cache.name,
+        ...     corpus_options={"num_classes": 3, "num_speakers": 5, "clips_per_speaker": 6,
+        ...                     "duration": 1.0})
+        >>> data.prepare_data()
         >>> data.setup("fit")
         >>> data.class_names, data.input_shape  # what the model is told
         (['pattern_0', 'pattern_1', 'pattern_2'], (1, 32, 64))
@@ -175,7 +194,8 @@ class SpectrogramDataModule(pl.LightningDataModule):
         self,
         corpus: str = "synthetic",
         root: str | None = None,
-        features: str = "logmel",
+        corpus_options: dict[str, Any] | None = None,
+        features: FeatureConfig = DEFAULT_FEATURES,
         split: Literal["speaker_kfold", "loso", "paper", "random", "all"] = "speaker_kfold",
         fold: int = 0,
         num_folds: int = 5,
@@ -185,41 +205,20 @@ class SpectrogramDataModule(pl.LightningDataModule):
         batch_size: int = 32,
         num_workers: int = 0,
         cache_dir: str | None = None,
-        sample_rate: int = 16000,
-        n_fft: int = 1024,
-        hop_length: int = 512,
-        win_length: int | None = None,
-        n_mels: int = 64,
-        f_min: float = 0.0,
-        f_max: float | None = None,
         duration: float | None = 3.0,
         pad_mode: PadMode = "zeros",
         segment_duration: float | None = None,
         segment_overlap: float = 0.5,
         test_tempo: float = 1.0,
-        augment: bool = False,
-        time_masks: int = 2,
-        time_mask_frames: int = 10,
-        freq_masks: int = 2,
-        freq_mask_bins: int = 8,
-        augment_stretch: tuple[float, float] = (0.8, 1.25),
-        augment_tempos: list[float] | None = None,
-        include_song: bool = False,
+        augment: Augment = NO_AUGMENT,
         skip_bad_files: bool = False,
-        synthetic_seed: int = 0,
-        synthetic_classes: int = 6,
-        synthetic_speakers: int = 10,
-        synthetic_clips_per_speaker: int = 72,
-        synthetic_duration: float = 3.0,
-        synthetic_train_stretch: tuple[float, float] = (0.6, 1.6),
-        synthetic_test_stretch: tuple[float, float] = (0.6, 1.6),
         predict_paths: list[str] | None = None,
         label_set: LabelSetArg = None,
         normalise_with: Literal["train", "test"] = "train",
         balance_test: bool = False,
     ) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        settings = {name: value for name, value in locals().items() if name in _ARGUMENTS}
         self.corpus_spec = get_corpus(corpus)
         for name, value, low in (
             ("fold", fold, 0),
@@ -240,20 +239,22 @@ class SpectrogramDataModule(pl.LightningDataModule):
             raise ValueError(
                 f"normalise_with must be one of {', '.join(NORMALISE_WITH)}, got {normalise_with!r}"
             )
+        #: The corpus options, checked and completed with the corpus's defaults.
+        self.corpus_options = self.corpus_spec.corpus_options(corpus_options)
+        self.feature_config = build_dataclass(FeatureConfig, features, "features")
+        self.augment = build_dataclass(Augment, augment, "augment")
+        # Saved as plain values (checkpoints load them with weights_only=True).
+        self.save_hyperparameters(
+            {
+                **settings,
+                "corpus_options": self.corpus_options,
+                "features": asdict(self.feature_config),
+                "augment": asdict(self.augment),
+            }
+        )
         self.label_set = get_label_set(label_set)
         #: How the label set met the corpus (set when the corpus is scanned).
         self.label_set_report: LabelSetReport | None = None
-        self.augment_tempos = check_augment_tempos(augment_tempos)
-        self.feature_config = FeatureConfig(
-            **{name: self.hparams[name] for name in FEATURE_SETTINGS}
-        )
-        self.augmenter = (
-            SpecAugment(
-                time_masks, time_mask_frames, freq_masks, freq_mask_bins, augment_stretch, pad_mode
-            )
-            if augment
-            else None
-        )
         self._corpora: dict[str, Corpus] = {}
         self.bad_files = BadFiles(corpus, skip_bad_files)
         if self.label_set is not None:
@@ -314,7 +315,7 @@ class SpectrogramDataModule(pl.LightningDataModule):
         synthetic one: its test stretch range) give the test part apart."""
         variant = "test" if self.corpus_spec.test_part_differs and part == "test" else "train"
         if variant not in self._corpora:
-            options = {name: self.hparams[name] for name in self.corpus_spec.options}
+            options = dict(self.corpus_options)
             if self.corpus_spec.test_part_differs:
                 options["part"] = variant
             if self.label_set is not None:
@@ -403,18 +404,12 @@ class SpectrogramDataModule(pl.LightningDataModule):
         featurizer: Featurizer,
         what: str,
     ) -> list[str | None]:
-        """Cache the features of ``clips``; return each clip's key, or None for a bad clip.
-
-        In multi-process training, local rank zero fills while the others wait.
+        """Cache the features of ``clips`` that are not cached yet; return each clip's key, or
+        None for a bad clip. Under a trainer, :meth:`prepare_data` has filled the cache before
+        (on one process per node), so that every process of ``setup`` only reads it.
         """
         keys = [cache.key(corpus.identity(clip)) for clip in clips]
-        fill = (corpus, clips, keys, cache, featurizer, self.hparams.num_workers, what)
-        trainer = self.trainer
-        if trainer is not None and trainer.world_size > 1:
-            if trainer.local_rank == 0:
-                fill_cache(*fill)
-            trainer.strategy.barrier("mts_lightning_feature_cache")
-        fill_cache(*fill)
+        fill_cache(corpus, clips, keys, cache, featurizer, self.hparams.num_workers, what)
         reasons = [None if cache.has(key) else cache.bad_reason(key) for key in keys]
         self.bad_files.handle(
             [SkippedFile(c.path, r) for c, r in zip(clips, reasons, strict=True) if r is not None]
@@ -446,16 +441,16 @@ class SpectrogramDataModule(pl.LightningDataModule):
         ]
         per_segment = name == "train" and self.segmented
         retimed = None
-        if name == "train" and self.augment_tempos:
+        if name == "train" and self.augment.tempos:
             retimed = self._retimed(corpus, [c for c, k in zip(clips, keys, strict=True) if k])
         return make_items(
             features, self.frames, hp.segment_overlap if per_segment else None, retimed
         )
 
     def _retimed(self, corpus: Corpus, clips: list[Clip]) -> list[tuple[tuple[str, float], ...]]:
-        """Every clip's features at each of ``augment_tempos`` (cached per tempo)."""
+        """Every clip's features at each of ``augment.tempos`` (cached per tempo)."""
         paths: list[list[tuple[str, float]]] = [[] for _ in clips]
-        for tempo in self.augment_tempos:
+        for tempo in self.augment.tempos or ():
             featurizer = self._featurizer(tempo)
             cache = self._cache(self.corpus, featurizer)
             keys = self._fill(corpus, clips, cache, featurizer, f"{self.corpus} train")
@@ -475,14 +470,11 @@ class SpectrogramDataModule(pl.LightningDataModule):
         clips, single spectrograms otherwise."""
         if self.segmented and not training:
             return SegmentedClipDataset(items, self.model_input)
-        crop = (
-            training and (self.augmenter is not None or bool(self.augment_tempos))
-        ) and not self.segmented
         return SpectrogramDataset(
             items,
             self.model_input,
-            augment=self.augmenter if training else None,
-            random_crop=crop,
+            augment=self.augment.spec_augment if training else None,
+            random_crop=training and self.augment.random_crop and not self.segmented,
         )
 
     def _check_usable(self, name: str, clips: list[Clip], keys: list[str | None]) -> None:
@@ -501,14 +493,39 @@ class SpectrogramDataModule(pl.LightningDataModule):
             self.bad_files.lost_classes = [self.class_names[label] for label in sorted(lost)]
 
     # ------------------------------------------------------------------ Lightning hooks
+    def prepare_data(self) -> None:
+        """Scan the corpus, split it and fill the feature cache of the parts that the trainer's
+        stage reads (fit: train, with its re-timed versions, and val; validate: val; test:
+        test; predict: the predict files; every split part without a trainer).
+
+        Lightning calls it on one process per node (local rank 0) while the others wait,
+        before ``setup`` on every process; ``setup`` then finds the features cached. Called
+        alone or skipped, ``setup`` fills what is missing itself.
+        """
+        trainer = self.trainer
+        stage = trainer.state.fn.value if trainer is not None and trainer.state.fn else None
+        if stage == "predict":
+            self._predict_keys()
+            return
+        parts = self._stage_parts(stage)
+        self._check_stage(parts)
+        for name in parts:
+            self._part(name)
+
+    @staticmethod
+    def _stage_parts(stage: str | None) -> Sequence[str]:
+        """The split parts that ``stage`` reads (None: all)."""
+        return {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
+            stage or "", SPLIT_NAMES
+        )
+
     def setup(self, stage: str | None = None) -> None:
-        """Split, fill the cache and build the datasets of ``stage`` (None: all parts)."""
+        """Split and build the datasets of ``stage`` (None: all parts) from the cache that
+        :meth:`prepare_data` filled (filling what is missing)."""
         if stage == "predict":
             self._setup_predict()
             return
-        parts = {"fit": ("train", "val"), "validate": ("val",), "test": ("test",)}.get(
-            stage or "", SPLIT_NAMES
-        )
+        parts = self._stage_parts(stage)
         self._check_stage(parts)
         for name in parts:
             dataset = self._dataset(self._part(name), training=name == "train")
@@ -564,7 +581,9 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 "normalise_with='test')"
             )
 
-    def _setup_predict(self) -> None:
+    def _predict_keys(self) -> tuple[FeatureCache, list[str], list[str | None]]:
+        """Fill the cache of the predict files: their cache, their paths and their keys (None
+        for a bad file)."""
         if not self.predict_paths:
             raise ValueError(
                 "predict needs `predict_paths`: audio files and/or folders to classify"
@@ -573,7 +592,10 @@ class SpectrogramDataModule(pl.LightningDataModule):
         corpus = FileCorpus("predict", self.class_names, [Clip(f, -1, None) for f in files])
         featurizer = self._featurizer()
         cache = self._cache("predict", featurizer)
-        keys = self._fill(corpus, corpus.clips, cache, featurizer, "predict")
+        return cache, files, self._fill(corpus, corpus.clips, cache, featurizer, "predict")
+
+    def _setup_predict(self) -> None:
+        cache, files, keys = self._predict_keys()
         kept = [(f, k) for f, k in zip(files, keys, strict=True) if k is not None]
         self.predict_files = [f for f, _ in kept]
         self._keys["predict"] = [k for _, k in kept]
@@ -675,6 +697,10 @@ class SpectrogramDataModule(pl.LightningDataModule):
                 f"checkpoint (normalise_with='train'; --data.normalise_with test uses "
                 f"{self.corpus}'s own)"
             )
+
+
+#: The constructor's arguments (saved as the DataModule's hyperparameters).
+_ARGUMENTS = tuple(inspect.signature(SpectrogramDataModule.__init__).parameters)[1:]
 
 
 def balanced(clips: Sequence[Clip], indices: Sequence[int], seed: int) -> list[int]:

@@ -104,7 +104,7 @@ class SpectrogramDataset(Dataset):
             start = int(torch.randint(0, spec.shape[0] - frames + 1, ()))
         spec = self.model_input.cut(spec, start)
         if self.augment is not None:
-            spec = self.augment(spec)
+            spec = self.augment(spec, self.model_input.pad_mode)
         return spec.unsqueeze(0), item.target
 
 

@@ -4,18 +4,21 @@
 A feature kind is a ``torch.nn.Module`` registered with :func:`register_feature`: it names the
 :class:`FeatureConfig` settings it depends on (its cache key), says how many frequency bins
 its frames have, and composes torchaudio transforms, as ``MelSpectrogram`` is ``Spectrogram``
-plus ``MelScale``. Adding a kind is one registered class.
+plus ``MelScale``. A setting of its own is a field of its ``Options`` dataclass, set under
+``features.options`` (:meth:`FeatureConfig.setting`). Adding a kind is one registered class.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, fields
-from typing import ClassVar, TypeVar
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, ClassVar, TypeVar
 
 import torch
 import torchaudio.transforms as T
 from torch import nn
+
+from mts_lightning.arguments import check_keyword_arguments
 
 from .audio import check_length
 from .tempo import change_tempo
@@ -28,10 +31,18 @@ LOG_EPS = 1e-6
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """Every setting that may change the computed spectrogram; ``features`` names the kind,
-    which decides which of the others matter (:meth:`key`)."""
+    """Every setting that may change the computed spectrogram (the DataModule's ``features``
+    group); ``kind`` names the registered feature kind, which decides which of the others
+    matter (:meth:`key`). ``options`` holds the kind's own settings, the fields of its
+    ``Options`` dataclass: checked key by key and completed with their defaults.
 
-    features: str = "logmel"
+    In YAML::
+
+        data:
+          features: {kind: logmel, n_mels: 64, hop_length: 512}
+    """
+
+    kind: str = "logmel"
     sample_rate: int = 16000
     n_fft: int = 1024
     hop_length: int = 512
@@ -39,12 +50,18 @@ class FeatureConfig:
     n_mels: int = 64
     f_min: float = 0.0
     f_max: float | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        if self.features not in _FEATURES:
+        if self.kind not in _FEATURES:
             raise ValueError(
-                f"features must be one of {', '.join(list_features())}, got {self.features!r}"
+                f"features.kind must be one of {', '.join(list_features())}, got {self.kind!r}"
             )
+        own = self.kind_class.Options
+        check_keyword_arguments(own, self.options, f"features.options of {self.kind!r}")
+        # Completed with the kind's defaults, so that a saved config and the cache key hold
+        # every value.
+        object.__setattr__(self, "options", asdict(own(**self.options)))
         for name in ("sample_rate", "n_fft", "hop_length", "n_mels"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
@@ -52,9 +69,13 @@ class FeatureConfig:
             raise ValueError(f"win_length ({self.window}) must not exceed n_fft ({self.n_fft})")
 
     @property
-    def kind(self) -> type[SpectrogramFeature]:
-        """The registered feature class of ``features``."""
-        return _FEATURES[self.features]
+    def kind_class(self) -> type[SpectrogramFeature]:
+        """The registered feature class of ``kind``."""
+        return _FEATURES[self.kind]
+
+    def setting(self, name: str) -> Any:
+        """The value of setting ``name``: a field, or one of the kind's ``options``."""
+        return self.options[name] if name in self.options else getattr(self, name)
 
     @property
     def window(self) -> int:
@@ -64,7 +85,7 @@ class FeatureConfig:
     @property
     def num_bins(self) -> int:
         """Number of frequency bins of one frame."""
-        return self.kind.num_bins(self)
+        return self.kind_class.num_bins(self)
 
     def num_frames(self, num_samples: int) -> int:
         """Frames of a (centred) STFT of ``num_samples`` samples."""
@@ -76,22 +97,30 @@ class FeatureConfig:
 
     def key(self) -> dict:
         """The settings that matter for the configured feature kind (cache key material)."""
-        return self.kind.key(self)
+        return self.kind_class.key(self)
 
 
 #: The names of the feature settings (the fields of :class:`FeatureConfig`).
 FEATURE_SETTINGS = tuple(f.name for f in fields(FeatureConfig))
 
 
+@dataclass(frozen=True)
+class NoOptions:
+    """The ``Options`` of a feature kind without settings of its own."""
+
+
 class SpectrogramFeature(nn.Module):
     """Base of the feature kinds: waveform ``(samples,)`` -> feature ``(time, num_bins)``.
 
-    Subclasses set ``settings`` (the :class:`FeatureConfig` fields they read, besides
-    ``features``), ``constants`` (fixed values of their transform that belong in the cache
-    key) and :meth:`num_bins`, and build ``self.transform`` (frequency-first output).
+    Subclasses set ``settings`` (the settings they read, besides ``kind``: fields of
+    :class:`FeatureConfig` or of their own ``Options``), ``constants`` (fixed values of their
+    transform that belong in the cache key) and :meth:`num_bins`, and build ``self.transform``
+    (frequency-first output). A setting of their own is a field of ``Options``, a frozen
+    dataclass with a default for every field (read with :meth:`FeatureConfig.setting`).
     """
 
     settings: ClassVar[tuple[str, ...]] = ()
+    Options: ClassVar[type] = NoOptions
     constants: ClassVar[dict[str, float]] = {}
     transform: nn.Module
 
@@ -107,8 +136,8 @@ class SpectrogramFeature(nn.Module):
     def key(cls, config: FeatureConfig) -> dict:
         """Cache key material: the kind, the settings it reads and its constants."""
         key = {
-            "features": config.features,
-            **{name: getattr(config, name) for name in cls.settings},
+            "features": config.kind,
+            **{name: config.setting(name) for name in cls.settings},
         }
         if "win_length" in key:
             key["win_length"] = config.window
@@ -123,7 +152,7 @@ _FEATURES: dict[str, type[SpectrogramFeature]] = {}
 
 
 def register_feature(name: str) -> Callable[[F], F]:
-    """Class decorator registering a feature kind under ``name`` (``features: name``)."""
+    """Class decorator registering a feature kind under ``name`` (``features: {kind: name}``)."""
 
     def decorator(cls: F) -> F:
         known = _FEATURES.get(name)
@@ -213,11 +242,11 @@ class LogMel(SpectrogramFeature):
 
 class FeatureExtractor:
     """Waveform ``(samples,)`` -> feature ``(time, freq)`` float32 tensor, with the kind
-    registered under ``config.features``."""
+    registered under ``config.kind``."""
 
     def __init__(self, config: FeatureConfig) -> None:
         self.config = config
-        self.transform = config.kind(config)
+        self.transform = config.kind_class(config)
 
     def __call__(self, waveform: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

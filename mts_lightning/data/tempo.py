@@ -58,13 +58,13 @@ def check_augment_tempos(tempos: Sequence[float] | None) -> tuple[float, ...]:
         return ()
     if isinstance(tempos, (str, bytes)) or not isinstance(tempos, Sequence) or not tempos:
         raise ValueError(
-            f"augment_tempos must be a non-empty list of tempo factors from {MIN_TEMPO:g} to "
+            f"augment.tempos must be a non-empty list of tempo factors from {MIN_TEMPO:g} to "
             f"{MAX_TEMPO:g} such as "
             f"[0.7, 1.0, 1.4], or null for no rate augmentation; got {tempos!r}"
         )
-    checked = tuple(check_tempo(f"augment_tempos[{i}]", t) for i, t in enumerate(tempos))
+    checked = tuple(check_tempo(f"augment.tempos[{i}]", t) for i, t in enumerate(tempos))
     if len(set(checked)) != len(checked):
-        raise ValueError(f"augment_tempos lists a tempo twice: {list(tempos)}")
+        raise ValueError(f"augment.tempos lists a tempo twice: {list(tempos)}")
     return checked
 
 

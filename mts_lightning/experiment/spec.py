@@ -11,7 +11,7 @@ folds: [0, 1, 2, 3, 4]               # values of --data.fold
 seeds: [0, 1, 2]                     # values of --seed_everything
 conditions:                          # tests of each run's selected checkpoint
   - name: seen_speeds
-    overrides: ["--data.synthetic_test_stretch=[0.6, 1.6]"]
+    overrides: ["--data.corpus_options.test_stretch=[0.6, 1.6]"]
     x: 1.0                           # optional place on the figures' x axis
 tempo_sweep: [0.7, 1.0, 1.4]         # adds conditions tempo_0.7 ... (--data.test_tempo)
 reference_condition: seen_speeds     # of the bar chart; default tempo 1.0 or the first

@@ -11,7 +11,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from mts_lightning.models.arguments import check_keyword_arguments
+from mts_lightning.arguments import check_keyword_arguments
 from mts_lightning.nn import MultiscaleConv2d
 
 ConvType = Literal["mts", "conv"]

@@ -5,7 +5,7 @@ from typing import Any, TypeVar
 
 from torch import nn
 
-from mts_lightning.models.arguments import check_keyword_arguments
+from mts_lightning.arguments import check_keyword_arguments
 from mts_lightning.models.layers import check_mts_options, reject_flat_mts_options
 
 M = TypeVar("M", bound=type[nn.Module])

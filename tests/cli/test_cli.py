@@ -138,7 +138,7 @@ def test_synthetic_fit_validate_test_predict(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("MTS_LIGHTNING_CACHE", str(tmp_path / "fresh-cache"))
     output = tmp_path / "again.csv"
     other = tmp_path / "other.yaml"  # settings from a config file are not explicit ones
-    other.write_text(yaml.safe_dump({"data": {"n_mels": 32}}))
+    other.write_text(yaml.safe_dump({"data": {"features": {"n_mels": 32}}}))
     cli = cli_main(
         [
             "predict",
@@ -234,7 +234,21 @@ def test_predict_without_the_corpus(tmp_path, capsys):
         # Tempos the re-timing cannot honour, refused before any work.
         (["--data.test_tempo", "1000"], "test_tempo must be a number from 0.25 to 4"),
         (["--data.test_tempo=0.01"], "test_tempo must be a number from 0.25 to 4"),
-        (["--data.augment_tempos=[1.0, 8]"], "augment_tempos[1] must be a number from 0.25"),
+        (["--data.augment.tempos=[1.0, 8]"], "augment.tempos[1] must be a number from 0.25"),
+        # The corpus's options, checked against its declaration.
+        (
+            ["--data.corpus_options.num_speaker=4"],
+            "corpus_options of 'synthetic' takes no argument 'num_speaker' (did you mean "
+            "'num_speakers'?); it takes seed, num_classes,",
+        ),
+        (
+            ["--data.corpus=emodb", "--data.root=/x", "--data.corpus_options.include_song=true"],
+            "corpus_options: corpus 'emodb' takes no options, got include_song",
+        ),
+        (
+            ["--data.features.options.n_mfcc=13"],
+            "features.options of 'logmel' takes no argument 'n_mfcc'",
+        ),
     ],
 )
 def test_config_errors_exit_with_a_message(args, message, capsys):
@@ -306,7 +320,7 @@ COMPACT_CNN_ARGUMENTS = (
             "ValueError: unknown model name 'compact_cn'; known models: alexnet,",
         ),
         ("fit", ["--data.batch_sze=4"], "unrecognized arguments: --data.batch_sze=4"),
-        ("fit", ["--data.n_mels=many"], 'Parser key "data.n_mels": Expected a'),
+        ("fit", ["--data.features.n_mels=many"], 'Parser key "data.features.n_mels": Expected'),
         (
             "validate",
             ["--model.backbone_kwargs={conv_typ: conv}"],
@@ -317,7 +331,7 @@ COMPACT_CNN_ARGUMENTS = (
             ["--model.backbone_kwargs={mts: {fuse_branch: never}}"],
             "ValueError: backbone_kwargs: mts: unknown option(s) fuse_branch;",
         ),
-        ("test", ["--data.synthetic_test_strech=[0.3, 0.4]"], "unrecognized arguments: --data."),
+        ("test", ["--data.corpus_option.test_stretch=[0.3, 0.4]"], "unrecognized arguments"),
     ],
 )
 def test_model_and_data_option_errors_are_one_line(subcommand, args, message, capsys):
@@ -953,19 +967,20 @@ def test_test_tempo_and_input_length_follow_the_user(tmp_path, capsys):
 
     # Settings that change the model's input or classes are refused, naming both values.
     for args, words in [
-        (["--data.n_mels=32"], ("data.n_mels", "64", "32")),
-        (["--data.features=stft"], ("data.features", "'logmel'", "'stft'")),
-        (["--data.sample_rate", "8000"], ("data.sample_rate", "16000", "8000")),
-        (["--data.synthetic_classes=4"], ("data.synthetic_classes", "6", "4")),
+        (["--data.features.n_mels=32"], ("data.features.n_mels", "64", "32")),
+        (["--data.features.kind=stft"], ("data.features.kind", "'logmel'", "'stft'")),
+        (["--data.features.sample_rate", "8000"], ("data.features.sample_rate", "16000", "8000")),
+        (["--data.corpus_options.num_classes=4"], ("data.corpus_options.num_classes", "6", "4")),
     ]:
         refused(capsys, lambda args=args: run_test(config, best, *args), *words)
 
     # Not given on the command line: from the checkpoint, as before (a config file that
     # differs does not count as explicit: a run's config.yaml holds every setting).
     other = tmp_path / "other.yaml"
-    other.write_text(yaml.safe_dump({"data": {"n_mels": 32, "duration": 2.0}}))
+    other.write_text(yaml.safe_dump({"data": {"features": {"n_mels": 32}, "duration": 2.0}}))
     restored = run_test(config, best, f"--config={other}")
-    assert restored.datamodule.hparams.n_mels == 64 and restored.datamodule.hparams.duration == 1.0
+    data = restored.datamodule
+    assert data.feature_config.n_mels == 64 and data.hparams.duration == 1.0
 
 
 @pytest.mark.slow
@@ -983,7 +998,7 @@ def test_a_fixed_size_model_refuses_another_input_length(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_readme_rate_robustness_command_runs_as_written(tmp_path, monkeypatch):
-    """The training page's `fit` line with `augment_tempos` and `pad_mode`, on a RAVDESS-named
+    """The training page's `fit` line with `augment.tempos` and `pad_mode`, on a RAVDESS-named
     folder in place of /data/RAVDESS; the sizes shrunk, the settings under test as written."""
     section = doc_pages.section("training.md", "## Training settings for speaking-rate robustness")
     command = doc_pages.first_block(section, "bash")
@@ -1005,7 +1020,7 @@ def test_readme_rate_robustness_command_runs_as_written(tmp_path, monkeypatch):
         ]
     )
     data = fit.datamodule
-    assert data.augment_tempos == (0.7, 0.85, 1.0, 1.2, 1.4) and data.hparams.pad_mode == "repeat"
+    assert data.augment.tempos == [0.7, 0.85, 1.0, 1.2, 1.4] and data.hparams.pad_mode == "repeat"
     assert all(len(item.retimed) == 5 for item in data.train_dataset.items)
     saved = torch.load(fit.trainer.checkpoint_callback.best_model_path, weights_only=True)
     assert saved["datamodule_hyper_parameters"]["pad_mode"] == "repeat"

@@ -9,7 +9,6 @@ import pytest
 import yaml
 
 from mts_lightning.data import FeatureConfig
-from mts_lightning.data.features import FEATURE_SETTINGS
 from mts_lightning.models import build_model
 from mts_lightning.models.complexity import count_macs
 
@@ -26,7 +25,7 @@ def load(path: Path) -> dict:
 
 def input_shape(data: dict) -> tuple[int, int, int]:
     """The (channels, frames, bins) the DataModule derives from a config's data settings."""
-    config = FeatureConfig(**{k: data[k] for k in FEATURE_SETTINGS if k in data})
+    config = FeatureConfig(**data["features"])
     seconds = data.get("segment_duration") or data["duration"]
     return (1, config.seconds_to_frames(seconds), config.num_bins)
 

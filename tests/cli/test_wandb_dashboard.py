@@ -87,7 +87,7 @@ def test_wandb_run_shows_metrics_confusion_matrix_stretch_usage_and_config(tmp_p
     # The resolved config: the whole CLI config, not only the model's hyperparameters.
     config = read_wandb_config(str(run_file))
     assert config["data"]["corpus"] == "synthetic"
-    assert config["data"]["synthetic_speakers"] == 4
+    assert config["data"]["corpus_options"]["num_speakers"] == 4
     assert config["model"]["backbone_kwargs"]["conv_type"] == "mts"
     assert config["trainer"]["max_epochs"] == 2
     callbacks = [c["class_path"] for c in config["trainer"]["callbacks"]]

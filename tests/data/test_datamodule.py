@@ -36,19 +36,28 @@ from tests.helpers.data_fixtures import (
     write_tone,
 )
 
+SYNTHETIC = dict(num_classes=4, num_speakers=5, clips_per_speaker=8, duration=1.0)
 SMALL = dict(
-    sample_rate=8000,
-    n_fft=256,
-    hop_length=128,
-    n_mels=32,
+    features=dict(sample_rate=8000, n_fft=256, hop_length=128, n_mels=32),
     duration=1.0,
     batch_size=8,
-    synthetic_classes=4,
-    synthetic_speakers=5,
-    synthetic_clips_per_speaker=8,
-    synthetic_duration=1.0,
+    corpus_options=SYNTHETIC,
 )
-FIXTURE = dict(sample_rate=8000, n_fft=256, hop_length=128, n_mels=24, duration=0.3, batch_size=4)
+FIXTURE = dict(
+    features=dict(sample_rate=8000, n_fft=256, hop_length=128, n_mels=24),
+    duration=0.3,
+    batch_size=4,
+)
+
+
+def small(**corpus_options) -> dict:
+    """SMALL with other synthetic corpus options."""
+    return {**SMALL, "corpus_options": {**SYNTHETIC, **corpus_options}}
+
+
+def with_features(settings: dict, **features) -> dict:
+    """``settings`` with other feature settings."""
+    return {**settings, "features": {**settings["features"], **features}}
 
 
 @pytest.fixture
@@ -73,7 +82,7 @@ def test_attributes_right_after_construction_without_feature_work():
     dm = SpectrogramDataModule()
     assert dm.num_classes == 6 and dm.class_names == [f"pattern_{c}" for c in range(6)]
     assert dm.input_shape == (1, 1 + 48000 // 512, 64)
-    assert SpectrogramDataModule(features="stft").input_shape == (1, 94, 513)
+    assert SpectrogramDataModule(features={"kind": "stft"}).input_shape == (1, 94, 513)
     assert SpectrogramDataModule(corpus="ravdess", root="/nowhere").num_classes == 8
     assert not default_cache_dir().exists()
 
@@ -101,7 +110,7 @@ def test_synthetic_test_stretch_range_is_separate():
         for i in range(8)
     ]
     assert 1.8 < float(np.median(ratios)) < 3.2  # 1.5 / 0.6 = 2.5
-    dm = SpectrogramDataModule(**SMALL, synthetic_test_stretch=(1.5, 2.0))
+    dm = SpectrogramDataModule(**small(test_stretch=(1.5, 2.0)))
     assert dm.load_corpus("test").stretch == (1.5, 2.0)
     assert dm.load_corpus("val").stretch == dm.load_corpus("train").stretch == (0.6, 1.6)
     clip = dm.load_corpus().clips[0]
@@ -168,12 +177,12 @@ def test_filling_the_cache_draws_no_global_random_number(num_workers, count_feat
 def test_a_changed_feature_setting_never_reads_a_stale_cache(count_features):
     SpectrogramDataModule(**SMALL).setup("validate")
     assert len(count_features) == 8
-    changed = SpectrogramDataModule(**{**SMALL, "n_mels": 24})
+    changed = SpectrogramDataModule(**with_features(SMALL, n_mels=24))
     changed.setup("validate")
     assert len(count_features) == 16
     assert next(iter(changed.val_dataloader()))[0].shape[-1] == 24
     assert len(count_features) == 16 + 24  # the statistics need the training features
-    SpectrogramDataModule(**{**SMALL, "synthetic_seed": 5}).setup("validate")
+    SpectrogramDataModule(**small(seed=5)).setup("validate")
     assert len(count_features) == 48
     SpectrogramDataModule(**{**SMALL, "duration": 0.5}).setup("validate")  # length: no new features
     assert len(count_features) == 48
@@ -301,7 +310,9 @@ def test_class_weights_follow_training_label_counts(tmp_path):
 
 
 def test_augmentation_only_on_the_training_split():
-    dm = SpectrogramDataModule(**SMALL, augment=True, time_mask_frames=4, freq_mask_bins=4)
+    dm = SpectrogramDataModule(
+        **SMALL, augment={"spec_augment": {"time_mask_frames": 4, "freq_mask_bins": 4}}
+    )
     dm.setup("fit")
     dm.train_dataloader()
     assert dm.train_dataset.augment is not None and dm.val_dataset.augment is None
@@ -404,7 +415,7 @@ def test_state_dict_round_trip_and_predict_path_errors(tmp_path):
     restored.load_state_dict(dm.state_dict())
     assert torch.equal(restored.model_input.std, dm.model_input.std)
     with pytest.raises(ValueError, match="frequency bins"):
-        SpectrogramDataModule(**{**SMALL, "n_mels": 20}).load_state_dict(dm.state_dict())
+        SpectrogramDataModule(**with_features(SMALL, n_mels=20)).load_state_dict(dm.state_dict())
     with pytest.raises(FileNotFoundError, match="does not exist"):
         SpectrogramDataModule(**SMALL, predict_paths=[str(tmp_path / "nothing.wav")]).setup(
             "predict"
@@ -673,7 +684,7 @@ def test_a_clip_too_short_at_the_test_tempo_is_named(tmp_path):
 
 
 def test_synthetic_test_tempo_applies_on_top_of_the_test_stretch():
-    settings = {**SMALL, "synthetic_test_stretch": (0.4, 0.5), "duration": None}
+    settings = {**small(test_stretch=(0.4, 0.5)), "duration": None}
     plain = SpectrogramDataModule(**settings)
     plain.setup("test")
     slow = SpectrogramDataModule(**settings, test_tempo=0.8)
@@ -690,7 +701,7 @@ def test_augment_tempos_serve_training_clips_at_a_drawn_tempo(count_features):
     plain = SpectrogramDataModule(**SMALL)
     plain.setup("fit")
     tempos = [0.5, 1.0, 2.0]
-    dm = SpectrogramDataModule(**SMALL, augment_tempos=tempos)
+    dm = SpectrogramDataModule(**SMALL, augment={"tempos": tempos})
     dm.setup("fit")
     # Every training clip once more at 0.5 and at 2.0 (1.0 is the cached original).
     train = len(dm.train_dataset)
@@ -723,7 +734,7 @@ def test_augment_tempos_serve_training_clips_at_a_drawn_tempo(count_features):
         )
     assert set(served) == {0, 1, 2}
     # Without 1.0 in the list the recorded clip is never served.
-    only_fast = SpectrogramDataModule(**SMALL, augment_tempos=[2.0])
+    only_fast = SpectrogramDataModule(**SMALL, augment={"tempos": [2.0]})
     only_fast.setup("fit")
     assert {t for i in only_fast.train_dataset.items for _, t in i.retimed} == {2.0}
 
@@ -731,7 +742,7 @@ def test_augment_tempos_serve_training_clips_at_a_drawn_tempo(count_features):
 def test_augment_tempos_move_a_segment_to_the_same_moment(tmp_path):
     make_ravdess_folder(tmp_path, actors=range(1, 6), emotions=(1, 2), seconds=1.0)
     settings = dict(corpus="ravdess", root=str(tmp_path), segment_duration=0.4, **FIXTURE)
-    dm = SpectrogramDataModule(**settings, augment_tempos=[0.5])
+    dm = SpectrogramDataModule(**settings, augment={"tempos": [0.5]})
     dm.setup("fit")
     dm.train_dataloader()
     last = max(dm.train_dataset.items, key=lambda i: i.start)
@@ -747,26 +758,28 @@ def test_augment_tempos_move_a_segment_to_the_same_moment(tmp_path):
     "tempos, message",
     [
         ([], "non-empty list"),
-        ("0.7", "non-empty list"),
-        (0.7, "non-empty list"),
+        ("0.7", "tempos must be a list of float or null for augment, got '0.7'"),
+        (0.7, "tempos must be a list of float or null for augment, got 0.7"),
         ([0.7, 0.7], "lists a tempo twice"),
-        ([1.0, 0], r"augment_tempos\[1\] must be a number from 0.25 to 4 .*, got 0$"),
-        ([float("nan")], r"augment_tempos\[0\] must be a number from 0.25 to 4"),
-        ([True], r"augment_tempos\[0\] must be a number from 0.25 to 4 .*, got True$"),
-        ([0.7, 1000], r"augment_tempos\[1\] must be a number from 0.25 to 4 .*, got 1000$"),
-        ([0.2, 1.0], r"augment_tempos\[0\] must be .*, got 0.2$"),
+        ([1.0, 0], r"augment\.tempos\[1\] must be a number from 0.25 to 4 .*, got 0$"),
+        ([float("nan")], r"augment\.tempos\[0\] must be a number from 0.25 to 4"),
+        ([True], r"tempos must be a list of float or null for augment, got \[True\]$"),
+        ([0.7, 1000], r"augment\.tempos\[1\] must be a number from 0.25 to 4 .*, got 1000$"),
+        ([0.2, 1.0], r"augment\.tempos\[0\] must be .*, got 0.2$"),
     ],
 )
 def test_bad_augment_tempos_are_refused(tempos, message):
     with pytest.raises(ValueError, match=message):
-        SpectrogramDataModule(**SMALL, augment_tempos=tempos)
+        SpectrogramDataModule(**SMALL, augment={"tempos": tempos})
 
 
 def test_pad_mode_repeat_fills_short_clips_with_the_clip_itself(tmp_path):
     make_ravdess_folder(tmp_path, actors=range(1, 6), emotions=(1, 2), seconds=0.2)
     settings = dict(corpus="ravdess", root=str(tmp_path), **FIXTURE)
     zeros = SpectrogramDataModule(**settings)
-    repeat = SpectrogramDataModule(**settings, pad_mode="repeat", augment=True, time_masks=0)
+    repeat = SpectrogramDataModule(
+        **settings, pad_mode="repeat", augment={"spec_augment": {"time_masks": 0}}
+    )
     for dm in (zeros, repeat):
         dm.setup(None)
         dm.train_dataloader()  # the training statistics
@@ -779,7 +792,7 @@ def test_pad_mode_repeat_fills_short_clips_with_the_clip_itself(tmp_path):
     z, _ = next(iter(zeros.test_dataloader()))
     assert z[0, 0, len(clip) :].abs().sum() == 0 and torch.equal(z[0, 0, : len(clip)], clip)
     # Training (augmented) inputs hold no zero-padded frames either.
-    assert repeat.augmenter.pad_mode == "repeat"
+    assert repeat.train_dataset.model_input.pad_mode == "repeat"
     batch, _ = next(iter(repeat.train_dataloader()))
     assert (batch.abs().sum(dim=3) > 0).all()
     with pytest.raises(ValueError, match="pad_mode must be one of zeros, repeat"):
@@ -812,7 +825,7 @@ def test_segmented_clips_are_scored_whole_and_trained_per_segment(tmp_path):
 
 
 def test_train_speaker_fraction_trains_on_fewer_speakers_only():
-    settings = {**SMALL, "synthetic_speakers": 8, "num_folds": 4}
+    settings = {**small(num_speakers=8), "num_folds": 4}
     full = SpectrogramDataModule(**settings)
     full.setup("fit")
     half = SpectrogramDataModule(**settings, train_speaker_fraction=0.5)

@@ -83,7 +83,7 @@ def test_stereo_that_does_not_cancel_is_averaged_without_a_warning(tmp_path, rig
 
 
 def test_stft_is_the_papers_compressed_magnitude():
-    config = FeatureConfig(features="stft", sample_rate=16000, n_fft=1024, hop_length=512)
+    config = FeatureConfig(kind="stft", sample_rate=16000, n_fft=1024, hop_length=512)
     wave = torch.randn(16000)
     feature = FeatureExtractor(config)(wave)
     assert feature.shape == (config.num_frames(16000), 513) == (32, 513)
@@ -93,21 +93,18 @@ def test_stft_is_the_papers_compressed_magnitude():
 
 
 def test_logmel_shape_and_settings_key():
-    config = FeatureConfig(features="logmel", n_mels=40, n_fft=512, hop_length=256)
+    config = FeatureConfig(kind="logmel", n_mels=40, n_fft=512, hop_length=256)
     assert FeatureExtractor(config)(torch.randn(8000)).shape == (1 + 8000 // 256, 40)
-    assert (
-        config.key() != FeatureConfig(features="logmel", n_mels=41, n_fft=512, hop_length=256).key()
-    )
+    assert config.key() != FeatureConfig(kind="logmel", n_mels=41, n_fft=512, hop_length=256).key()
     # settings that do not change STFT features do not enter its key
     assert (
-        FeatureConfig(features="stft", n_mels=40).key()
-        == FeatureConfig(features="stft", n_mels=80).key()
+        FeatureConfig(kind="stft", n_mels=40).key() == FeatureConfig(kind="stft", n_mels=80).key()
     )
 
 
 def test_feature_config_is_validated():
-    with pytest.raises(ValueError, match="features must be"):
-        FeatureConfig(features="mfcc")
+    with pytest.raises(ValueError, match="features.kind must be"):
+        FeatureConfig(kind="mfcc")
     with pytest.raises(ValueError, match="win_length"):
         FeatureConfig(n_fft=256, win_length=512)
 

@@ -13,15 +13,9 @@ from mts_lightning.export import export_recognizer
 #: Clips of 0.5 s: shorter than a 0.8 s model input (padding shows), longer than 0.2 s
 #: segments (several segments per clip).
 SETTINGS = dict(
-    sample_rate=8000,
-    n_fft=256,
-    hop_length=128,
-    n_mels=16,
+    features=dict(sample_rate=8000, n_fft=256, hop_length=128, n_mels=16),
     batch_size=4,
-    synthetic_classes=2,
-    synthetic_speakers=5,
-    synthetic_clips_per_speaker=2,
-    synthetic_duration=0.5,
+    corpus_options=dict(num_classes=2, num_speakers=5, clips_per_speaker=2, duration=0.5),
 )
 
 

@@ -64,7 +64,7 @@ def test_the_shipped_corpora_are_registered_and_the_old_names_derive_from_them()
     assert list_corpora() == names and sorted(CORPUS_NAMES) == names
     assert set(CORPUS_CLASSES) == set(names) - {"manifest", "synthetic"}
     assert set(SCANNERS) == set(names) - {"synthetic"} and SCANNERS["ravdess"] is scan_ravdess
-    assert get_corpus("ravdess").options == ("include_song",)
+    assert get_corpus("ravdess").option_defaults == {"include_song": False}
     assert get_corpus("iemocap").paper_protocol is not protocols.speaker_window
     assert get_corpus("tess").paper_protocol is protocols.speaker_halves
 
@@ -99,10 +99,7 @@ def test_a_registered_corpus_runs_through_the_datamodule(whistles):
         corpus="whistles",
         root=str(whistles),
         split="paper",
-        sample_rate=8000,
-        n_fft=256,
-        hop_length=128,
-        n_mels=16,
+        features=dict(sample_rate=8000, n_fft=256, hop_length=128, n_mels=16),
         duration=None,
         batch_size=4,
     )
@@ -163,9 +160,11 @@ class Loudness(SpectrogramFeature):
 def test_a_registered_feature_kind_runs_through_the_datamodule(monkeypatch):
     monkeypatch.setitem(_FEATURES, "loudness", Loudness)
     assert "loudness" in list_features()
-    small = dict(synthetic_speakers=5, synthetic_clips_per_speaker=6, synthetic_duration=1.0)
+    small = dict(num_speakers=5, clips_per_speaker=6, duration=1.0)
     dm = SpectrogramDataModule(
-        features="loudness", sample_rate=8000, hop_length=200, duration=1.0, **small
+        features=dict(kind="loudness", sample_rate=8000, hop_length=200),
+        duration=1.0,
+        corpus_options=small,
     )
     assert dm.input_shape == (1, 41, 1)
     assert dm.feature_config.key() == {
@@ -176,8 +175,8 @@ def test_a_registered_feature_kind_runs_through_the_datamodule(monkeypatch):
     dm.setup("validate")
     x, _ = next(iter(dm.val_dataloader()))
     assert x.shape[1:] == (1, 41, 1) and torch.isfinite(x).all()
-    with pytest.raises(ValueError, match="features must be one of logmel, loudness, stft"):
-        FeatureConfig(features="mfcc")
+    with pytest.raises(ValueError, match="features.kind must be one of logmel, loudness, stft"):
+        FeatureConfig(kind="mfcc")
     register_feature("loudness")(Loudness)  # the same class again: fine
     with pytest.raises(ValueError, match="already registered"):
         register_feature("stft")(Loudness)
@@ -188,10 +187,10 @@ def test_restored_settings_derive_from_the_feature_configuration():
     assert settings[0] == "corpus"
     assert set(settings) == {
         "corpus",
-        *(f for f in FeatureConfig.__dataclass_fields__),
+        *(f"features.{f}" for f in FeatureConfig.__dataclass_fields__),
         "duration",
         "segment_duration",
         "pad_mode",
-        "synthetic_classes",
+        "corpus_options.num_classes",
         "label_set",
     }

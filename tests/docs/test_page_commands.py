@@ -46,7 +46,7 @@ ELSEWHERE = {
         "cli/test_cli.py",
         "test_killed_fit_resumes_to_the_uninterrupted_result",
     ),
-    r"--data\.augment_tempos": (
+    r"--data\.augment\.tempos": (
         "cli/test_cli.py",
         "test_readme_rate_robustness_command_runs_as_written",
     ),
@@ -269,10 +269,7 @@ def example_names(tmp_path, monkeypatch, one_thread):
 
     monkeypatch.chdir(tmp_path)
     data = SpectrogramDataModule(
-        synthetic_classes=3,
-        synthetic_speakers=5,
-        synthetic_clips_per_speaker=8,
-        synthetic_duration=1.0,
+        corpus_options=dict(num_classes=3, num_speakers=5, clips_per_speaker=8, duration=1.0),
         duration=1.0,
         batch_size=4,
         cache_dir=str(tmp_path / "cache"),

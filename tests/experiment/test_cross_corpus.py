@@ -123,7 +123,7 @@ def test_iemocap_excited_joins_happy_only_when_asked(tmp_path):
 
 def test_synthetic_patterns_stand_in_for_the_shared_classes():
     data = SpectrogramDataModule(
-        synthetic_speakers=3, synthetic_clips_per_speaker=6, label_set="shared4"
+        corpus_options={"num_speakers": 3, "clips_per_speaker": 6}, label_set="shared4"
     )
     corpus = data.load_corpus()
     assert data.class_names == SHARED4 and data.num_classes == 4

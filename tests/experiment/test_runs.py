@@ -27,8 +27,8 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[2]
 TINY = [*TINY_SYNTHETIC, *TINY_TRAINER, "--model.confusion_matrix=false"]
 CONDITIONS = [
-    {"name": "seen", "overrides": ["--data.synthetic_test_stretch=[0.6, 1.6]"], "x": 1.0},
-    {"name": "fast", "overrides": ["--data.synthetic_test_stretch=[0.35, 0.45]"], "x": 0.4},
+    {"name": "seen", "overrides": ["--data.corpus_options.test_stretch=[0.6, 1.6]"], "x": 1.0},
+    {"name": "fast", "overrides": ["--data.corpus_options.test_stretch=[0.35, 0.45]"], "x": 0.4},
 ]
 
 

@@ -40,7 +40,7 @@ def test_spec_reads_every_setting(tmp_path):
             conditions=[
                 {
                     "name": "fast",
-                    "overrides": ["--data.synthetic_test_stretch=[0.4, 0.5]"],
+                    "overrides": ["--data.corpus_options.test_stretch=[0.4, 0.5]"],
                     "x": 0.45,
                 }
             ],
@@ -226,8 +226,8 @@ def _checked_spec(folder: Path, **settings) -> Path:
         "folds": [0, 1],
         "seeds": [0],
         "conditions": [
-            {"name": "seen", "overrides": ["--data.synthetic_test_stretch=[0.6, 1.6]"]},
-            {"name": "fast", "overrides": ["--data.synthetic_test_stretch=[0.35, 0.45]"]},
+            {"name": "seen", "overrides": ["--data.corpus_options.test_stretch=[0.6, 1.6]"]},
+            {"name": "fast", "overrides": ["--data.corpus_options.test_stretch=[0.35, 0.45]"]},
         ],
         **settings,
     }
@@ -236,7 +236,12 @@ def _checked_spec(folder: Path, **settings) -> Path:
     return path
 
 
-FAST_TYPO = "--data.synthetic_test_strech=[0.35, 0.45]"
+FAST_TYPO = "--data.corpus_options.test_strech=[0.35, 0.45]"
+FAST_TYPO_ERROR = (
+    "ValueError: corpus_options of 'synthetic' takes no argument 'test_strech' (did you mean "
+    "'test_stretch'?); it takes seed, num_classes, num_speakers, clips_per_speaker, duration, "
+    "snr_db, train_stretch, test_stretch"
+)
 
 
 @pytest.mark.slow
@@ -247,7 +252,7 @@ FAST_TYPO = "--data.synthetic_test_strech=[0.35, 0.45]"
         (
             {"conditions": [{"name": "seen"}, {"name": "fast", "overrides": [FAST_TYPO]}]},
             [],
-            f"conditions[1] (fast): unrecognized arguments: {FAST_TYPO}",
+            f"conditions[1] (fast): {FAST_TYPO_ERROR}",
         ),
         (
             {"conditions": [{"name": "slow", "overrides": ["--data.test_tempo=slow"]}]},
@@ -326,7 +331,6 @@ def test_one_run_checks_its_test_conditions_before_its_fit(tmp_path, capsys, mon
         )
     assert exit_info.value.code == 2
     assert capsys.readouterr().err == (
-        f"mts-lightning experiment: error: {spec}: conditions[0] (fast): unrecognized "
-        f"arguments: {FAST_TYPO}\n"
+        f"mts-lightning experiment: error: {spec}: conditions[0] (fast): {FAST_TYPO_ERROR}\n"
     )
     assert not out.exists()

@@ -9,11 +9,11 @@ def synthetic_corpus(
     """CLI arguments of a small synthetic corpus: ``speakers`` x ``clips_per_speaker`` clips of
     ``seconds`` s each (None: the config's clip length)."""
     args = [
-        f"--data.synthetic_speakers={speakers}",
-        f"--data.synthetic_clips_per_speaker={clips_per_speaker}",
+        f"--data.corpus_options.num_speakers={speakers}",
+        f"--data.corpus_options.clips_per_speaker={clips_per_speaker}",
     ]
     if seconds is not None:
-        args.append(f"--data.synthetic_duration={seconds}")
+        args.append(f"--data.corpus_options.duration={seconds}")
     return args
 
 

@@ -173,14 +173,14 @@ def test_an_empty_waveform_is_refused_like_the_recognizer_refuses_it(exported, f
     "features",
     [
         DEFAULT_FEATURES,
-        FeatureConfig(features="stft", n_fft=256, hop_length=100, win_length=200),
+        FeatureConfig(kind="stft", n_fft=256, hop_length=100, win_length=200),
         FeatureConfig(n_fft=255, hop_length=64, n_mels=16),
     ],
     ids=["default", "stft-short-window", "odd-n_fft"],
 )
 def test_the_short_clip_rule_is_a_zero_pad_to_one_analysis_frame(features):
     """``analysis_waveform`` (graph-safe) gives the frames of the zero-padded clip's features."""
-    front_end = features.kind(features).eval()
+    front_end = features.kind_class(features).eval()
     generator = torch.Generator().manual_seed(3)
     n_fft = features.n_fft
     for length in [1, 2, n_fft // 2 - 1, n_fft // 2, n_fft // 2 + 1, n_fft - 1, n_fft, 5000]:

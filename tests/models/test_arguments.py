@@ -9,8 +9,8 @@ from typing import Any, Literal
 
 import pytest
 
+from mts_lightning.arguments import check_keyword_arguments, describe, matches
 from mts_lightning.models import build_model, list_models
-from mts_lightning.models.arguments import check_keyword_arguments, describe, matches
 from mts_lightning.models.registry import _MODELS, ModelArgumentError, check_model_kwargs
 
 

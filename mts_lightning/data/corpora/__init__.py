@@ -21,7 +21,7 @@ from .manifest import scan_manifest
 from .ravdess import scan_ravdess
 from .registry import CorpusSpec, PaperProtocol, get_corpus, list_corpora, register_corpus
 from .savee import scan_savee
-from .synthetic import SyntheticConfig, SyntheticCorpus
+from .synthetic import SyntheticConfig, SyntheticCorpus, SyntheticOptions
 from .tess import scan_tess
 
 for _module in pkgutil.iter_modules(__path__):
@@ -54,6 +54,7 @@ __all__ = [
     "SkippedFile",
     "SyntheticConfig",
     "SyntheticCorpus",
+    "SyntheticOptions",
     "get_corpus",
     "list_corpora",
     "register_corpus",

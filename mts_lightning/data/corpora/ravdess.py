@@ -78,6 +78,5 @@ register_corpus(
         scan_ravdess,
         speaker_window,
         classes=RAVDESS_CLASSES,
-        options=("include_song",),
     )
 )

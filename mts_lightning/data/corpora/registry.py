@@ -7,9 +7,12 @@ the splits and the CLI only ever ask the registry.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from mts_lightning.arguments import check_keyword_arguments
 
 from .base import Clip, Corpus
 
@@ -18,6 +21,8 @@ from .base import Clip, Corpus
 PaperProtocol = Callable[[Sequence[Clip], int, int], dict[str, list[int]]]
 
 _CORPORA: dict[str, CorpusSpec] = {}
+#: Keyword arguments of ``scan`` that the DataModule passes itself, never corpus options.
+SCAN_ARGUMENTS = ("root", "skip_bad_files", "part")
 
 
 @dataclass(frozen=True)
@@ -30,9 +35,13 @@ class CorpusSpec:
         paper_protocol: the MTS paper's split for this corpus (``split="paper"``).
         classes: the fixed class names in the corpus's official code order; ``None`` when the
             clips decide them (a manifest's labels, the synthetic corpus's settings).
-        options: DataModule arguments passed to ``scan`` by name (e.g. ``include_song``).
-        class_options: those of ``options`` that decide the classes; a checkpoint restores
-            them for ``predict``.
+        options: what declares the corpus options (the DataModule's ``corpus_options``,
+            passed to ``scan`` by name): a callable whose keyword parameters, with their type
+            hints and defaults, are the options (a dataclass, as the synthetic corpus's);
+            ``None`` (default): ``scan`` itself, less ``root``, ``skip_bad_files``, ``part``
+            and the ``label_set_scan`` keys (RAVDESS's ``include_song``).
+        class_options: those options that decide the classes; a checkpoint restores them for
+            ``predict``.
         needs_root: whether ``scan`` reads the DataModule's ``root``.
         test_part_differs: the test part is scanned apart, with ``part="test"`` passed to
             ``scan`` (the synthetic corpus renders it with its own stretch range).
@@ -45,7 +54,7 @@ class CorpusSpec:
     scan: Callable[..., Corpus]
     paper_protocol: PaperProtocol
     classes: tuple[str, ...] | None = None
-    options: tuple[str, ...] = ()
+    options: Callable[..., Any] | None = None
     class_options: tuple[str, ...] = ()
     needs_root: bool = True
     test_part_differs: bool = False
@@ -54,11 +63,39 @@ class CorpusSpec:
     def __post_init__(self) -> None:
         if not self.name.isidentifier():
             raise ValueError(f"corpus name must be an identifier, got {self.name!r}")
-        unknown = set(self.class_options) - set(self.options)
+        unknown = set(self.class_options) - set(self.option_defaults)
         if unknown:
             raise ValueError(
                 f"corpus {self.name!r}: class_options {sorted(unknown)} are not in its options"
             )
+
+    @property
+    def option_defaults(self) -> dict[str, Any]:
+        """Each corpus option and its default, in the order of their declaration."""
+        declared = self.scan if self.options is None else self.options
+        reserved = (*SCAN_ARGUMENTS, *self.label_set_scan) if self.options is None else ()
+        return {
+            name: parameter.default
+            for name, parameter in inspect.signature(declared).parameters.items()
+            if name not in reserved
+            and parameter.kind in (parameter.POSITIONAL_OR_KEYWORD, parameter.KEYWORD_ONLY)
+            and parameter.default is not parameter.empty
+        }
+
+    def corpus_options(self, given: Mapping[str, Any] | None) -> dict[str, Any]:
+        """``given`` checked against the corpus's options (an unknown name or a value of the
+        wrong type raises ``ValueError``, one line naming it and listing the options) and
+        completed with their defaults."""
+        given = dict(given or {})
+        defaults = self.option_defaults
+        if given and not defaults:
+            raise ValueError(
+                f"corpus_options: corpus {self.name!r} takes no options, got "
+                f"{', '.join(map(str, given))}"
+            )
+        declared = self.scan if self.options is None else self.options
+        check_keyword_arguments(declared, given, f"corpus_options of {self.name!r}", defaults)
+        return {**defaults, **given}
 
 
 def register_corpus(spec: CorpusSpec) -> CorpusSpec:

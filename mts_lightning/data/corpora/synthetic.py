@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
+from typing import Any
 
 import numpy as np
 import torch
@@ -31,6 +32,8 @@ MAX_HARMONIC_HZ = 4000.0
 MAX_HARMONICS = 24
 #: Per-clip jitter of each syllable: relative duration, pitch in semitones, relative amplitude.
 DURATION_JITTER, PITCH_JITTER, AMPLITUDE_JITTER = 0.2, 2.0, 0.3
+#: Range of the global time stretch of a clip, unless configured.
+DEFAULT_STRETCH = (0.6, 1.6)
 
 
 @dataclass(frozen=True)
@@ -148,7 +151,9 @@ class SyntheticCorpus(Corpus):
     clips (labels, speakers, jitter, gain, noise) rendered at different speeds.
     """
 
-    def __init__(self, config: SyntheticConfig, stretch: tuple[float, float] = (0.6, 1.6)) -> None:
+    def __init__(
+        self, config: SyntheticConfig, stretch: tuple[float, float] = DEFAULT_STRETCH
+    ) -> None:
         self.config = config
         self.stretch = check_stretch_range("synthetic stretch range", stretch)
         self.patterns = make_patterns(config)
@@ -226,30 +231,41 @@ class SyntheticCorpus(Corpus):
         return np.clip(out, -1.0, 1.0).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class SyntheticOptions(SyntheticConfig):
+    """The synthetic corpus's options (the DataModule's ``corpus_options``): what it looks like
+    (:class:`SyntheticConfig`) and the stretch ranges it renders the train/val and the test
+    clips with.
+
+    In YAML::
+
+        data:
+          corpus: synthetic
+          corpus_options: {num_speakers: 4, clips_per_speaker: 6, test_stretch: [1.0, 1.0]}
+    """
+
+    train_stretch: tuple[float, float] = DEFAULT_STRETCH
+    test_stretch: tuple[float, float] = DEFAULT_STRETCH
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        for name in ("train_stretch", "test_stretch"):
+            check_stretch_range(name, getattr(self, name))
+
+    @property
+    def config(self) -> SyntheticConfig:
+        """The :class:`SyntheticConfig` part (what identifies a rendered clip)."""
+        return SyntheticConfig(**{f.name: getattr(self, f.name) for f in fields(SyntheticConfig)})
+
+
 def load_synthetic(
-    root: str | None = None,
-    skip_bad_files: bool = False,
-    part: str = "train",
-    synthetic_seed: int = 0,
-    synthetic_classes: int = 6,
-    synthetic_speakers: int = 10,
-    synthetic_clips_per_speaker: int = 72,
-    synthetic_duration: float = 3.0,
-    synthetic_train_stretch: tuple[float, float] = (0.6, 1.6),
-    synthetic_test_stretch: tuple[float, float] = (0.6, 1.6),
+    root: str | None = None, skip_bad_files: bool = False, part: str = "train", **options: Any
 ) -> SyntheticCorpus:
-    """The embedded corpus from the DataModule's ``synthetic_*`` arguments (``root`` and
+    """The embedded corpus with ``options`` (:class:`SyntheticOptions`; ``root`` and
     ``skip_bad_files`` do not apply); ``part="test"`` renders with the test stretch range."""
-    train = check_stretch_range("synthetic_train_stretch", synthetic_train_stretch)
-    test = check_stretch_range("synthetic_test_stretch", synthetic_test_stretch)
-    config = SyntheticConfig(
-        seed=synthetic_seed,
-        num_classes=synthetic_classes,
-        num_speakers=synthetic_speakers,
-        clips_per_speaker=synthetic_clips_per_speaker,
-        duration=synthetic_duration,
-    )
-    return SyntheticCorpus(config, test if part == "test" else train)
+    settings = SyntheticOptions(**options)
+    stretch = settings.test_stretch if part == "test" else settings.train_stretch
+    return SyntheticCorpus(settings.config, stretch)
 
 
 register_corpus(
@@ -257,16 +273,8 @@ register_corpus(
         "synthetic",
         load_synthetic,
         speaker_window,
-        options=(
-            "synthetic_seed",
-            "synthetic_classes",
-            "synthetic_speakers",
-            "synthetic_clips_per_speaker",
-            "synthetic_duration",
-            "synthetic_train_stretch",
-            "synthetic_test_stretch",
-        ),
-        class_options=("synthetic_classes",),
+        options=SyntheticOptions,
+        class_options=("num_classes",),
         needs_root=False,
         test_part_differs=True,
     )

@@ -1,14 +1,17 @@
 """Keyword arguments checked against a constructor's signature before it runs.
 
-A model built from a config receives plain values (YAML: numbers, strings, lists, mappings).
-A mistyped name or a value of the wrong type would otherwise surface as a ``TypeError`` deep
-inside the constructor; here each becomes one ``ValueError`` that names the argument, says
-what the constructor takes and suggests the closest name.
+A model, a corpus's options or a group of DataModule settings built from a config receives
+plain values (YAML: numbers, strings, lists, mappings). A mistyped name or a value of the
+wrong type would otherwise surface as a ``TypeError`` deep inside the constructor; here each
+becomes one ``ValueError`` that names the argument, says what the constructor takes and
+suggests the closest name. On the ground floor: the zoo (``models``) and the data settings
+(``data``) both check with it.
 """
 
 from __future__ import annotations
 
 import collections.abc as abc
+import dataclasses
 import difflib
 import inspect
 import types
@@ -117,3 +120,31 @@ def describe(annotation: Any) -> str:
     if origin in _MAPPINGS:
         return "a mapping"
     return getattr(annotation, "__name__", str(annotation))
+
+
+D = typing.TypeVar("D")
+
+
+def build_dataclass(kind: type[D], value: D | Mapping[str, Any], owner: str) -> D:
+    """``value`` as the dataclass ``kind``: itself when it is one, else built from a mapping
+    whose names and value types are checked first (:func:`check_keyword_arguments`, ``owner``
+    naming it in the message); a nested mapping whose field's type is a dataclass is built the
+    same way. Raises ``ValueError`` for anything else."""
+    if isinstance(value, kind):
+        return value
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{owner} must be a mapping of {kind.__name__}'s fields, got {value!r}")
+    hints = typing.get_type_hints(kind)
+    built = dict(value)
+    for name, item in value.items():
+        nested = [
+            a for a in typing.get_args(hints.get(name)) or (hints.get(name),) if _is_dataclass(a)
+        ]
+        if nested and isinstance(item, Mapping):
+            built[name] = build_dataclass(nested[0], item, f"{owner}.{name}")
+    check_keyword_arguments(kind, built, owner)
+    return kind(**built)
+
+
+def _is_dataclass(annotation: Any) -> bool:
+    return isinstance(annotation, type) and dataclasses.is_dataclass(annotation)
