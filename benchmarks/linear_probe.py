@@ -22,11 +22,16 @@ from pathlib import Path
 import torch
 
 from mts_lightning.data import SpectrogramDataModule
+from mts_lightning.data.augment import Augment
+from mts_lightning.data.features import FeatureConfig
 from mts_lightning.models.baseline import BagOfFrames
 
 L2_WEIGHTS = (1e-4, 1e-3, 1e-2, 1e-1)
 RECIPE = dict(
-    features="logmel", hop_length=256, n_mels=64, duration=3.0, pad_mode="repeat", num_folds=4
+    features=FeatureConfig(kind="logmel", hop_length=256, n_mels=64),
+    duration=3.0,
+    pad_mode="repeat",
+    num_folds=4,
 )
 
 
@@ -68,7 +73,7 @@ def training_set(
     inputs, labels = [], []
     for tempo in train_tempos:
         data = SpectrogramDataModule(
-            corpus=corpus, root=root, fold=fold, augment_tempos=[tempo], **RECIPE
+            corpus=corpus, root=root, fold=fold, augment=Augment(tempos=[tempo]), **RECIPE
         )
         data.setup("fit")
         data.val_dataloader()  # sets the training statistics the inputs are normalised with
