@@ -25,7 +25,7 @@ from mts_lightning.data.features import FeatureConfig, Log, SpectrogramFeature, 
 from mts_lightning.data.settings import grouped_settings
 from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SYNTHETIC_YAML = REPO / "configs" / "synthetic.yaml"
 FLAT_CHECKPOINT = Path(__file__).parents[1] / "fixtures" / "flat_settings_synthetic.ckpt"
 TINY_DATA = dict(
@@ -189,6 +189,7 @@ def test_the_synthetic_defaults_are_written_once():
     assert len(corpus.clips) == 4 * defaults.clips_per_speaker
 
 
+@pytest.mark.slow
 # ---------------------------------------------------------------------- old checkpoints
 def test_a_checkpoint_with_the_flat_settings_is_tested_with_its_own_settings(tmp_path):
     """Written by ``mts-lightning fit`` at 63facd2 (n_mels 32, 3 classes of 4 speakers)."""
@@ -267,6 +268,7 @@ def bands_kind(monkeypatch):
     register_feature("bands")(LogBands)
 
 
+@pytest.mark.slow
 def test_a_feature_kind_with_a_new_setting_is_one_class(bands_kind, tmp_path, capsys):
     """Registered, set from YAML and the command line, fitted, kept in the cache key and in
     the checkpoint, which ``test`` restores."""
@@ -392,6 +394,7 @@ class CacheCheckedData(SpectrogramDataModule):
         super().setup(stage)
 
 
+@pytest.mark.slow
 def test_two_processes_read_the_cache_that_one_filled(tmp_path):
     """DDP (two spawned CPU processes): ``prepare_data`` runs on rank 0 only, and every
     process's ``setup`` finds the features cached (Lightning's barrier in between)."""
