@@ -189,8 +189,8 @@ def test_the_synthetic_defaults_are_written_once():
     assert len(corpus.clips) == 4 * defaults.clips_per_speaker
 
 
-@pytest.mark.slow
 # ---------------------------------------------------------------------- old checkpoints
+@pytest.mark.slow
 def test_a_checkpoint_with_the_flat_settings_is_tested_with_its_own_settings(tmp_path):
     """Written by ``mts-lightning fit`` at 63facd2 (n_mels 32, 3 classes of 4 speakers)."""
     saved = torch.load(FLAT_CHECKPOINT, weights_only=True)["datamodule_hyper_parameters"]
