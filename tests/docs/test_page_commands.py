@@ -75,6 +75,14 @@ ELSEWHERE = {
         "test_runs_as_a_user_runs_it",
     ),
     r"^python benchmarks/rate_shift\.py ": ("benchmarks/test_rate_shift.py", "def test_"),
+    r"^(\.venv/bin/)?python benchmarks/twins\.py\b": (
+        "benchmarks/test_twins_and_probe.py",
+        "test_twins_prints_equal_cost_and_step_ratios",
+    ),
+    r"^(\.venv/bin/)?python benchmarks/linear_probe\.py ": (
+        "benchmarks/test_twins_and_probe.py",
+        "test_linear_probe_writes_a_test_ua_per_fold_and_tempo",
+    ),
     r"^python benchmarks/make_speech_corpus\.py ": (
         "benchmarks/test_speech_corpus.py",
         "def test_",
