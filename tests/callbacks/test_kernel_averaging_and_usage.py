@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 from mts_lightning.callbacks import KernelAveraging, StretchUsageLogger
 from mts_lightning.callbacks.stretch_usage import format_scale
 from mts_lightning.nn import MultiscaleConv1d, MultiscaleConv2d
+from tests.helpers.tiny_runs import make_trainer
 from tests.helpers.wandb_records import read_wandb_history
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -95,22 +96,6 @@ class ResumableLoader(DataLoader):
 
     def load_state_dict(self, state: dict) -> None:
         self._skip = state["consumed"]
-
-
-def make_trainer(tmp_path, callbacks, **kwargs) -> pl.Trainer:
-    defaults = dict(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        logger=False,
-        default_root_dir=tmp_path,
-        num_sanity_val_steps=0,
-    )
-    defaults.update(kwargs)
-    return pl.Trainer(callbacks=callbacks, **defaults)
 
 
 def mts_layers(module: nn.Module) -> dict[str, nn.Module]:

@@ -10,7 +10,6 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import lightning.pytorch as pl
 import pytest
 import torch
 import torchaudio.transforms as T
@@ -23,7 +22,7 @@ from mts_lightning.data import SpectrogramDataModule, SyntheticOptions
 from mts_lightning.data import features as features_module
 from mts_lightning.data.features import FeatureConfig, Log, SpectrogramFeature, register_feature
 from mts_lightning.data.settings import grouped_settings
-from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER
+from tests.helpers.tiny_runs import TINY_SYNTHETIC, TINY_TRAINER, make_trainer
 
 REPO = Path(__file__).resolve().parents[2]
 SYNTHETIC_YAML = REPO / "configs" / "synthetic.yaml"
@@ -348,15 +347,8 @@ def test_prepare_data_fills_the_cache_that_setup_reads(monkeypatch, tmp_path):
                 hook[0] = "none"
 
         monkeypatch.setattr(data, name, wrapped)
-    trainer = pl.Trainer(
-        max_epochs=1,
-        limit_train_batches=1,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        default_root_dir=tmp_path,
+    trainer = make_trainer(
+        tmp_path, limit_train_batches=1, limit_val_batches=1, num_sanity_val_steps=2
     )
     from mts_lightning import EmotionClassifier
 
@@ -399,19 +391,8 @@ def test_two_processes_read_the_cache_that_one_filled(tmp_path):
     """DDP (two spawned CPU processes): ``prepare_data`` runs on rank 0 only, and every
     process's ``setup`` finds the features cached (Lightning's barrier in between)."""
     data = CacheCheckedData(str(tmp_path), cache_dir=str(tmp_path / "cache"), **TINY_DATA)
-    trainer = pl.Trainer(
-        accelerator="cpu",
-        devices=2,
-        strategy="ddp_spawn",
-        max_epochs=1,
-        limit_train_batches=1,
-        limit_val_batches=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        default_root_dir=tmp_path,
+    trainer = make_trainer(
+        tmp_path, devices=2, strategy="ddp_spawn", limit_train_batches=1, limit_val_batches=1
     )
     from mts_lightning import EmotionClassifier
 

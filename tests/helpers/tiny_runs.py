@@ -2,6 +2,8 @@
 synthetic speakers and 1-s clips, two training batches of one epoch), never a setting under
 test. The synthetic corpus's size options are spelled here only."""
 
+import lightning.pytorch as pl
+
 
 def synthetic_corpus(
     speakers: int = 4, clips_per_speaker: int = 6, seconds: float | None = 1.0
@@ -30,3 +32,22 @@ TINY_TRAINER = [
     "--trainer.enable_progress_bar=false",
     "--trainer.enable_model_summary=false",
 ]
+
+
+def make_trainer(tmp_path, callbacks=(), **settings) -> pl.Trainer:
+    """A CPU trainer of one epoch on one device that writes nothing of its own (no logger,
+    checkpoint, progress bar or model summary) and skips the sanity check; ``settings``
+    override any of it."""
+    defaults = dict(
+        accelerator="cpu",
+        devices=1,
+        max_epochs=1,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        enable_checkpointing=False,
+        logger=False,
+        default_root_dir=tmp_path,
+        num_sanity_val_steps=0,
+    )
+    defaults.update(settings)
+    return pl.Trainer(callbacks=list(callbacks), **defaults)

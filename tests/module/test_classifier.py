@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from mts_lightning.callbacks import KernelAveraging
 from mts_lightning.module import EmotionClassifier
 from mts_lightning.nn import MultiscaleConv2d
+from tests.helpers.tiny_runs import make_trainer
 
 CLASSES = ["angry", "happy", "sad"]
 
@@ -52,22 +53,6 @@ def make_loader(n: int = 24, batch_size: int = 4, seed: int = 0) -> DataLoader:
     x = torch.randn(n, 1, 12, 10, generator=g)
     y = torch.randint(0, 3, (n,), generator=g)
     return DataLoader(TensorDataset(x, y), batch_size=batch_size)
-
-
-def make_trainer(tmp_path, callbacks=(), **kwargs) -> pl.Trainer:
-    defaults = dict(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        enable_checkpointing=False,
-        logger=False,
-        default_root_dir=tmp_path,
-        num_sanity_val_steps=0,
-    )
-    defaults.update(kwargs)
-    return pl.Trainer(callbacks=list(callbacks), **defaults)
 
 
 @pytest.fixture
