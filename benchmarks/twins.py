@@ -1,15 +1,19 @@
 """What a network of the ``modern`` recipe costs: multiply-adds and a training step, side by side.
 
-    .venv/bin/python benchmarks/twins.py [--threads 1] [--rounds 5] [--batch 32]
+    .venv/bin/python benchmarks/twins.py [--threads 1] [--rounds 5] [--batch 32] \
+        [--steps_per_epoch 10]
 
 For the input of the speech recipes (``configs/<corpus>/modern.yaml``: 3-s clips, hop 256,
 64 log-mel bins: ``(1, 188, 64)``), 4 classes, it builds every network that
 ``configs/experiments/verdict_speech.yaml`` compares (the MTS compact CNN, its equal-cost conv
-twin with channels x1.74, the plain conv network of the same widths, the bag of frames) and
-prints per network: parameters, multiply-adds of one clip
-(:func:`~mts_lightning.models.complexity.count_macs`), and the time of one training step
-(forward, cross-entropy, backward and an AdamW step on a batch), the networks taking turns
-each round (the best of the rounds counts), with ratios to the MTS network.
+twin with channels x1.74, the candidates `mts_wide` (scales x0.5-x2), `mts_stats` (statistics
+pooling head) and `long_twin` (conv kernels spanning the longest MTS branch), the plain conv
+network of the same widths, the bag of frames) and prints per network: parameters,
+multiply-adds of one clip (:func:`~mts_lightning.models.complexity.count_macs`), the time of
+one training step (forward, cross-entropy, backward and an AdamW step on a batch), the
+networks taking turns each round (the best of the rounds counts), with ratios to the MTS
+network, and the training time of an epoch of ``--steps_per_epoch`` steps (10 on the
+24-voice espeak-ng corpus of the verdict grid: 12 training voices x 28 clips at batch 32).
 """
 
 from __future__ import annotations
@@ -28,6 +32,18 @@ CLASSES = 4
 NETWORKS = {
     "mts (recipe)": ("compact_cnn", {"conv_type": "mts", "mts": {"kernel_sharing": "autograd"}}),
     "conv twin x1.74": ("compact_cnn", {"conv_type": "conv", "width_multiplier": 1.74}),
+    "mts wide": (
+        "compact_cnn",
+        {
+            "conv_type": "mts",
+            "mts": {"kernel_sharing": "autograd", "scale_factors": [0.5, 0.7, 1.428, 2.0]},
+        },
+    ),
+    "mts stats": (
+        "compact_cnn",
+        {"conv_type": "mts", "mts": {"kernel_sharing": "autograd"}, "pooling": "stats"},
+    ),
+    "long twin": ("compact_cnn", {"conv_type": "conv", "kernel_span": "longest_scale"}),
     "conv x1": ("compact_cnn", {"conv_type": "conv"}),
     "bag of frames": ("bag_of_frames", {}),
 }
@@ -55,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--steps_per_epoch", type=int, default=10)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     models = {name: build(name).train() for name in NETWORKS}
@@ -75,12 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         f"input {INPUT_SHAPE}, batch {args.batch}, {args.threads} thread(s), "
         f"best of {args.rounds} rounds"
     )
-    print(f"{'network':<18}{'params':>10}{'MMACs/clip':>12}{'x mts':>7}{'step ms':>10}{'x mts':>7}")
+    print(
+        f"{'network':<18}{'params':>10}{'MMACs/clip':>12}{'x mts':>7}{'step ms':>10}{'x mts':>7}"
+        f"{'epoch s':>9}"
+    )
     for name, model in models.items():
         params = sum(p.numel() for p in model.parameters())
         print(
             f"{name:<18}{params:>10,}{macs[name] / 1e6:>12.1f}{macs[name] / macs[reference]:>7.2f}"
             f"{best[name] * 1e3:>10.1f}{best[name] / best[reference]:>7.2f}"
+            f"{best[name] * args.steps_per_epoch:>9.2f}"
         )
     return 0
 

@@ -36,9 +36,23 @@ def test_twins_prints_equal_cost_and_step_ratios(tmp_path):
         for line in done.stdout.splitlines()[2:]
         if line.strip()
     }
-    assert list(rows) == ["mts (recipe)", "conv twin x1.74", "conv x1", "bag of frames"]
-    params, macs, macs_ratio, step_ms, step_ratio = rows["mts (recipe)"]
+    assert list(rows) == [
+        "mts (recipe)",
+        "conv twin x1.74",
+        "mts wide",
+        "mts stats",
+        "long twin",
+        "conv x1",
+        "bag of frames",
+    ]
+    params, macs, macs_ratio, step_ms, step_ratio, epoch_s = rows["mts (recipe)"]
     assert (macs_ratio, step_ratio) == ("1.00", "1.00") and float(step_ms) > 0
+    assert float(epoch_s) == pytest.approx(10 * float(step_ms) / 1e3, abs=0.01)
+    # Four branches against three; the statistics head adds no convolution.
+    assert float(rows["mts wide"][2]) > 1.2 and rows["mts stats"][2] == "1.00"
+    # Kernels of 7 frames instead of 5: 7/5 of the plain network's multiply-adds.
+    long_ratio = float(rows["long twin"][1]) / float(rows["conv x1"][1])
+    assert long_ratio == pytest.approx(7 / 5, rel=0.05)
     # The twin's multiply-adds within 1% of the MTS network's; the plain network a third.
     assert abs(float(rows["conv twin x1.74"][1]) / float(macs) - 1) < 0.01
     assert float(rows["conv x1"][2]) < 0.5
