@@ -6,9 +6,10 @@
 For the input of the speech recipes (``configs/<corpus>/modern.yaml``: 3-s clips, hop 256,
 64 log-mel bins: ``(1, 188, 64)``), 4 classes, it builds every network that
 ``configs/experiments/verdict_speech.yaml`` compares (the MTS compact CNN, its equal-cost conv
-twin with channels x1.74, the candidates `mts_wide` (scales x0.5-x2), `mts_stats` (statistics
-pooling head) and `long_twin` (conv kernels spanning the longest MTS branch), the plain conv
-network of the same widths, the bag of frames) and prints per network: parameters,
+twin with channels x1.74, the candidates ``mts_wide`` (scales x0.5-x2), ``mts_stats``
+(statistics pooling head), ``mts_softmax`` (softmax merge, learned temperature) and
+``long_twin`` (conv kernels spanning the longest MTS branch), the plain conv network of the
+same widths, the bag of frames) and prints per network: parameters,
 multiply-adds of one clip (:func:`~mts_lightning.models.complexity.count_macs`), the time of
 one training step (forward, cross-entropy, backward and an AdamW step on a batch), the
 networks taking turns each round (the best of the rounds counts), with ratios to the MTS
@@ -42,6 +43,13 @@ NETWORKS = {
     "mts stats": (
         "compact_cnn",
         {"conv_type": "mts", "mts": {"kernel_sharing": "autograd"}, "pooling": "stats"},
+    ),
+    "mts softmax": (
+        "compact_cnn",
+        {
+            "conv_type": "mts",
+            "mts": {"kernel_sharing": "autograd", "merge": "softmax", "learn_temperature": True},
+        },
     ),
     "long twin": ("compact_cnn", {"conv_type": "conv", "kernel_span": "longest_scale"}),
     "conv x1": ("compact_cnn", {"conv_type": "conv"}),

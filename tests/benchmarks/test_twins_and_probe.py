@@ -41,6 +41,7 @@ def test_twins_prints_equal_cost_and_step_ratios(tmp_path):
         "conv twin x1.74",
         "mts wide",
         "mts stats",
+        "mts softmax",
         "long twin",
         "conv x1",
         "bag of frames",
@@ -49,7 +50,8 @@ def test_twins_prints_equal_cost_and_step_ratios(tmp_path):
     assert (macs_ratio, step_ratio) == ("1.00", "1.00") and float(step_ms) > 0
     assert float(epoch_s) == pytest.approx(10 * float(step_ms) / 1e3, abs=0.01)
     # Four branches against three; the statistics head adds no convolution.
-    assert float(rows["mts wide"][2]) > 1.2 and rows["mts stats"][2] == "1.00"
+    assert float(rows["mts wide"][2]) > 1.2
+    assert rows["mts stats"][2] == rows["mts softmax"][2] == "1.00"
     # Kernels of 7 frames instead of 5: 7/5 of the plain network's multiply-adds.
     long_ratio = float(rows["long twin"][1]) / float(rows["conv x1"][1])
     assert long_ratio == pytest.approx(7 / 5, rel=0.05)
