@@ -89,7 +89,7 @@ SYNTHETIC_FILES = {
     "synthetic_conv_vs_mts.yaml": ["mts", "mts_average_updates", "conv", "baseline"],
     "speaking_rate_synthetic.yaml": ["mts", "conv", "baseline"],
     "stability_synthetic.yaml": ["mts", "conv_twin", "mts_ema", "conv_twin_ema"],
-    "twins_synthetic.yaml": TWINS,
+    "twins_synthetic.yaml": [*TWINS, "mts_stats", "mts_softmax"],
     "verdict_synthetic.yaml": ["mts", "conv_twin", "mts_wide", "mts_quarter", "conv_twin_quarter"],
     "speaking_rate_candidates.yaml": [
         "mts",
