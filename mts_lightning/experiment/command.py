@@ -130,6 +130,10 @@ def _main(argv: list[str]) -> None:
         raise ExperimentError(f"--max_runs must be >= 1, got {args.max_runs}")
     spec = load_spec(args.config)
     plan = spec.plan(args.variants, args.folds, args.seeds, args.train_corpora)
+    # The tables cover every recorded run of the file's grid, not only this command's subset:
+    # a subset run into a folder of other runs (another process, an earlier command) must not
+    # shrink the results to its own runs.
+    grid = spec.plan()
     output_dir = Path(args.output_dir)
     damage = _pending(plan, output_dir)
     pending = list(damage)
@@ -164,20 +168,26 @@ def _main(argv: list[str]) -> None:
                 continue  # made by another process
             runner.write_results(
                 output_dir / "results.csv",
-                runner.result_rows(runner.planned_records(output_dir, plan)),
+                runner.result_rows(runner.planned_records(output_dir, grid)),
             )
     else:
         from mts_lightning.experiment.launchers import submit_runs
 
         cluster = "slurm" if args.launcher == "slurm" else "local"
         failures = submit_runs(spec, todo, output_dir, extra, cluster)
-    records = runner.planned_records(output_dir, plan)
+    # Runs recorded before a variant was added to the file are read with the file as it is.
+    description = spec.description()
+    records = [
+        (folder, {**record, "experiment": description})
+        for folder, record in runner.planned_records(output_dir, grid)
+    ]
     if not records and not failures:
         print("No run recorded yet: run the same command again once the others are done.")
         return
     if not records:
         raise ExperimentError(f"no run recorded in {output_dir}: " + "; ".join(failures))
-    _report(runner.write_outputs(output_dir, records), len(records), len(plan))
+    unfinished = len(_pending(plan, output_dir))
+    _report(runner.write_outputs(output_dir, records), len(records), len(grid), unfinished)
     if failures:
         raise ExperimentError(
             f"{len(failures)} run(s) failed (rerun the command to redo them): "
@@ -205,11 +215,15 @@ def _print_lines(lines: Sequence[str]) -> None:
         print("\n".join(lines), flush=True)
 
 
-def _report(outputs: dict, recorded: int, planned: int | None) -> None:
+def _report(
+    outputs: dict, recorded: int, planned: int | None, unfinished: int | None = None
+) -> None:
+    """Print the notes, the count of recorded runs (of the file's ``planned`` grid) and the
+    files written; ``unfinished``: runs of this command's subset not recorded yet."""
     of = f" of {planned}" if planned is not None else ""
     _print_lines(outputs["notes"])
     lines = [f"{recorded}{of} runs recorded."]
-    if planned is not None and recorded < planned:
+    if unfinished:
         lines.append("Not finished: run the same command again to continue.")
     lines += [f"  {path}" for path in outputs["files"]]
     if outputs["wandb_dir"]:

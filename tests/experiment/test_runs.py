@@ -8,6 +8,7 @@ import csv
 import json
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -195,6 +196,62 @@ def test_collect_of_runs_from_separate_commands_equals_the_in_process_result(
     assert (out / "summary.csv").read_text() == before
 
 
+def test_a_subset_command_keeps_every_recorded_run_in_the_tables(
+    killed_and_resumed, tmp_path, capsys, monkeypatch
+):
+    """The reported case: `--folds F --seeds S` into a folder of other recorded runs (another
+    process's, an earlier command's) rewrote results.csv and the summary with its own runs
+    only. The tables cover the file's whole grid as far as it is recorded."""
+    spec, recorded, _, _, _ = killed_and_resumed
+    monkeypatch.setenv("MTS_LIGHTNING_CACHE", str(recorded.parent / "cache"))
+    out = tmp_path / "out"
+    shutil.copytree(recorded, out)
+    experiment("collect", str(out))
+    tables = ("results.csv", "summary.csv", "paired_differences.csv")
+    complete = {name: (out / name).read_text() for name in tables}
+    capsys.readouterr()
+    experiment(
+        f"--config={spec}", f"--output_dir={out}", "--variants", "conv", "--seeds", "1", "--", *TINY
+    )
+    printed = capsys.readouterr().out
+    assert "2 runs (2 variants x folds x seeds), 2 recorded already, 0 to run" in printed
+    assert "8 of 8 runs recorded." in printed and "Not finished" not in printed
+    assert {name: (out / name).read_text() for name in tables} == complete
+
+    # Its sibling: a variant added to the file after those runs were recorded. The new
+    # variant's run joins the tables beside the 8 recorded with the file as it was.
+    widened = write_experiment(
+        tmp_path,
+        conditions=CONDITIONS[:1],
+        variants={
+            "mts": [],
+            "conv": ["--model.backbone_kwargs={conv_type: conv}"],
+            "conv_wide": ["--model.backbone_kwargs={conv_type: conv, width_multiplier: 1.5}"],
+        },
+    )
+    experiment(
+        f"--config={widened}",
+        f"--output_dir={out}",
+        "--variants",
+        "conv_wide",
+        "--folds",
+        "0",
+        "--seeds",
+        "0",
+        "--",
+        *TINY,
+    )
+    printed = capsys.readouterr().out
+    assert "9 of 12 runs recorded." in printed and "Not finished" not in printed
+    rows = read_results(out / "results.csv")
+    assert [(r["variant"], r["fold"], r["seed"]) for r in rows] == [
+        *((v, f, s) for v in ("mts", "conv") for f in (0, 1) for s in (0, 1)),
+        ("conv_wide", 0, 0),
+    ]
+    summary = (out / "summary.md").read_text()
+    assert "| seen | mts | 4 |" in summary and "| seen | conv_wide | 1 |" in summary
+
+
 def test_runs_share_the_feature_cache(tmp_path, capsys, monkeypatch):
     from mts_lightning.data import cache
 
@@ -280,7 +337,7 @@ def test_submitit_local_launcher(tmp_path, capsys, monkeypatch):
         *TINY,
     )
     output = capsys.readouterr().out
-    assert "submitted conv fold 0 seed 0: job" in output and "1 of 1 runs recorded." in output
+    assert "submitted conv fold 0 seed 0: job" in output and "1 of 8 runs recorded." in output
     record = json.loads((out / "runs" / "conv" / "fold0_seed0" / "result.json").read_text())
     assert record["results"][0]["condition"] == "seen"
     assert list((out / "submitit").glob("*/*_result.pkl"))  # it ran as a submitit job
