@@ -90,7 +90,14 @@ SYNTHETIC_FILES = {
     "speaking_rate_synthetic.yaml": ["mts", "conv", "baseline"],
     "stability_synthetic.yaml": ["mts", "conv_twin", "mts_ema", "conv_twin_ema"],
     "twins_synthetic.yaml": [*TWINS, "mts_stats", "mts_softmax"],
-    "verdict_synthetic.yaml": ["mts", "conv_twin", "mts_wide", "mts_quarter", "conv_twin_quarter"],
+    "verdict_synthetic.yaml": [
+        "mts",
+        "conv_twin",
+        "mts_wide",
+        "mts_quarter",
+        "conv_twin_quarter",
+        "bag_of_frames",
+    ],
     "speaking_rate_candidates.yaml": [
         "mts",
         "mts_zero_padding",
