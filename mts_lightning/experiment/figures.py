@@ -27,6 +27,19 @@ def _ua(table: Sequence[dict[str, Any]], variant: str, condition: str) -> dict[s
     return None
 
 
+#: Matplotlib's default cycle has 10 colours; past them a line changes its dash and marker,
+#: so that no two variants of a large grid share a look.
+_COLOURS = 10
+_DASHES_AND_MARKERS = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+
+
+def line_style(index: int) -> dict[str, str]:
+    """The colour, dash and marker of the ``index``-th variant's line: distinct for the first
+    40 variants."""
+    dash, marker = _DASHES_AND_MARKERS[(index // _COLOURS) % len(_DASHES_AND_MARKERS)]
+    return {"color": f"C{index % _COLOURS}", "linestyle": dash, "marker": marker}
+
+
 def condition_figure(
     table: Sequence[dict[str, Any]],
     variants: Sequence[str],
@@ -41,13 +54,14 @@ def condition_figure(
     fig = new_figure(6.5, 4.0)
     ax = fig.add_subplot()
     unbanded = False
-    for variant in variants:
+    for index, variant in enumerate(variants):
         rows = [_ua(table, variant, c["name"]) for c in order]
         points = [(x, r) for x, r in zip(positions, rows, strict=True) if r is not None]
         if not points:
             continue
         xs = np.array([x for x, _ in points], dtype=float)
-        line = ax.plot(xs, [r["mean"] for _, r in points], marker="o", label=variant)[0]
+        means = [r["mean"] for _, r in points]
+        line = ax.plot(xs, means, label=variant, **line_style(index))[0]
         banded = [(x, r) for x, r in points if r["ci95_low"] is not None]
         unbanded |= len(banded) < len(points)
         if banded:
@@ -67,7 +81,7 @@ def condition_figure(
         ax.set_title("no band where a single run gives no interval", fontsize=9)
     ax.set_ylim(0.0, 1.02)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8 if len(variants) > 6 else None)
     return fig
 
 
