@@ -24,7 +24,7 @@ public_api_root = "mts_lightning"
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 # The result folders' summary.md files are included into their pages, not pages of their own.
-exclude_patterns = ["_build", "results/*/summary.md"]
+exclude_patterns = ["_build", "results/*/summary.md", "results/*/*/summary.md"]
 myst_heading_anchors = 4
 myst_enable_extensions = ["colon_fence"]
 

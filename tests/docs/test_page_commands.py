@@ -248,9 +248,19 @@ def test_test_and_predict_commands_on_a_run(user_folder, capsys):
     assert "test/UA" in out
 
 
+def subset_values(argv: list[str], flag: str) -> list[str] | None:
+    """The values after ``flag`` in ``argv`` (up to the next option), or None without it."""
+    if flag not in argv:
+        return None
+    rest = argv[argv.index(flag) + 1 :]
+    ends = [i for i, arg in enumerate(rest) if arg.startswith("--")]
+    return rest[: ends[0] if ends else len(rest)]
+
+
 def test_experiment_commands_plan_their_runs(user_folder, capsys):
     """The experiment commands as written, each with ``--dry-run`` (which lists every run
-    the command would make; the shipped experiment files run end to end, shrunk, in
+    the command would make: the file's, or those of its ``--variants``, ``--folds`` and
+    ``--seeds``; the shipped experiment files run end to end, shrunk, in
     tests/experiment/test_experiment_files.py)."""
     commands = commands_run_here("experiment")
     assert len(commands) >= 6
@@ -262,7 +272,13 @@ def test_experiment_commands_plan_their_runs(user_folder, capsys):
         main(argv[1:])
         lines = capsys.readouterr().out.strip().splitlines()
         spec = load_spec(user_folder / argv[argv.index("--config") + 1])
-        assert len(lines) == len(spec.plan(None, None, None)) + 1, command
+        subset = {flag: subset_values(own, flag) for flag in ("--variants", "--folds", "--seeds")}
+        plan = spec.plan(
+            subset["--variants"],
+            None if subset["--folds"] is None else [int(f) for f in subset["--folds"]],
+            None if subset["--seeds"] is None else [int(s) for s in subset["--seeds"]],
+        )
+        assert len(lines) == len(plan) + 1, command
         assert all(line.startswith("mts-lightning experiment run ") for line in lines[:-1])
         for extra in argv[argv.index("--") + 1 :] if "--" in argv else []:
             assert extra in lines[0], command
