@@ -186,7 +186,8 @@ def _main(argv: list[str]) -> None:
         return
     if not records:
         raise ExperimentError(f"no run recorded in {output_dir}: " + "; ".join(failures))
-    unfinished = len(_pending(plan, output_dir))
+    recorded = {folder for folder, _ in records}
+    unfinished = sum(runner.run_folder(output_dir, key) not in recorded for key in plan)
     _report(runner.write_outputs(output_dir, records), len(records), len(grid), unfinished)
     if failures:
         raise ExperimentError(
