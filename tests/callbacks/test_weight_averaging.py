@@ -22,7 +22,7 @@ from mts_lightning.callbacks.weight_averaging import (
     ema_decay,
 )
 from mts_lightning.nn import MultiscaleConv2d
-from tests.helpers.tiny_runs import synthetic_corpus
+from tests.helpers.tiny_runs import make_trainer, synthetic_corpus
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -76,15 +76,9 @@ def loader(n: int = 24, batch_size: int = 4) -> DataLoader:
 
 
 def trainer(tmp_path, callbacks, epochs: int = 2, **kwargs) -> pl.Trainer:
-    return pl.Trainer(
-        default_root_dir=tmp_path,
-        max_epochs=epochs,
-        callbacks=callbacks,
-        logger=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **kwargs,
+    """The tests' quiet CPU trainer, checkpointing on unless a test turns it off."""
+    return make_trainer(
+        tmp_path, callbacks, max_epochs=epochs, **{"enable_checkpointing": True, **kwargs}
     )
 
 
