@@ -24,9 +24,19 @@ lint: $(STAMP)
 train: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/mts-lightning fit --config configs/synthetic.yaml $(ARGS)
 
-# The whole gate: ruff, then every test.
+# The whole gate: ruff, then every test, in two pytest processes side by side, one core and
+# one torch thread each (most of the time goes to single-threaded Python: parsing configs,
+# drawing figures): tests/experiment, whose log is printed when both are done, and the rest.
+# Fails when either fails.
+PYTEST := WANDB_MODE=offline MPLBACKEND=Agg OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q
 test: lint
-	WANDB_MODE=offline MPLBACKEND=Agg $(BIN)/python -m pytest -q tests
+	@log=$$(mktemp); \
+	$(PYTEST) tests/experiment > $$log 2>&1 & experiment=$$!; \
+	trap 'kill $$experiment 2>/dev/null; rm -f $$log' INT TERM; \
+	$(PYTEST) tests --ignore=tests/experiment; rest=$$?; \
+	wait $$experiment; experiment_status=$$?; \
+	echo "===== tests/experiment (run beside the rest) ====="; cat $$log; rm -f $$log; \
+	test $$rest -eq 0 && test $$experiment_status -eq 0
 
 # While you work: the tests marked neither slow nor e2e (pyproject.toml), no lint.
 test-fast: $(STAMP)

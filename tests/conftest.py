@@ -18,7 +18,9 @@ if "MTS_LIGHTNING_BUILD_DIR" not in os.environ:
 
 import torch  # noqa: E402
 
-torch.set_num_threads(2)
+# Two threads (the 2-core machine) unless OMP_NUM_THREADS says otherwise: make test runs two
+# pytest processes side by side with one thread each.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS") or 2))
 
 
 @pytest.fixture(autouse=True)
