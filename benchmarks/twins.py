@@ -5,11 +5,12 @@
 
 For the input of the speech recipes (``configs/<corpus>/modern.yaml``: 3-s clips, hop 256,
 64 log-mel bins: ``(1, 188, 64)``), 4 classes, it builds every network that
-``configs/experiments/verdict_speech.yaml`` compares (the MTS compact CNN, its equal-cost conv
-twin with channels x1.74, the candidates ``mts_wide`` (scales x0.5-x2), ``mts_stats``
+``configs/experiments/verdict_speech.yaml`` compares (the MTS compact CNN with scales x0.7 and
+x1.428 and its equal-cost conv twin with channels x1.74; ``mts_wide``, scales x0.5-x2, the
+recipe's network now, and its equal-cost twin with channels x2.34; the candidates ``mts_stats``
 (statistics pooling head), ``mts_softmax`` (softmax merge, learned temperature) and
-``long_twin`` (conv kernels spanning the longest MTS branch), the plain conv network of the
-same widths, the bag of frames) and prints per network: parameters,
+``long_twin`` (conv kernels spanning the longest branch of the x0.7-x1.428 network), the plain
+conv network of the same widths, the bag of frames) and prints per network: parameters,
 multiply-adds of one clip (:func:`~mts_lightning.models.complexity.count_macs`), the time of
 one training step (forward, cross-entropy, backward and an AdamW step on a batch), the
 networks taking turns each round (the best of the rounds counts), with ratios to the MTS
@@ -31,7 +32,7 @@ from mts_lightning.models.registry import build_model
 INPUT_SHAPE = (1, 188, 64)
 CLASSES = 4
 NETWORKS = {
-    "mts (recipe)": ("compact_cnn", {"conv_type": "mts", "mts": {"kernel_sharing": "autograd"}}),
+    "mts": ("compact_cnn", {"conv_type": "mts", "mts": {"kernel_sharing": "autograd"}}),
     "conv twin x1.74": ("compact_cnn", {"conv_type": "conv", "width_multiplier": 1.74}),
     "mts wide": (
         "compact_cnn",
@@ -40,6 +41,7 @@ NETWORKS = {
             "mts": {"kernel_sharing": "autograd", "scale_factors": [0.5, 0.7, 1.428, 2.0]},
         },
     ),
+    "conv twin x2.34": ("compact_cnn", {"conv_type": "conv", "width_multiplier": 2.34}),
     "mts stats": (
         "compact_cnn",
         {"conv_type": "mts", "mts": {"kernel_sharing": "autograd"}, "pooling": "stats"},

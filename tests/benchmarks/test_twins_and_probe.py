@@ -37,16 +37,17 @@ def test_twins_prints_equal_cost_and_step_ratios(tmp_path):
         if line.strip()
     }
     assert list(rows) == [
-        "mts (recipe)",
+        "mts",
         "conv twin x1.74",
         "mts wide",
+        "conv twin x2.34",
         "mts stats",
         "mts softmax",
         "long twin",
         "conv x1",
         "bag of frames",
     ]
-    params, macs, macs_ratio, step_ms, step_ratio, epoch_s = rows["mts (recipe)"]
+    params, macs, macs_ratio, step_ms, step_ratio, epoch_s = rows["mts"]
     assert (macs_ratio, step_ratio) == ("1.00", "1.00") and float(step_ms) > 0
     assert float(epoch_s) == pytest.approx(10 * float(step_ms) / 1e3, abs=0.01)
     # Four branches against three; the statistics head adds no convolution.
@@ -55,8 +56,9 @@ def test_twins_prints_equal_cost_and_step_ratios(tmp_path):
     # Kernels of 7 frames instead of 5: 7/5 of the plain network's multiply-adds.
     long_ratio = float(rows["long twin"][1]) / float(rows["conv x1"][1])
     assert long_ratio == pytest.approx(7 / 5, rel=0.05)
-    # The twin's multiply-adds within 1% of the MTS network's; the plain network a third.
+    # Each twin's multiply-adds within 1% of its MTS network's; the plain network a third.
     assert abs(float(rows["conv twin x1.74"][1]) / float(macs) - 1) < 0.01
+    assert abs(float(rows["conv twin x2.34"][1]) / float(rows["mts wide"][1]) - 1) < 0.01
     assert float(rows["conv x1"][2]) < 0.5
     assert rows["conv x1"][0] == params  # same channels, same parameters as the MTS network
 
