@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from mts_lightning.commands import main
 from mts_lightning.experiment import load_spec
@@ -142,3 +143,28 @@ def test_file_corpus_experiment(tmp_path, name):
     make_folder(tmp_path / "corpus")
     root = f"--data.root={tmp_path / 'corpus'}"
     run_shipped(EXPERIMENTS / name, tmp_path / "out", [root, *FILE_CORPUS, *shrink, *TINY_TRAINER])
+
+
+#: Files whose results are published and were measured with the MTS network that
+#: configs/ravdess/modern.yaml had before the wider scales: they pin it.
+MEASURED_WITH_THE_PREVIOUS_NETWORK = [
+    "cross_corpus_speech.yaml",
+    "speaking_rate_speech.yaml",
+    "stability_speech.yaml",
+    "twins_speech.yaml",
+    "verdict_speech.yaml",
+]
+
+
+@pytest.mark.parametrize("name", MEASURED_WITH_THE_PREVIOUS_NETWORK)
+def test_published_results_keep_the_network_they_were_measured_with(monkeypatch, name):
+    monkeypatch.setenv("MTS_SPEECH", "/corpora")  # the cross-corpus file's roots
+    spec = load_spec(EXPERIMENTS / name)
+    key = next(k for k in spec.plan() if k.variant == "mts")
+    backbone = [a for a in spec.fit_args(key, []) if a.startswith("--model.backbone_kwargs=")]
+    assert backbone[-1] == (
+        "--model.backbone_kwargs={conv_type: mts, mts: {kernel_sharing: autograd, "
+        "scale_factors: [0.7, 1.428]}}"
+    )
+    recipe = yaml.safe_load((EXPERIMENTS.parent / "ravdess" / "modern.yaml").read_text())
+    assert recipe["model"]["backbone_kwargs"]["mts"]["scale_factors"] == [0.5, 0.7, 1.428, 2.0]
